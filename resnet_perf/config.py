@@ -1,0 +1,88 @@
+"""RunConfig: one benchmark configuration, validated when it is made.
+
+Its ``run_id`` (``resnet50-mixed_bf16-xla-nhwc-b32-224``) is the pytest id, the key of a result
+row and the stem of file names.  This module does not import TensorFlow, so a bad configuration
+is rejected before anything slow starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from resnet_perf.cli import LAYOUTS
+from resnet_perf.errors import UserError
+from resnet_perf.precision import check_precision
+from resnet_perf.specs import TOTAL_STRIDE, get_spec
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise UserError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What to build and how to run it: model, input, precision, XLA, layout and step counts."""
+
+    depth: int = 50
+    batch_size: int = 32
+    image_size: int = 224
+    channels: int = 3
+    num_classes: int = 1000
+    precision: str = "fp32"
+    xla: bool = False
+    layout: str = "nhwc"
+    warmup: int = 3
+    steps: int = 10
+
+    def __post_init__(self) -> None:
+        get_spec(self.depth)
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("image_size", self.image_size, TOTAL_STRIDE)
+        _check_int("channels", self.channels, 1)
+        _check_int("num_classes", self.num_classes, 1)
+        check_precision(self.precision)
+        if not isinstance(self.xla, bool):
+            raise UserError(f"xla must be True or False, got {self.xla!r}")
+        if self.layout not in LAYOUTS:
+            raise UserError(f"unknown layout {self.layout!r}: choose one of {', '.join(LAYOUTS)}")
+        _check_int("warmup", self.warmup, 0)
+        _check_int("steps", self.steps, 1)
+
+    @property
+    def run_id(self) -> str:
+        """``resnet{depth}-{precision}-{xla|noxla}-{layout}-b{batch}-{size}``, then ``-c{channels}``
+        and ``-k{classes}`` where they differ from the ImageNet defaults (3 and 1000)."""
+        parts = [f"resnet{self.depth}", self.precision, "xla" if self.xla else "noxla", self.layout,
+                 f"b{self.batch_size}", str(self.image_size)]
+        if self.channels != 3:
+            parts.append(f"c{self.channels}")
+        if self.num_classes != 1000:
+            parts.append(f"k{self.num_classes}")
+        return "-".join(parts)
+
+    @property
+    def data_format(self) -> str:
+        """Keras ``data_format`` for the layout."""
+        return LAYOUTS[self.layout]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """One image as (height, width, channels), whatever the layout (``build_resnet``'s form)."""
+        return (self.image_size, self.image_size, self.channels)
+
+    @property
+    def batch_shape(self) -> tuple[int, int, int, int]:
+        """A batch as the model takes it: NHWC or NCHW."""
+        if self.layout == "nchw":
+            return (self.batch_size, self.channels, self.image_size, self.image_size)
+        return (self.batch_size, self.image_size, self.image_size, self.channels)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A validated copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields and the run_id, flat, for result rows."""
+        return {"run_id": self.run_id, **dataclasses.asdict(self)}

@@ -1,0 +1,14 @@
+"""Shared fixtures for the fast tests: tiny shapes (32x32 images, batch 2)."""
+from __future__ import annotations
+
+import pytest
+
+from resnet_perf.config import RunConfig
+
+TINY = dict(depth=18, batch_size=2, image_size=32, num_classes=10, warmup=1, steps=2)
+
+
+@pytest.fixture
+def tiny_config() -> RunConfig:
+    """The smallest configuration that still runs the real ResNet-18."""
+    return RunConfig(**TINY)
