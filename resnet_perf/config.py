@@ -7,6 +7,8 @@ is rejected before anything slow starts.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +16,21 @@ from resnet_perf.cli import LAYOUTS
 from resnet_perf.errors import UserError
 from resnet_perf.precision import check_precision
 from resnet_perf.specs import TOTAL_STRIDE, get_spec
+
+MODES = ("forward", "fwd_bwd", "train")
+"""The steps a benchmark times (see ``resnet_perf.steps``)."""
+
+STEP_COST_IN_FORWARDS = {"forward": 1, "fwd_bwd": 3, "train": 3}
+"""FLOPs of a step as a multiple of one forward pass.  The backward pass computes gradients with
+respect to both activations and weights, each about one forward's worth of MACs, hence 3x; the
+optimizer update is O(parameters) and left out."""
+
+
+MODELS: dict[str, tuple[int, ...]] = {
+    "resnet_perf": (18, 34, 50, 101, 152),
+    # The peer row: keras.applications.ResNet50/101/152 (ResNet v1, stride on the first 1x1).
+    "keras": (50, 101, 152),
+}
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
@@ -23,7 +40,11 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """What to build and how to run it: model, input, precision, XLA, layout and step counts."""
+    """What to build and how to run it: model, input, precision, XLA, layout and step counts.
+
+    ``model`` is ``resnet_perf`` (this package's ResNet v1.5) or ``keras`` (the
+    ``keras.applications`` peer, for side-by-side rows).
+    """
 
     depth: int = 50
     batch_size: int = 32
@@ -35,9 +56,15 @@ class RunConfig:
     layout: str = "nhwc"
     warmup: int = 3
     steps: int = 10
+    model: str = "resnet_perf"
 
     def __post_init__(self) -> None:
         get_spec(self.depth)
+        if self.model not in MODELS:
+            raise UserError(f"unknown model {self.model!r}: choose one of {', '.join(MODELS)}")
+        if self.depth not in MODELS[self.model]:
+            depths = ", ".join(map(str, MODELS[self.model]))
+            raise UserError(f"model {self.model!r} has no ResNet-{self.depth}: it builds depths {depths}")
         _check_int("batch_size", self.batch_size, 1)
         _check_int("image_size", self.image_size, TOTAL_STRIDE)
         _check_int("channels", self.channels, 1)
@@ -53,8 +80,10 @@ class RunConfig:
     @property
     def run_id(self) -> str:
         """``resnet{depth}-{precision}-{xla|noxla}-{layout}-b{batch}-{size}``, then ``-c{channels}``
-        and ``-k{classes}`` where they differ from the ImageNet defaults (3 and 1000)."""
-        parts = [f"resnet{self.depth}", self.precision, "xla" if self.xla else "noxla", self.layout,
+        and ``-k{classes}`` where they differ from the ImageNet defaults (3 and 1000); reference
+        models are prefixed with their name (``keras-resnet50-...``)."""
+        prefix = "" if self.model == "resnet_perf" else f"{self.model}-"
+        parts = [f"{prefix}resnet{self.depth}", self.precision, "xla" if self.xla else "noxla", self.layout,
                  f"b{self.batch_size}", str(self.image_size)]
         if self.channels != 3:
             parts.append(f"c{self.channels}")
@@ -86,3 +115,33 @@ class RunConfig:
     def as_dict(self) -> dict[str, Any]:
         """The fields and the run_id, flat, for result rows."""
         return {"run_id": self.run_id, **dataclasses.asdict(self)}
+
+
+def expand_matrix(
+    *,
+    depths: Sequence[int],
+    precisions: Sequence[str],
+    xla: Sequence[bool],
+    layouts: Sequence[str],
+    batch_sizes: Sequence[int],
+    image_sizes: Sequence[int],
+    warmup: int,
+    steps: int,
+    reference: str | None = None,
+) -> list[RunConfig]:
+    """Every combination of the lists, as validated configs (the first bad value raises ``UserError``).
+
+    With ``reference="keras"`` each of our configs whose depth the peer has is followed by the
+    same config on the peer model, so the two sit side by side.
+    """
+    if reference is not None and reference not in MODELS:
+        raise UserError(f"unknown reference model {reference!r}: choose one of {', '.join(MODELS)}")
+    configs = []
+    for depth, precision, use_xla, layout, batch_size, image_size in itertools.product(
+            depths, precisions, xla, layouts, batch_sizes, image_sizes):
+        config = RunConfig(depth=depth, batch_size=batch_size, image_size=image_size, precision=precision,
+                           xla=use_xla, layout=layout, warmup=warmup, steps=steps)
+        configs.append(config)
+        if reference is not None and depth in MODELS[reference]:
+            configs.append(config.replace(model=reference))
+    return configs

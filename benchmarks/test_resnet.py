@@ -1,0 +1,77 @@
+"""Forward, forward+backward and training-step throughput, and peak memory, per configuration.
+
+Each step case times its first call (trace + compile) on its own, then lets pytest-benchmark run
+``--warmup`` untimed and ``--steps`` timed rounds of one finished step each; the raw round times
+are the step times every statistic is derived from.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from resnet_perf.bench import memory_row, skipped_row, step_row
+from resnet_perf.config import RunConfig
+from resnet_perf.measure import time_call
+from resnet_perf.memory import MemoryProbeError, measure_peak_memory
+from resnet_perf.runtime import environment, unsupported_reason
+from resnet_perf.steps import Step
+
+
+def _or_skip(recorder, config: RunConfig, bench: str, mode: str, work: Callable[[], Any]) -> Any:
+    """Run ``work``; a case the device cannot run is recorded and skipped with the reason."""
+    try:
+        return work()
+    except Exception as error:
+        reason = unsupported_reason(error)
+        if reason is None:
+            raise
+    recorder.add(skipped_row(config, bench, mode, reason))
+    pytest.skip(reason)
+
+
+def _measure_step(benchmark, recorder, config: RunConfig, mode: str) -> None:
+    if benchmark.disabled:
+        pytest.skip("pytest-benchmark is disabled: nothing is measured")
+    step = _or_skip(recorder, config, "step", mode, lambda: Step(config, mode))
+    compile_s = _or_skip(recorder, config, "step", mode, lambda: time_call(step))
+    traced = step.tracing_count
+    _or_skip(recorder, config, "step", mode, lambda: benchmark.pedantic(
+        step, rounds=config.steps, warmup_rounds=config.warmup, iterations=1))
+    row = step_row(step, benchmark.stats.stats.data, compile_s, step.problems(traced))
+    recorder.add(row)
+    benchmark.extra_info.update({key: value for key, value in row.items() if key != "step_times_s"})
+    benchmark.extra_info["environment"] = environment()
+    if row.get("error"):
+        pytest.fail(f"{config.run_id} {mode}: {row['error']}")
+
+
+def test_forward(benchmark, recorder, run_config):
+    _measure_step(benchmark, recorder, run_config, "forward")
+
+
+def test_fwd_bwd(benchmark, recorder, run_config):
+    _measure_step(benchmark, recorder, run_config, "fwd_bwd")
+
+
+def test_train(benchmark, recorder, run_config):
+    _measure_step(benchmark, recorder, run_config, "train")
+
+
+@pytest.mark.parametrize("mode", ["forward", "train"])
+def test_memory(benchmark, recorder, run_config, mode):
+    """Peak memory in a fresh process per case; the benchmark's time is that process's wall time."""
+    if benchmark.disabled:
+        pytest.skip("pytest-benchmark is disabled: nothing is measured")
+    try:
+        probe = benchmark.pedantic(measure_peak_memory, args=(run_config, mode), rounds=1, iterations=1)
+    except MemoryProbeError as error:
+        if not error.unsupported:
+            raise
+        recorder.add(skipped_row(run_config, "memory", mode, str(error)))
+        pytest.skip(str(error))
+    row = memory_row(run_config, mode, probe)
+    recorder.add(row)
+    benchmark.extra_info.update(row)
+    benchmark.extra_info["environment"] = environment()

@@ -1,0 +1,176 @@
+"""Where a configuration meets TensorFlow: devices, strategies, Keras defaults, the environment.
+
+Everything here imports TensorFlow lazily, because logical CPU devices can only be set up before
+TensorFlow initialises its runtime.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import re
+import subprocess
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from resnet_perf.config import RunConfig
+from resnet_perf.errors import UserError
+from resnet_perf.precision import PRECISION_POLICIES
+
+CPU_FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni",
+                         "amx_bf16", "amx_tile", "amx_int8")
+
+
+def gpus() -> list:
+    """The physical GPUs TensorFlow sees (empty on this CPU-only machine)."""
+    import tensorflow as tf
+
+    return tf.config.list_physical_devices("GPU")
+
+
+def setup_cpu_replicas(replicas: int) -> None:
+    """Split the CPU into ``replicas`` logical devices, so MirroredStrategy has replicas to mirror.
+
+    Must run before TensorFlow initialises (before any op or device query); a ``UserError`` says
+    so otherwise.  Asking again for the layout already in place is fine.
+    """
+    import tensorflow as tf
+
+    if replicas < 1:
+        raise UserError(f"replicas must be at least 1, got {replicas}")
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(replicas)])
+    except RuntimeError:
+        have = len(tf.config.list_logical_devices("CPU"))
+        if have != replicas:
+            raise UserError(
+                f"cannot split the CPU into {replicas} devices: TensorFlow was already initialised "
+                f"with {have}; choose the replicas before anything else runs") from None
+
+
+def make_strategy(replicas: int | str = "auto"):
+    """A MirroredStrategy over ``replicas`` devices: all (or the first N) GPUs, else N logical CPUs.
+
+    ``"auto"`` means every GPU, or one CPU device where there is no GPU.
+    """
+    import tensorflow as tf
+
+    found = gpus()
+    if replicas == "auto":
+        replicas = len(found) or 1
+    if not isinstance(replicas, int) or replicas < 1:
+        raise UserError(f"replicas must be 'auto' or a positive integer, got {replicas!r}")
+    if found:
+        if replicas > len(found):
+            raise UserError(f"asked for {replicas} replicas but this machine has {len(found)} GPUs")
+        devices = [f"/gpu:{i}" for i in range(replicas)]
+    else:
+        setup_cpu_replicas(replicas)
+        devices = [device.name for device in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices)
+
+
+@contextlib.contextmanager
+def keras_defaults(config: RunConfig) -> Iterator[None]:
+    """Set Keras's global dtype policy and image data format for ``config``, and restore them.
+
+    Our own models take both per layer and need none of this; ``keras.applications`` models read
+    the globals when they are built, so the reference models are built inside this block.
+    """
+    import keras
+
+    policy, data_format = keras.config.dtype_policy(), keras.config.image_data_format()
+    keras.config.set_dtype_policy(PRECISION_POLICIES[config.precision])
+    keras.config.set_image_data_format(config.data_format)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(policy)
+        keras.config.set_image_data_format(data_format)
+
+
+def global_auto_jit() -> bool:
+    """Whether XLA auto-clustering is on for every graph (``tf.config.optimizer.set_jit`` or
+    ``TF_XLA_FLAGS=--tf_xla_auto_jit=1|2``): then "XLA off" would not be off."""
+    import tensorflow as tf
+
+    level = re.search(r"--tf_xla_auto_jit=(-?\d+)", os.environ.get("TF_XLA_FLAGS", ""))
+    return bool(tf.config.optimizer.get_jit()) or (level is not None and int(level.group(1)) > 0)
+
+
+def _cpu_model_and_flags() -> tuple[str, list[str]]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine(), []
+    model, flags = platform.processor(), []
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value:
+            model = value.strip()
+        elif key.strip() == "flags":
+            flags = value.split()
+            break
+    return model, [flag for flag in CPU_FLAGS_OF_INTEREST if flag in flags]
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}-dirty" if dirty else commit
+
+
+@lru_cache(maxsize=1)
+def environment() -> dict[str, Any]:
+    """What produced a result: versions, devices, CPU, oneDNN, threads, git commit."""
+    import keras
+    import tensorflow as tf
+
+    cpu_model, cpu_flags = _cpu_model_and_flags()
+    devices = [device.name for device in tf.config.list_logical_devices()]
+    gpu_names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus()]
+    return {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "hostname": platform.node(),
+        "cpu_model": cpu_model,
+        "cpu_flags": cpu_flags,
+        "cpu_count": os.cpu_count(),
+        "devices": devices,
+        "gpu_names": gpu_names,
+        # TensorFlow turns oneDNN on by default on x86 Linux; TF_ENABLE_ONEDNN_OPTS=0 turns it off.
+        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") not in ("0", "false", "False"),
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "xla_auto_jit": global_auto_jit(),
+        "git_commit": _git_commit(),
+    }
+
+
+def unsupported_reason(error: BaseException) -> str | None:
+    """Why the device cannot run a configuration, if ``error`` says so; ``None`` for other errors.
+
+    Out of memory, an op or layout without a kernel here, or something XLA cannot compile: the
+    benchmark reports the case as skipped with this reason and goes on with the rest.
+    """
+    import tensorflow as tf
+
+    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+    if isinstance(error, (tf.errors.ResourceExhaustedError, MemoryError)):
+        return f"out of memory: {first_line}"
+    if isinstance(error, (tf.errors.UnimplementedError, tf.errors.InvalidArgumentError, tf.errors.NotFoundError)):
+        return f"not supported on this device: {first_line}"
+    return None
