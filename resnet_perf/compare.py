@@ -43,7 +43,8 @@ def derive_backward(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         seconds = both["median_s"] - forward["median_s"]
         flops = forward["flops_per_step"] * (STEP_COST_IN_FORWARDS["fwd_bwd"] - 1)
         row = {key: both[key] for key in both if key not in ("step_times_s",)}
-        row.update(mode="backward", derived=True, median_s=seconds, p90_s=None, cv=None, compile_s=None,
+        row.update(mode="backward", derived=True, median_s=seconds, p90_s=None, cv=None, unstable=None,
+                   compile_s=None,
                    images_per_sec=both["batch_size"] / seconds if seconds > 0 else None,
                    flops_per_step=flops, achieved_flops=flops / seconds if seconds > 0 else None,
                    mfu=flops / seconds / both["peak_flops"] if seconds > 0 else None)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from resnet_perf.config import RunConfig
+from resnet_perf.config import RunConfig, expand_matrix
 
 
 def test_run_id_names_every_switch():
@@ -51,3 +51,25 @@ def test_invalid_fields_are_rejected(changes, message):
 def test_config_does_not_import_tensorflow():
     code = "import sys; from resnet_perf.config import RunConfig; RunConfig(); print('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_matrix_is_every_combination_with_keras_twins():
+    matrix = expand_matrix(depths=[18, 50], precisions=["fp32", "mixed_bf16"], xla=[False, True],
+                           layouts=["nhwc"], batch_sizes=[2], image_sizes=[32], warmup=1, steps=2,
+                           reference="keras")
+    ours = [config for config in matrix if config.model == "resnet_perf"]
+    twins = [config for config in matrix if config.model == "keras"]
+    assert len(ours) == 8 and len(twins) == 4  # keras.applications has no ResNet-18
+    assert twins[0].run_id == "keras-resnet50-fp32-noxla-nhwc-b2-32"
+    assert len({config.run_id for config in matrix}) == len(matrix)
+
+
+def test_matrix_rejects_bad_values_and_unknown_reference():
+    with pytest.raises(ValueError, match="unknown ResNet depth 19"):
+        expand_matrix(depths=[19], precisions=["fp32"], xla=[False], layouts=["nhwc"], batch_sizes=[2],
+                      image_sizes=[32], warmup=1, steps=2)
+    with pytest.raises(ValueError, match="unknown reference model"):
+        expand_matrix(depths=[50], precisions=["fp32"], xla=[False], layouts=["nhwc"], batch_sizes=[2],
+                      image_sizes=[32], warmup=1, steps=2, reference="torch")
+    with pytest.raises(ValueError, match="has no ResNet-18"):
+        RunConfig(depth=18, model="keras")

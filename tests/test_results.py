@@ -1,0 +1,41 @@
+"""Result files: schema, atomic writes, unique names, clear errors."""
+from __future__ import annotations
+
+import pytest
+
+from resnet_perf.results import SCHEMA_VERSION, load_results, save_rows
+
+
+def test_save_and_load_round_trip_without_overwriting(tmp_path):
+    first = save_rows(tmp_path, "bench", [{"run_id": "a", "images_per_sec": 1.0}], {"tensorflow": "x"})
+    second = save_rows(tmp_path, "bench", [{"run_id": "b"}], {"tensorflow": "x"})
+    assert first != second and first.exists() and second.exists()
+    loaded = load_results(first)
+    assert loaded["schema_version"] == SCHEMA_VERSION and loaded["kind"] == "bench"
+    assert loaded["rows"] == [{"run_id": "a", "images_per_sec": 1.0}]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, second.name])  # no temp left
+
+
+def test_unwritable_results_dir_is_one_clear_error(tmp_path):
+    blocker = tmp_path / "results"
+    blocker.write_text("not a directory")
+    with pytest.raises(ValueError, match=f"cannot write results to {blocker}"):
+        save_rows(blocker, "bench", [], {})
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"schema": "resnet_perf/results", "rows": [', "not valid JSON"),
+    ('{"name": "something else"}', "not a resnet_perf result file"),
+    ('{"schema": "resnet_perf/results", "schema_version": 99, "rows": []}', "schema version 99"),
+])
+def test_bad_files_name_themselves(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message) as caught:
+        load_results(path)
+    assert str(path) in str(caught.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ValueError, match="cannot read"):
+        load_results(tmp_path / "nope.json")
