@@ -3,6 +3,7 @@
     pytest benchmarks/ --benchmark-only [--depths 18,50] [--precisions fp32,mixed_bf16] [--xla off,on]
         [--layouts nhwc] [--batch-size 16] [--image-size 112] [--steps 10] [--warmup 2]
         [--reference keras] [--results-dir results]
+        [--train-depths 18] [--train-precisions mixed_bf16] [--train-replicas 1] [--train-epochs 1]
 
 At the end of the session every measured (and skipped) case is printed as one table and written
 to ``{results-dir}/bench-<UTC time>.json`` (never over an earlier file), also after a failure or
@@ -17,9 +18,12 @@ from typing import Any
 import pytest
 
 from resnet_perf.config import RunConfig, expand_matrix
+from resnet_perf.data import NUM_CLASSES
 from resnet_perf.errors import UserError
+from resnet_perf.train import TrainConfig
 
 MATRIX = pytest.StashKey[list]()
+TRAINING = pytest.StashKey[list]()
 RECORDER = pytest.StashKey["Recorder"]()
 
 XLA_SWITCH = {"on": True, "off": False}
@@ -49,6 +53,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--reference", choices=("keras",), default=None,
                     help="also measure keras.applications.ResNet50/101/152 on the same configs")
     group.addoption("--results-dir", default="results", help="where the session's JSON goes (default results/)")
+    training = parser.getgroup("resnet_perf training", "Fashion-MNIST training benchmark (test_fashion_mnist)")
+    training.addoption("--train-depths", default="18", help="depths to train (default 18)")
+    training.addoption("--train-precisions", default="mixed_bf16", help="precisions to train (default mixed_bf16)")
+    training.addoption("--train-replicas", default="1",
+                       help="MirroredStrategy replicas: N GPUs or N logical CPU devices (default 1)")
+    training.addoption("--train-epochs", type=int, default=1, help="epochs over all 60,000 images (default 1)")
+    training.addoption("--train-batch-size", type=int, default=256, help="global batch (default 256)")
+    training.addoption("--train-image-size", type=int, default=32, help="images resized to (default 32)")
+    training.addoption("--train-limit", type=int, default=None,
+                       help="train and test on the first N images only (smoke runs; default: all)")
 
 
 class Recorder:
@@ -68,7 +82,8 @@ class Recorder:
         from resnet_perf.results import save_rows
         from resnet_perf.runtime import environment
 
-        peaks = {dtype: matmul_peak_flops(dtype) for dtype in sorted({row["compute_dtype"] for row in self.rows})}
+        dtypes = sorted({row["compute_dtype"] for row in self.rows if row["bench"] == "step"})
+        peaks = {dtype: matmul_peak_flops(dtype) for dtype in dtypes}
         try:
             self.saved_to = save_rows(self.results_dir, "bench", self.rows, environment(), matmul_peak_flops=peaks)
         except UserError as error:
@@ -88,9 +103,19 @@ def pytest_configure(config: pytest.Config) -> None:
             batch_sizes=_comma_list(option.batch_size, int, "--batch-size"),
             image_sizes=_comma_list(option.image_size, int, "--image-size"),
             warmup=option.warmup, steps=option.steps, reference=option.reference)
+        training = [
+            TrainConfig(run=RunConfig(depth=depth, batch_size=option.train_batch_size,
+                                      image_size=option.train_image_size, channels=1, num_classes=NUM_CLASSES,
+                                      precision=precision),
+                        epochs=option.train_epochs, replicas=replicas, limit_train=option.train_limit,
+                        limit_test=option.train_limit)
+            for depth in _comma_list(option.train_depths, int, "--train-depths")
+            for precision in _comma_list(option.train_precisions, str, "--train-precisions")
+            for replicas in _comma_list(option.train_replicas, int, "--train-replicas")]
     except UserError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[MATRIX] = matrix
+    config.stash[TRAINING] = training
     config.stash[RECORDER] = Recorder(Path(option.results_dir))
 
 
@@ -98,11 +123,26 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "run_config" in metafunc.fixturenames:
         matrix = metafunc.config.stash[MATRIX]
         metafunc.parametrize("run_config", matrix, ids=[config.run_id for config in matrix])
+    if "train_config" in metafunc.fixturenames:
+        cases = metafunc.config.stash[TRAINING]
+        metafunc.parametrize("train_config", cases, ids=[case.run_id for case in cases])
 
 
 @pytest.fixture
 def recorder(request: pytest.FixtureRequest) -> Recorder:
     return request.config.stash[RECORDER]
+
+
+@pytest.fixture(autouse=True)
+def release_models():
+    """Drop each case's model, step functions and Keras graph state before the next case starts."""
+    yield
+    import gc
+
+    import keras
+
+    keras.backend.clear_session()
+    gc.collect()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -118,10 +158,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     recorder = config.stash.get(RECORDER, None)
     if recorder is None or not recorder.rows:
         return
-    from resnet_perf.compare import format_table
+    from resnet_perf.compare import format_table, format_training_table
 
     terminalreporter.section("resnet_perf results")
-    terminalreporter.write_line(format_table(recorder.rows))
+    if any(row["bench"] in ("step", "memory") for row in recorder.rows):
+        terminalreporter.write_line(format_table(recorder.rows))
+    if any(row["bench"] == "train" for row in recorder.rows):
+        terminalreporter.write_line(format_training_table(recorder.rows))
     if recorder.saved_to:
         terminalreporter.write_line(f"rows written to {recorder.saved_to}")
     if recorder.save_error:

@@ -111,3 +111,26 @@ def format_table(rows: Sequence[dict[str, Any]], table_format: str = "github") -
     frame = frame.astype(object).where(frame.notna(), None)  # tabulate leaves NaN as "nan"
     return tabulate(frame, headers="keys", tablefmt=table_format, showindex=False, floatfmt=".4g",
                     missingval="")
+
+
+TRAINING_COLUMNS = {
+    "run_id": "training run",
+    "replicas": "replicas",
+    "epoch": "epoch",
+    "epoch_time_s": "epoch s",
+    "images_per_sec": "img/s",
+    "train_loss": "train loss",
+    "train_accuracy": "train acc",
+    "test_accuracy": "test acc",
+    "skipped": "note",
+}
+
+
+def format_training_table(rows: Sequence[dict[str, Any]], table_format: str = "github") -> str:
+    """Fashion-MNIST training rows (``bench == "train"``), one per epoch, as a tabulate table."""
+    from tabulate import tabulate
+
+    frame = pd.DataFrame([row for row in rows if row.get("bench") == "train"])
+    frame = frame.reindex(columns=list(TRAINING_COLUMNS)).rename(columns=TRAINING_COLUMNS)
+    frame = frame.astype(object).where(frame.notna(), None)
+    return tabulate(frame, headers="keys", tablefmt=table_format, showindex=False, floatfmt=".4g", missingval="")

@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from resnet_perf.config import MODES, RunConfig
+from resnet_perf.subprocess_run import run_module
 
 PROBE_WARMUP = 1
 PROBE_STEPS = 2
@@ -63,12 +62,9 @@ def probe_here(config: RunConfig, mode: str) -> dict[str, Any]:
 
 def measure_peak_memory(config: RunConfig, mode: str, timeout: float = 3600) -> dict[str, Any]:
     """Run the probe for ``config`` and ``mode`` in a fresh Python process and return its figures."""
-    package_root = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "resnet_perf.memory", "--config", json.dumps(dataclasses.asdict(config)),
-               "--mode", mode]
+    args = ["--config", json.dumps(dataclasses.asdict(config)), "--mode", mode]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+        done = run_module("resnet_perf.memory", args, timeout)
     except subprocess.TimeoutExpired:
         raise MemoryProbeError(f"memory probe for {config.run_id} took over {timeout:.0f} s", False) from None
     if done.returncode < 0 or done.returncode == 137:  # SIGKILL: the kernel's OOM killer

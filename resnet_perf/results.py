@@ -42,24 +42,37 @@ def _unused_path(directory: Path, stem: str) -> Path:
     return path
 
 
+def result_payload(kind: str, rows: Sequence[dict[str, Any]], environment: dict[str, Any],
+                   **metadata: Any) -> dict[str, Any]:
+    """A result file's content: schema, kind, creation time, environment, metadata, then the rows."""
+    return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "kind": kind,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "environment": environment,
+            **metadata, "rows": list(rows)}
+
+
+def write_results(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write a payload to ``path`` atomically; an unwritable place is a ``UserError`` naming it."""
+    path = Path(path)
+    try:
+        write_json_atomic(path, payload)
+    except OSError as error:
+        raise UserError(f"cannot write results to {path}: {error.strerror or error}") from None
+    return path
+
+
 def save_rows(directory: str | Path, kind: str, rows: Sequence[dict[str, Any]],
               environment: dict[str, Any], **metadata: Any) -> Path:
     """Save ``rows`` as ``{directory}/{kind}-{UTC time}.json`` (a new name if taken); return the path.
 
     An unwritable ``directory`` is a ``UserError`` naming it.
     """
-    now = datetime.now(timezone.utc)
     directory = Path(directory)
-    payload = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "kind": kind,
-               "created": now.isoformat(timespec="seconds"), "environment": environment,
-               **metadata, "rows": list(rows)}
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        path = _unused_path(directory, f"{kind}-{now:%Y%m%dT%H%M%SZ}")
-        write_json_atomic(path, payload)
     except OSError as error:
         raise UserError(f"cannot write results to {directory}: {error.strerror or error}") from None
-    return path
+    stem = f"{kind}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
+    return write_results(_unused_path(directory, stem), result_payload(kind, rows, environment, **metadata))
 
 
 def load_results(path: str | Path) -> dict[str, Any]:

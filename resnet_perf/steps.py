@@ -25,7 +25,7 @@ MOMENTUM = 0.9
 
 def _loss(model: keras.Model, images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     logits = tf.cast(model(images, training=True), tf.float32)  # peer models may return bf16/fp16
-    return tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+    return tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
 
 
 def make_optimizer(config: RunConfig) -> keras.optimizers.Optimizer:

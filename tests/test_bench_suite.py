@@ -2,34 +2,41 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.fmnist_files import write_dataset
+
 ROOT = Path(__file__).resolve().parent.parent
 TINY_MATRIX = ["--depths", "18", "--precisions", "fp32", "--xla", "off,on", "--image-size", "32",
                "--batch-size", "2", "--steps", "2", "--warmup", "1"]
+TINY_TRAINING = ["--train-precisions", "fp32", "--train-replicas", "2", "--train-batch-size", "32",
+                 "--train-limit", "128"]
 
 
-def run_suite(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+def run_suite(*args: str, timeout: float = 900, data_dir: Path | None = None) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "pytest", "benchmarks/", "--benchmark-only", "-q", "-p", "no:cacheprovider",
                *args]
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    env = {**os.environ, "RESNET_PERF_DATA": str(data_dir)} if data_dir else None
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.mark.slow
 def test_tiny_matrix_end_to_end(tmp_path):
-    done = run_suite(*TINY_MATRIX, "--results-dir", str(tmp_path / "results"),
-                     "--benchmark-json", str(tmp_path / "benchmark.json"))
+    done = run_suite(*TINY_MATRIX, *TINY_TRAINING, "--results-dir", str(tmp_path / "results"),
+                     "--benchmark-json", str(tmp_path / "benchmark.json"),
+                     data_dir=write_dataset(tmp_path / "data", train=128, test=128))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "resnet_perf results" in done.stdout and "resnet18-fp32-xla-nhwc-b2-32" in done.stdout
 
     (saved,) = (tmp_path / "results").glob("bench-*.json")
     result = json.loads(saved.read_text())
-    rows = {(row["bench"], row["run_id"], row["mode"]): row for row in result["rows"]}
-    assert len(rows) == 2 * 3 + 2 * 2  # 2 configs x (3 steps + 2 memory probes)
+    rows = {(row["bench"], row["run_id"], row.get("mode", row.get("epoch"))): row for row in result["rows"]}
+    assert len(rows) == 2 * 3 + 2 * 2 + 1  # 2 configs x (3 steps + 2 memory probes) + 1 training epoch
     train = rows[("step", "resnet18-fp32-xla-nhwc-b2-32", "train")]
     for key in ("images_per_sec", "median_s", "p90_s", "p99_s", "cv", "flops_per_step", "achieved_flops",
                 "mfu", "compile_s"):
@@ -39,7 +46,14 @@ def test_tiny_matrix_end_to_end(tmp_path):
     assert memory["peak_memory_bytes"] > 0 and memory["memory_kind"] == "host_rss_added"
     assert result["environment"]["tensorflow"] and result["matmul_peak_flops"]["float32"] > 0
 
+    training = rows[("train", "resnet18-fp32-noxla-nhwc-b32-32-c1-k10-r2-e1", 1)]
+    assert training["replicas"] == 2 and training["epoch_time_s"] > 0 and training["images_per_sec"] > 0
+    assert 0 <= training["test_accuracy"] <= 1
+    assert "training run" in done.stdout  # the training table
+
     benchmarks = json.loads((tmp_path / "benchmark.json").read_text())["benchmarks"]
+    trained = next(b for b in benchmarks if b["name"].startswith("test_fashion_mnist["))
+    assert trained["extra_info"]["replicas"] == 2 and len(trained["extra_info"]["epoch_time_s"]) == 1
     forward = next(b for b in benchmarks if b["name"] == "test_forward[resnet18-fp32-noxla-nhwc-b2-32]")
     assert forward["extra_info"]["images_per_sec"] > 0 and forward["extra_info"]["mfu"] > 0
     assert forward["extra_info"]["environment"]["cpu_count"] >= 1
@@ -62,6 +76,7 @@ def test_keras_reference_rows_sit_beside_ours(tmp_path):
     (["--precisions", "fp8"], "unknown precision 'fp8'"),
     (["--xla", "maybe"], "--xla: cannot read 'maybe'"),
     (["--batch-size", "0"], "batch_size must be an integer >= 1"),
+    (["--train-replicas", "3"], "global batch 256 does not divide over 3 replicas"),
 ])
 def test_bad_matrix_is_one_error_line_and_nonzero_exit(args, message):
     done = run_suite(*args, timeout=120)

@@ -1,0 +1,335 @@
+"""Full Fashion-MNIST training under tf.distribute.MirroredStrategy, timed per epoch.
+
+    python -m resnet_perf.train                      # the default recipe (see DEFAULT_RECIPE)
+    python -m resnet_perf.train --replicas 2 --epochs 1 --limit-train 2048 --limit-test 512
+
+Per epoch it records the training wall time (from the first to the last step of the epoch, steps
+finished), images/s, mean training loss and accuracy, test accuracy and the learning rate; overall
+the time to first reach ``--target-accuracy`` (cumulative training time at the end of the first
+epoch whose test accuracy reached it; evaluation time excluded and reported apart), total time,
+final test accuracy, replicas, the config and the environment.  The result file is rewritten
+(atomically) after every epoch, so an interrupted run keeps the epochs it finished.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from resnet_perf import cli
+from resnet_perf.config import RunConfig
+from resnet_perf.data import IMAGE_SIDE, NUM_CLASSES
+from resnet_perf.errors import UserError
+from resnet_perf.precision import PRECISIONS
+from resnet_perf.specs import DEPTHS
+
+SCHEDULES = ("cosine", "constant")
+WARMUP_FRACTION = 0.1
+"""Share of the steps over which the cosine schedule ramps linearly up to its peak."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run: the model/step config plus the recipe and the data."""
+
+    run: RunConfig
+    epochs: int = 5
+    lr: float = 0.2
+    schedule: str = "cosine"
+    weight_decay: float = 5e-4
+    replicas: int | str = "auto"
+    target_accuracy: float = 0.91
+    seed: int = 0
+    data_dir: str | None = None
+    limit_train: int | None = None
+    limit_test: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise UserError(f"epochs must be at least 1, got {self.epochs}")
+        if not self.lr > 0:
+            raise UserError(f"lr must be positive, got {self.lr}")
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"unknown schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
+        if self.weight_decay < 0:
+            raise UserError(f"weight decay must be >= 0, got {self.weight_decay}")
+        if not 0 < self.target_accuracy <= 1:
+            raise UserError(f"target accuracy must be in (0, 1], got {self.target_accuracy}")
+        for name in ("limit_train", "limit_test"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UserError(f"{name.replace('_', '-')} must be at least 1, got {value}")
+        if isinstance(self.replicas, int):
+            self.check_replicas(self.replicas)
+
+    def check_replicas(self, replicas: int) -> None:
+        """The global batch must split evenly over the replicas."""
+        if replicas < 1:
+            raise UserError(f"replicas must be 'auto' or a positive integer, got {replicas}")
+        if self.run.batch_size % replicas:
+            raise UserError(f"global batch {self.run.batch_size} does not divide over {replicas} replicas; "
+                            f"choose a multiple of {replicas}")
+
+    @property
+    def run_id(self) -> str:
+        """The model/step run_id, then replicas and epochs: ``resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-r2-e1``."""
+        return f"{self.run.run_id}-r{self.replicas}-e{self.epochs}"
+
+    def as_dict(self) -> dict[str, Any]:
+        fields = asdict(self)
+        fields.pop("run")
+        return {**self.run.as_dict(), **fields, "run_id": self.run_id}
+
+    def argv(self) -> list[str]:
+        """The ``python -m resnet_perf.train`` arguments that describe this run."""
+        run = self.run
+        args = ["--depth", run.depth, "--epochs", self.epochs, "--batch-size", run.batch_size,
+                "--replicas", self.replicas, "--precision", run.precision, "--xla", "on" if run.xla else "off",
+                "--layout", run.layout, "--image-size", run.image_size, "--lr", self.lr,
+                "--schedule", self.schedule, "--weight-decay", self.weight_decay,
+                "--target-accuracy", self.target_accuracy, "--seed", self.seed]
+        for flag, value in (("--data-dir", self.data_dir), ("--limit-train", self.limit_train),
+                            ("--limit-test", self.limit_test)):
+            if value is not None:
+                args += [flag, value]
+        return [str(arg) for arg in args]
+
+
+DEFAULT_RECIPE = TrainConfig(run=RunConfig(depth=18, batch_size=256, image_size=32, channels=1,
+                                           num_classes=NUM_CLASSES, precision="mixed_bf16"))
+"""``python -m resnet_perf.train`` with no options: see the README for how it was chosen."""
+
+
+def learning_rate(config: TrainConfig, steps_per_epoch: int):
+    """Peak ``config.lr``: linear warm-up over the first 10% of steps then cosine decay to 0, or constant."""
+    import keras
+
+    if config.schedule == "constant":
+        return config.lr
+    total = config.epochs * steps_per_epoch
+    warmup = max(1, int(WARMUP_FRACTION * total))
+    return keras.optimizers.schedules.CosineDecay(0.0, decay_steps=total - warmup, warmup_target=config.lr,
+                                                  warmup_steps=warmup)
+
+
+class Trainer:
+    """Model, optimizer and the distributed train/eval steps, built in the strategy's scope."""
+
+    def __init__(self, config: TrainConfig, strategy, steps_per_epoch: int) -> None:
+        import keras
+        import tensorflow as tf
+
+        from resnet_perf.model import build_resnet
+
+        run = config.run
+        self.config, self.strategy = config, strategy
+        with strategy.scope():
+            self.model = build_resnet(run.depth, num_classes=run.num_classes, input_shape=run.input_shape,
+                                      data_format=run.data_format, precision=run.precision)
+            optimizer = keras.optimizers.SGD(learning_rate(config, steps_per_epoch), momentum=0.9, nesterov=True,
+                                             weight_decay=config.weight_decay or None)
+            if run.precision == "mixed_fp16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            optimizer.build(self.model.trainable_variables)
+            self.optimizer = optimizer
+        scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        model, global_batch = self.model, run.batch_size
+
+        # XLA compiles the per-replica forward and backward; the update stays outside, because
+        # MirroredStrategy's cross-replica gradient sum cannot run inside an XLA cluster.
+        @tf.function(jit_compile=run.xla)
+        def gradients(images, labels):
+            with tf.GradientTape() as tape:
+                logits = tf.cast(model(images, training=True), tf.float32)
+                per_image = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+                loss = tf.nn.compute_average_loss(per_image, global_batch_size=global_batch)
+                objective = optimizer.scale_loss(loss) if scaled else loss
+            correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.int32))
+            return tape.gradient(objective, model.trainable_variables), loss, correct
+
+        def replica_train(images, labels):
+            grads, loss, correct = gradients(images, labels)
+            optimizer.apply(grads, model.trainable_variables)
+            return loss, correct
+
+        @tf.function(jit_compile=run.xla)
+        def replica_eval(images, labels):
+            logits = model(images, training=False)
+            return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.int32))
+
+        @tf.function
+        def train_step(batch):
+            loss, correct = strategy.run(replica_train, args=batch)
+            return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
+                    strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None))
+
+        @tf.function
+        def eval_step(batch):
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_eval, args=batch), axis=None)
+
+        self.train_step, self.eval_step = train_step, eval_step
+
+    def current_lr(self) -> float:
+        lr = self.optimizer.learning_rate
+        return float(lr.numpy() if hasattr(lr, "numpy") else lr)
+
+
+def _epoch_row(config: TrainConfig, replicas: int, epoch: int, **metrics: Any) -> dict[str, Any]:
+    return {"bench": "train", **config.as_dict(), "replicas": replicas, "epoch": epoch, **metrics}
+
+
+def train(config: TrainConfig, output: Path, strategy=None, log=print) -> dict[str, Any]:
+    """Train, writing ``output`` after every epoch; return the final payload."""
+    import keras
+    import tensorflow as tf
+
+    from resnet_perf.data import load_split, locate, make_dataset
+    from resnet_perf.results import result_payload, write_results
+    from resnet_perf.runtime import environment, make_strategy
+
+    strategy = strategy or make_strategy(config.replicas)
+    replicas = strategy.num_replicas_in_sync
+    config.check_replicas(replicas)
+    run = config.run
+    folder = locate(config.data_dir)
+    train_split = load_split(folder, "train", config.limit_train)
+    test_split = load_split(folder, "test", config.limit_test)
+    steps_per_epoch = len(train_split) // run.batch_size
+    if steps_per_epoch == 0:
+        raise UserError(f"{len(train_split)} training images make no full batch of {run.batch_size}")
+    keras.utils.set_random_seed(config.seed)
+    train_data = strategy.experimental_distribute_dataset(make_dataset(
+        train_split, batch_size=run.batch_size, image_size=run.image_size, layout=run.layout, training=True,
+        seed=config.seed))
+    test_data = strategy.experimental_distribute_dataset(make_dataset(
+        test_split, batch_size=run.batch_size, image_size=run.image_size, layout=run.layout, training=False))
+    trainer = Trainer(config, strategy, steps_per_epoch)
+
+    rows: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {"replicas": replicas, "devices": list(strategy.extended.worker_devices),
+                               "data_dir": str(folder), "data_verified": train_split.verified and test_split.verified,
+                               "train_images": len(train_split), "test_images": len(test_split),
+                               "steps_per_epoch": steps_per_epoch, "time_to_target_s": None,
+                               "epochs_to_target": None, "completed": False}
+    started = time.perf_counter()
+    train_time = eval_time = 0.0
+    log(f"training {run.run_id} on {replicas} replica(s) {summary['devices']}: {len(train_split)} train / "
+        f"{len(test_split)} test images from {folder}, {config.epochs} epoch(s) of {steps_per_epoch} steps")
+    for epoch in range(1, config.epochs + 1):
+        bar = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "acc", "img/s"])
+        loss_sum = correct = seen = 0.0
+        epoch_start = time.perf_counter()
+        for step, batch in enumerate(train_data, start=1):
+            loss, right = trainer.train_step(batch)
+            loss_sum += float(loss)  # fetching the result finishes the step
+            correct += int(right)
+            seen += run.batch_size
+            elapsed = time.perf_counter() - epoch_start
+            bar.update(step, [("loss", loss_sum / step), ("acc", correct / seen), ("img/s", seen / elapsed)])
+        epoch_time = time.perf_counter() - epoch_start
+        eval_start = time.perf_counter()
+        test_correct = sum(int(trainer.eval_step(batch)) for batch in test_data)
+        eval_seconds = time.perf_counter() - eval_start
+        train_time += epoch_time
+        eval_time += eval_seconds
+        test_accuracy = test_correct / len(test_split)
+        rows.append(_epoch_row(config, replicas, epoch, epoch_time_s=epoch_time, images_per_sec=seen / epoch_time,
+                               train_loss=loss_sum / steps_per_epoch, train_accuracy=correct / seen,
+                               test_accuracy=test_accuracy, eval_time_s=eval_seconds, lr_end=trainer.current_lr(),
+                               cumulative_train_time_s=train_time))
+        if summary["time_to_target_s"] is None and test_accuracy >= config.target_accuracy:
+            summary.update(time_to_target_s=train_time, epochs_to_target=epoch)
+        summary.update(total_train_time_s=train_time, total_eval_time_s=eval_time,
+                       total_time_s=time.perf_counter() - started, final_test_accuracy=test_accuracy,
+                       completed=epoch == config.epochs)
+        log(f"epoch {epoch}/{config.epochs}: {epoch_time:.1f} s, {seen / epoch_time:.0f} img/s, "
+            f"test accuracy {test_accuracy:.4f}")
+        payload = result_payload("train", rows, environment(), summary=summary)
+        write_results(output, payload)
+    return payload
+
+
+def build_parser() -> argparse.ArgumentParser:
+    recipe, run = DEFAULT_RECIPE, DEFAULT_RECIPE.run
+    parser = argparse.ArgumentParser(
+        prog="python -m resnet_perf.train",
+        description="Train a ResNet on the full Fashion-MNIST under MirroredStrategy and time every epoch. "
+                    "With no options: the default recipe.")
+    parser.add_argument("--depth", type=int, default=run.depth, help=f"one of {', '.join(map(str, DEPTHS))} (default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=recipe.epochs, help="epochs (default %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=run.batch_size,
+                        help="global batch, split over the replicas (default %(default)s)")
+    parser.add_argument("--replicas", default=recipe.replicas,
+                        help="'auto' (all GPUs, or 1 CPU device) or N (N GPUs, or N logical CPU devices); "
+                             "default %(default)s")
+    parser.add_argument("--precision", default=run.precision, help=f"one of {', '.join(PRECISIONS)} (default %(default)s)")
+    parser.add_argument("--xla", choices=("on", "off"), default="on" if run.xla else "off",
+                        help="XLA jit_compile of the forward/backward (default %(default)s)")
+    parser.add_argument("--layout", choices=sorted(cli.LAYOUTS), default=run.layout, help="tensor layout (default %(default)s)")
+    parser.add_argument("--image-size", type=int, default=run.image_size,
+                        help=f"images are resized from {IMAGE_SIDE} to this, at least 32 (default %(default)s)")
+    parser.add_argument("--lr", type=float, default=recipe.lr, help="peak learning rate (default %(default)s)")
+    parser.add_argument("--schedule", choices=SCHEDULES, default=recipe.schedule,
+                        help="cosine: linear warm-up over 10%% of the steps, then cosine decay to 0; "
+                             "or constant (default %(default)s)")
+    parser.add_argument("--weight-decay", type=float, default=recipe.weight_decay,
+                        help="decoupled weight decay (default %(default)s)")
+    parser.add_argument("--target-accuracy", type=float, default=recipe.target_accuracy,
+                        help="test accuracy whose time is reported (default %(default)s)")
+    parser.add_argument("--data-dir", help="folder with the four Fashion-MNIST .gz files (default: search, see README)")
+    parser.add_argument("--seed", type=int, default=recipe.seed, help="shuffling and initialisation seed (default %(default)s)")
+    parser.add_argument("--output", type=Path, help="result JSON (default results/train-<run_id>-<UTC time>.json)")
+    parser.add_argument("--limit-train", type=int, help="use only the first N training images (smoke runs)")
+    parser.add_argument("--limit-test", type=int, help="use only the first N test images (smoke runs)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The validated TrainConfig the command line describes (TensorFlow not started yet)."""
+    replicas: int | str = args.replicas
+    if replicas != "auto":
+        try:
+            replicas = int(replicas)
+        except ValueError:
+            raise UserError(f"--replicas must be 'auto' or an integer, got {args.replicas!r}") from None
+    run = RunConfig(depth=args.depth, batch_size=args.batch_size, image_size=args.image_size, channels=1,
+                    num_classes=NUM_CLASSES, precision=args.precision, xla=args.xla == "on", layout=args.layout)
+    return TrainConfig(run=run, epochs=args.epochs, lr=args.lr, schedule=args.schedule,
+                       weight_decay=args.weight_decay, replicas=replicas, target_accuracy=args.target_accuracy,
+                       seed=args.seed, data_dir=args.data_dir, limit_train=args.limit_train,
+                       limit_test=args.limit_test)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+        output = args.output or Path("results") / (
+            f"train-{config.run.run_id}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json")
+        payload = train(config, output)
+    except UserError as error:
+        return cli.fail(error)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the epochs already finished are in the result file", file=sys.stderr)
+        return 130
+    from tabulate import tabulate
+
+    columns = ["epoch", "epoch_time_s", "images_per_sec", "train_loss", "train_accuracy", "test_accuracy", "lr_end"]
+    print(tabulate([[row[c] for c in columns] for row in payload["rows"]], headers=columns, floatfmt=".4g"))
+    summary = payload["summary"]
+    reached = (f"{summary['time_to_target_s']:.1f} s (epoch {summary['epochs_to_target']})"
+               if summary["time_to_target_s"] is not None else "not reached")
+    print(f"time to {config.target_accuracy:.2%} test accuracy: {reached}; final test accuracy "
+          f"{summary['final_test_accuracy']:.4f}; training {summary['total_train_time_s']:.1f} s, "
+          f"evaluation {summary['total_eval_time_s']:.1f} s, {summary['replicas']} replica(s)")
+    print(f"result written to {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

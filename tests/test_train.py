@@ -1,0 +1,72 @@
+"""Fashion-MNIST training: config checks in-process, real 2-replica runs in a subprocess."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from resnet_perf.config import RunConfig
+from resnet_perf.errors import UserError
+from resnet_perf.train import TrainConfig, main
+from tests.fmnist_files import write_dataset
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_indivisible_global_batch_is_rejected():
+    with pytest.raises(UserError, match="global batch 10 does not divide over 4 replicas"):
+        TrainConfig(run=RunConfig(depth=18, batch_size=10, image_size=32, channels=1, num_classes=10), replicas=4)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--batch-size", "6", "--replicas", "4"], "global batch 6 does not divide over 4 replicas"),
+    (["--replicas", "two"], "--replicas must be 'auto' or an integer"),
+    (["--depth", "19"], "unknown ResNet depth 19"),
+    (["--precision", "fp64"], "unknown precision 'fp64'"),
+    (["--epochs", "0"], "epochs must be at least 1"),
+    (["--target-accuracy", "91"], "target accuracy must be in (0, 1]"),
+])
+def test_bad_arguments_are_one_line_and_exit_2(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+def test_missing_data_is_one_line_and_exit_2(capsys, tmp_path):
+    assert main(["--data-dir", str(tmp_path), "--output", str(tmp_path / "out.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not hold Fashion-MNIST" in err[0] and "apt-get install" in err[0]
+    assert not (tmp_path / "out.json").exists()
+
+
+@pytest.mark.slow
+def test_two_replica_training_learns_and_records_every_field(tmp_path):
+    folder = write_dataset(tmp_path / "data", train=512, test=256)
+    output = tmp_path / "train.json"
+    command = [sys.executable, "-m", "resnet_perf.train", "--replicas", "2", "--epochs", "3", "--batch-size", "64",
+               "--image-size", "32", "--precision", "fp32", "--lr", "0.05", "--data-dir", str(folder),
+               "--output", str(output), "--target-accuracy", "0.5"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "time to 50.00% test accuracy" in done.stdout
+
+    result = json.loads(output.read_text())
+    rows, summary = result["rows"], result["summary"]
+    assert [row["epoch"] for row in rows] == [1, 2, 3]
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    for row in rows:
+        for key in ("epoch_time_s", "images_per_sec", "train_loss", "train_accuracy", "test_accuracy",
+                    "eval_time_s", "lr_end", "cumulative_train_time_s"):
+            assert row[key] is not None, key
+        assert row["replicas"] == 2 and row["batch_size"] == 64 and row["run_id"].startswith("resnet18-fp32")
+    assert summary["replicas"] == 2 and len(summary["devices"]) == 2
+    assert summary["completed"] and summary["final_test_accuracy"] == rows[-1]["test_accuracy"]
+    assert summary["train_images"] == 512 and summary["steps_per_epoch"] == 8 and not summary["data_verified"]
+    assert summary["total_train_time_s"] == pytest.approx(sum(row["epoch_time_s"] for row in rows))
+    if summary["time_to_target_s"] is not None:
+        first = next(row for row in rows if row["test_accuracy"] >= 0.5)
+        assert summary["epochs_to_target"] == first["epoch"]
+    assert result["environment"]["tensorflow"]
