@@ -78,6 +78,8 @@ def _note(row: pd.Series) -> str:
         parts.append(f"unstable (cv {row['cv']:.0%})")
     if row.get("derived") is True:
         parts.append("fwd_bwd - forward")
+    if isinstance(row.get("mfu"), float) and row["mfu"] > 1:
+        parts.append("MFU > 100%: the matmul peak probe read low (noisy machine)")
     return "; ".join(parts)
 
 

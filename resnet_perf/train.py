@@ -38,7 +38,7 @@ class TrainConfig:
     """A training run: the model/step config plus the recipe and the data."""
 
     run: RunConfig
-    epochs: int = 5
+    epochs: int = 10
     lr: float = 0.2
     schedule: str = "cosine"
     weight_decay: float = 5e-4
@@ -183,16 +183,15 @@ def _epoch_row(config: TrainConfig, replicas: int, epoch: int, **metrics: Any) -
     return {"bench": "train", **config.as_dict(), "replicas": replicas, "epoch": epoch, **metrics}
 
 
-def train(config: TrainConfig, output: Path, strategy=None, log=print) -> dict[str, Any]:
+def train(config: TrainConfig, output: Path) -> dict[str, Any]:
     """Train, writing ``output`` after every epoch; return the final payload."""
     import keras
-    import tensorflow as tf
 
     from resnet_perf.data import load_split, locate, make_dataset
     from resnet_perf.results import result_payload, write_results
     from resnet_perf.runtime import environment, make_strategy
 
-    strategy = strategy or make_strategy(config.replicas)
+    strategy = make_strategy(config.replicas)
     replicas = strategy.num_replicas_in_sync
     config.check_replicas(replicas)
     run = config.run
@@ -202,6 +201,13 @@ def train(config: TrainConfig, output: Path, strategy=None, log=print) -> dict[s
     steps_per_epoch = len(train_split) // run.batch_size
     if steps_per_epoch == 0:
         raise UserError(f"{len(train_split)} training images make no full batch of {run.batch_size}")
+    rows: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {"replicas": replicas, "devices": list(strategy.extended.worker_devices),
+                               "data_dir": str(folder), "data_verified": train_split.verified and test_split.verified,
+                               "train_images": len(train_split), "test_images": len(test_split),
+                               "steps_per_epoch": steps_per_epoch, "time_to_target_s": None,
+                               "epochs_to_target": None, "completed": False}
+    write_results(output, result_payload("train", rows, environment(), summary=summary))  # fail early if unwritable
     keras.utils.set_random_seed(config.seed)
     train_data = strategy.experimental_distribute_dataset(make_dataset(
         train_split, batch_size=run.batch_size, image_size=run.image_size, layout=run.layout, training=True,
@@ -210,15 +216,9 @@ def train(config: TrainConfig, output: Path, strategy=None, log=print) -> dict[s
         test_split, batch_size=run.batch_size, image_size=run.image_size, layout=run.layout, training=False))
     trainer = Trainer(config, strategy, steps_per_epoch)
 
-    rows: list[dict[str, Any]] = []
-    summary: dict[str, Any] = {"replicas": replicas, "devices": list(strategy.extended.worker_devices),
-                               "data_dir": str(folder), "data_verified": train_split.verified and test_split.verified,
-                               "train_images": len(train_split), "test_images": len(test_split),
-                               "steps_per_epoch": steps_per_epoch, "time_to_target_s": None,
-                               "epochs_to_target": None, "completed": False}
     started = time.perf_counter()
     train_time = eval_time = 0.0
-    log(f"training {run.run_id} on {replicas} replica(s) {summary['devices']}: {len(train_split)} train / "
+    print(f"training {run.run_id} on {replicas} replica(s) {summary['devices']}: {len(train_split)} train / "
         f"{len(test_split)} test images from {folder}, {config.epochs} epoch(s) of {steps_per_epoch} steps")
     for epoch in range(1, config.epochs + 1):
         bar = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "acc", "img/s"])
@@ -247,7 +247,7 @@ def train(config: TrainConfig, output: Path, strategy=None, log=print) -> dict[s
         summary.update(total_train_time_s=train_time, total_eval_time_s=eval_time,
                        total_time_s=time.perf_counter() - started, final_test_accuracy=test_accuracy,
                        completed=epoch == config.epochs)
-        log(f"epoch {epoch}/{config.epochs}: {epoch_time:.1f} s, {seen / epoch_time:.0f} img/s, "
+        print(f"epoch {epoch}/{config.epochs}: {epoch_time:.1f} s, {seen / epoch_time:.0f} img/s, "
             f"test accuracy {test_accuracy:.4f}")
         payload = result_payload("train", rows, environment(), summary=summary)
         write_results(output, payload)
@@ -314,6 +314,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         payload = train(config, output)
     except UserError as error:
         return cli.fail(error)
+    except Exception as error:
+        from resnet_perf.runtime import unsupported_reason
+
+        reason = unsupported_reason(error)  # out of memory, or an op this device cannot run
+        if reason is None:
+            raise
+        return cli.fail(reason)
     except KeyboardInterrupt:
         print("\ninterrupted: the epochs already finished are in the result file", file=sys.stderr)
         return 130

@@ -41,3 +41,9 @@ def test_table_joins_memory_and_notes_skips_and_errors():
     assert notes["s"] == "skipped: out of memory: OOM" and notes["t"].startswith("error: the step was retraced")
     table = format_table(rows)
     assert "| r " in table and "nan" not in table
+
+
+def test_mfu_above_one_is_called_out():
+    row = _step("r", "forward", 0.1, 2 * 10**11)  # 2e12 FLOP/s against a 1e12 peak
+    (note,) = display_frame([row])["note"]
+    assert "MFU > 100%" in note

@@ -42,6 +42,16 @@ def test_missing_data_is_one_line_and_exit_2(capsys, tmp_path):
     assert not (tmp_path / "out.json").exists()
 
 
+def test_unwritable_output_fails_before_training(capsys, tmp_path):
+    folder = write_dataset(tmp_path / "data", train=64, test=32)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    assert main(["--data-dir", str(folder), "--output", str(blocker / "train.json"), "--batch-size", "32",
+                 "--precision", "fp32"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: cannot write results to {blocker / 'train.json'}")
+
+
 @pytest.mark.slow
 def test_two_replica_training_learns_and_records_every_field(tmp_path):
     folder = write_dataset(tmp_path / "data", train=512, test=256)
