@@ -2,7 +2,7 @@
 
     pytest benchmarks/ --benchmark-only [--depths 18,50] [--precisions fp32,mixed_bf16] [--xla off,on]
         [--layouts nhwc] [--batch-size 16] [--image-size 112] [--steps 10] [--warmup 2]
-        [--reference keras] [--results-dir results]
+        [--reference keras] [--results-dir results] [--profile-dir DIR] [--profile-steps 3]
         [--train-depths 18] [--train-precisions mixed_bf16] [--train-replicas 1] [--train-epochs 1]
 
 At the end of the session every measured (and skipped) case is printed as one table and written
@@ -53,6 +53,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--reference", choices=("keras",), default=None,
                     help="also measure keras.applications.ResNet50/101/152 on the same configs")
     group.addoption("--results-dir", default="results", help="where the session's JSON goes (default results/)")
+    group.addoption("--profile-dir", default=None,
+                    help="also capture a profiler trace of every step case, after its timing, into "
+                         "PROFILE_DIR/<run_id>-<step> (view: tensorboard --logdir PROFILE_DIR)")
+    group.addoption("--profile-steps", type=int, default=3, help="traced steps per case with --profile-dir (default 3)")
     training = parser.getgroup("resnet_perf training", "Fashion-MNIST training benchmark (test_fashion_mnist)")
     training.addoption("--train-depths", default="18", help="depths to train (default 18)")
     training.addoption("--train-precisions", default="mixed_bf16", help="precisions to train (default mixed_bf16)")
@@ -112,6 +116,12 @@ def pytest_configure(config: pytest.Config) -> None:
             for depth in _comma_list(option.train_depths, int, "--train-depths")
             for precision in _comma_list(option.train_precisions, str, "--train-precisions")
             for replicas in _comma_list(option.train_replicas, int, "--train-replicas")]
+        if option.profile_dir:
+            from resnet_perf.profile import check_writable
+
+            check_writable(Path(option.profile_dir))
+            if option.profile_steps < 1:
+                raise UserError(f"--profile-steps must be at least 1, got {option.profile_steps}")
     except UserError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[MATRIX] = matrix
@@ -167,5 +177,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.write_line(format_training_table(recorder.rows))
     if recorder.saved_to:
         terminalreporter.write_line(f"rows written to {recorder.saved_to}")
+    if config.option.profile_dir and any(row.get("trace") for row in recorder.rows):
+        from resnet_perf.profile import view_commands
+
+        terminalreporter.write_line(f"traces of every step case: {view_commands(Path(config.option.profile_dir))}")
     if recorder.save_error:
         terminalreporter.write_line(f"error: {recorder.save_error}", red=True)

@@ -7,6 +7,7 @@ are the step times every statistic is derived from.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from resnet_perf.bench import memory_row, skipped_row, step_row
 from resnet_perf.config import RunConfig
 from resnet_perf.measure import time_call
 from resnet_perf.memory import MemoryProbeError, measure_peak_memory
+from resnet_perf.profile import capture
 from resnet_perf.runtime import environment, unsupported_reason
 from resnet_perf.steps import Step
 
@@ -31,7 +33,15 @@ def _or_skip(recorder, config: RunConfig, bench: str, mode: str, work: Callable[
     pytest.skip(reason)
 
 
-def _measure_step(benchmark, recorder, config: RunConfig, mode: str) -> None:
+def _trace(request: pytest.FixtureRequest, step: Step) -> str | None:
+    """With ``--profile-dir``: a trace of the already measured step, so tracing costs no timed step."""
+    option = request.config.option
+    if not option.profile_dir:
+        return None
+    return str(capture(step, Path(option.profile_dir) / f"{step.config.run_id}-{step.mode}", option.profile_steps))
+
+
+def _measure_step(benchmark, recorder, request, config: RunConfig, mode: str) -> None:
     if benchmark.disabled:
         pytest.skip("pytest-benchmark is disabled: nothing is measured")
     step = _or_skip(recorder, config, "step", mode, lambda: Step(config, mode))
@@ -40,6 +50,9 @@ def _measure_step(benchmark, recorder, config: RunConfig, mode: str) -> None:
     _or_skip(recorder, config, "step", mode, lambda: benchmark.pedantic(
         step, rounds=config.steps, warmup_rounds=config.warmup, iterations=1))
     row = step_row(step, benchmark.stats.stats.data, compile_s, step.problems(traced))
+    trace = _trace(request, step)
+    if trace:
+        row["trace"] = trace
     recorder.add(row)
     benchmark.extra_info.update({key: value for key, value in row.items() if key != "step_times_s"})
     benchmark.extra_info["environment"] = environment()
@@ -47,16 +60,16 @@ def _measure_step(benchmark, recorder, config: RunConfig, mode: str) -> None:
         pytest.fail(f"{config.run_id} {mode}: {row['error']}")
 
 
-def test_forward(benchmark, recorder, run_config):
-    _measure_step(benchmark, recorder, run_config, "forward")
+def test_forward(benchmark, recorder, request, run_config):
+    _measure_step(benchmark, recorder, request, run_config, "forward")
 
 
-def test_fwd_bwd(benchmark, recorder, run_config):
-    _measure_step(benchmark, recorder, run_config, "fwd_bwd")
+def test_fwd_bwd(benchmark, recorder, request, run_config):
+    _measure_step(benchmark, recorder, request, run_config, "fwd_bwd")
 
 
-def test_train(benchmark, recorder, run_config):
-    _measure_step(benchmark, recorder, run_config, "train")
+def test_train(benchmark, recorder, request, run_config):
+    _measure_step(benchmark, recorder, request, run_config, "train")
 
 
 @pytest.mark.parametrize("mode", ["forward", "train"])

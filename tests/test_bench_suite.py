@@ -71,12 +71,25 @@ def test_keras_reference_rows_sit_beside_ours(tmp_path):
     assert run_ids == {"resnet50-fp32-noxla-nhwc-b2-32", "keras-resnet50-fp32-noxla-nhwc-b2-32"}
 
 
+@pytest.mark.slow
+def test_profile_dir_traces_each_step_case(tmp_path):
+    done = run_suite(*TINY_MATRIX, "--xla", "off", "-k", "test_forward", "--profile-dir", str(tmp_path / "traces"),
+                     "--profile-steps", "2", "--results-dir", str(tmp_path))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (trace,) = (tmp_path / "traces" / "resnet18-fp32-noxla-nhwc-b2-32-forward").glob("plugins/profile/*/*.xplane.pb")
+    (saved,) = tmp_path.glob("bench-*.json")
+    (row,) = json.loads(saved.read_text())["rows"]
+    assert row["trace"] == str(trace)
+    assert f"tensorboard --logdir {tmp_path / 'traces'}" in done.stdout
+
+
 @pytest.mark.parametrize("args, message", [
     (["--depths", "19"], "unknown ResNet depth 19"),
     (["--precisions", "fp8"], "unknown precision 'fp8'"),
     (["--xla", "maybe"], "--xla: cannot read 'maybe'"),
     (["--batch-size", "0"], "batch_size must be an integer >= 1"),
     (["--train-replicas", "3"], "global batch 256 does not divide over 3 replicas"),
+    (["--profile-dir", "/dev/null/traces"], "cannot write traces to /dev/null/traces"),
 ])
 def test_bad_matrix_is_one_error_line_and_nonzero_exit(args, message):
     done = run_suite(*args, timeout=120)

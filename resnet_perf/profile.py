@@ -1,0 +1,206 @@
+"""Profiler traces of one configuration's step, readable in TensorBoard, with a first look in the terminal.
+
+    python -m resnet_perf.profile --depth 50 --batch-size 8 --image-size 112 --steps 5
+
+The step is built, called once (tracing, XLA compile, first allocations) and warmed up before the
+profiler starts; each timed step is wrapped in ``tf.profiler.experimental.Trace(mode, step_num=i,
+_r=1)``, the marker TensorBoard's step-time views look for.  The trace goes to
+``LOGDIR/plugins/profile/<run>/<host>.xplane.pb``; the summary printed afterwards (step times, top
+ops by self time) is read back from that file, and saved as ``LOGDIR/profile-<UTC time>.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from resnet_perf import cli
+from resnet_perf.config import RunConfig
+from resnet_perf.errors import UserError
+from resnet_perf.precision import PRECISIONS
+from resnet_perf.specs import DEPTHS
+
+PROFILE_MODES = ("train", "forward")
+DEFAULT_TRACE_ROOT = Path("results") / "traces"
+HOST_TRACER_LEVELS = (1, 2, 3)
+TOP_OPS = 15
+
+
+@dataclass(frozen=True)
+class TracerOptions:
+    """What the profiler is asked to record (``tf.profiler.experimental.ProfilerOptions``)."""
+
+    host_tracer_level: int = 2
+    python_tracer_level: int = 0
+    device_tracer_level: int = 1
+
+    def __post_init__(self) -> None:
+        if self.host_tracer_level not in HOST_TRACER_LEVELS:
+            raise UserError(f"host tracer level must be one of {HOST_TRACER_LEVELS}, got {self.host_tracer_level}")
+
+    def not_applied(self, applied: dict[str, Any]) -> list[str]:
+        """The requested options the trace says were not in effect (empty when all were)."""
+        return [f"{name}={wanted} (ran with {applied.get(name, 0)})" for name, wanted in asdict(self).items()
+                if int(applied.get(name, 0)) != wanted]
+
+
+def check_writable(directory: Path) -> None:
+    """Create ``directory`` and prove a file can be written there, before any work is done."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise UserError(f"cannot write traces to {directory}: {error.strerror or error}") from None
+
+
+def capture(step, logdir: Path, steps: int, options: TracerOptions = TracerOptions()) -> Path:
+    """Trace ``steps`` calls of a warmed-up ``step`` into ``logdir``; return the ``.xplane.pb`` written.
+
+    The profiler is stopped whatever happens; a session already running in this process is a
+    ``UserError`` (TensorFlow allows one at a time).
+    """
+    import tensorflow as tf
+
+    from resnet_perf.xplane import trace_files
+
+    before = set(trace_files(logdir))
+    try:
+        tf.profiler.experimental.start(str(logdir), options=tf.profiler.experimental.ProfilerOptions(**asdict(options)))
+    except tf.errors.AlreadyExistsError:
+        raise UserError("another profiler session is already running in this process; stop it first") from None
+    try:
+        for number in range(steps):
+            with tf.profiler.experimental.Trace(step.mode, step_num=number, _r=1):
+                step()
+    finally:
+        tf.profiler.experimental.stop()
+    written = [path for path in trace_files(logdir) if path not in before]
+    if not written:
+        raise UserError(f"the profiler wrote no .xplane.pb under {logdir}/plugins/profile")
+    return written[-1]
+
+
+def summary_rows(config: RunConfig, mode: str, summary) -> list[dict[str, Any]]:
+    """Result rows: one per op group (the config's fields, op, kind, count, total and share)."""
+    base = {"bench": "profile", **config.as_dict(), "mode": mode}
+    return [{**base, **asdict(op)} for op in summary.ops]
+
+
+def format_summary(summary, top: int = TOP_OPS) -> str:
+    """Step times and the top ops by self time, as read from the trace."""
+    from tabulate import tabulate
+
+    lines = [f"trace: {summary.path} ({summary.path.stat().st_size / 2**20:.1f} MiB; planes: {', '.join(summary.planes)})"]
+    times = summary.step_times_s
+    if times:
+        listed = ", ".join(f"{seconds * 1e3:.1f}" for seconds in times)
+        lines.append(f"steps in the trace: {len(times)}, median {statistics.median(times) * 1e3:.1f} ms, "
+                     f"min {min(times) * 1e3:.1f} ms, max {max(times) * 1e3:.1f} ms  [{listed}]")
+    else:
+        lines.append("steps in the trace: none (no step markers found)")
+    steps = max(len(times), 1)
+    table = [[op.op, op.kind, op.count, op.total_s * 1e3, op.total_s * 1e3 / steps, op.share * 100]
+             for op in summary.ops[:top]]
+    lines.append(f"top {min(top, len(summary.ops))} of {len(summary.ops)} ops by self time "
+                 f"(summed over all threads: {summary.op_time_s * 1e3:.1f} ms; share = of that sum):")
+    lines.append(tabulate(table, headers=["op", "kind", "count", "total ms", "ms/step", "share %"],
+                          floatfmt=".2f", tablefmt="github"))
+    return "\n".join(lines)
+
+
+def view_commands(logdir: Path) -> str:
+    return (f"view it: tensorboard --logdir {logdir}   (then the PROFILE tab; "
+            f"pip install -e \".[trace]\" installs it)\n"
+            f"     or: xprof --logdir {logdir} --port 8791")
+
+
+def default_logdir(config: RunConfig, mode: str) -> Path:
+    return DEFAULT_TRACE_ROOT / f"{config.run_id}-{mode}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = RunConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m resnet_perf.profile",
+        description="Capture a profiler trace of one configuration's step (after warm-up), print its step "
+                    "times and top ops by self time, and say how to open it in TensorBoard.")
+    parser.add_argument("--depth", type=int, default=defaults.depth,
+                        help=f"one of {', '.join(map(str, DEPTHS))} (default %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per step (default %(default)s)")
+    parser.add_argument("--image-size", type=int, default=defaults.image_size,
+                        help="synthetic image height = width, at least 32 (default %(default)s)")
+    parser.add_argument("--precision", default=defaults.precision, help=f"one of {', '.join(PRECISIONS)} (default %(default)s)")
+    parser.add_argument("--xla", choices=("on", "off"), default="off", help="XLA jit_compile of the step (default %(default)s)")
+    parser.add_argument("--layout", choices=sorted(cli.LAYOUTS), default=defaults.layout, help="tensor layout (default %(default)s)")
+    parser.add_argument("--mode", choices=PROFILE_MODES, default="train",
+                        help="train: forward, backward and SGD update; forward: inference (default %(default)s)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the first call, before tracing (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=5, help="traced steps, each with a step marker (default %(default)s)")
+    parser.add_argument("--logdir", type=Path,
+                        help=f"TensorBoard log directory (default {DEFAULT_TRACE_ROOT}/<run_id>-<mode>)")
+    parser.add_argument("--host-tracer-level", type=int, choices=HOST_TRACER_LEVELS, default=2,
+                        help="1: your own trace markers only; 2: also TensorFlow ops; 3: verbose (default %(default)s)")
+    parser.add_argument("--python-tracer", action="store_true", help="also trace Python function calls (slow)")
+    parser.add_argument("--top", type=int, default=TOP_OPS, help="ops to list in the summary (default %(default)s)")
+    parser.add_argument("--group-by", choices=("type", "name"), default="type",
+                        help="total op self time per op type (Conv2D, fusion kind) or per op name (default %(default)s)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = RunConfig(depth=args.depth, batch_size=args.batch_size, image_size=args.image_size,
+                           precision=args.precision, xla=args.xla == "on", layout=args.layout,
+                           warmup=args.warmup, steps=args.steps)
+        options = TracerOptions(host_tracer_level=args.host_tracer_level, python_tracer_level=int(args.python_tracer))
+        logdir = args.logdir or default_logdir(config, args.mode)
+        check_writable(logdir)
+        return _profile(config, args.mode, logdir, options, args.group_by, args.top)
+    except UserError as error:
+        return cli.fail(error)
+    except Exception as error:
+        from resnet_perf.runtime import unsupported_reason
+
+        reason = unsupported_reason(error)  # out of memory, or an op this device cannot run
+        if reason is None:
+            raise
+        return cli.fail(reason)
+
+
+def _profile(config: RunConfig, mode: str, logdir: Path, options: TracerOptions, group_by: str, top: int) -> int:
+    from resnet_perf.measure import time_call
+    from resnet_perf.results import save_rows
+    from resnet_perf.runtime import environment
+    from resnet_perf.steps import Step
+    from resnet_perf.xplane import summarize
+
+    print(f"profiling {config.run_id} {mode}: first call, {config.warmup} warm-up step(s), "
+          f"then {config.steps} traced step(s) into {logdir}", flush=True)
+    step = Step(config, mode)
+    print(f"first call (trace{' + XLA compile' if config.xla else ''}): {time_call(step):.2f} s", flush=True)
+    for _ in range(config.warmup):
+        step()
+    trace = capture(step, logdir, config.steps, options)
+    summary = summarize(trace, group_by)
+    print(format_summary(summary, top))
+    saved = save_rows(logdir, "profile", summary_rows(config, mode, summary), environment(), trace=str(trace),
+                      step_numbers=summary.step_numbers, step_times_s=summary.step_times_s,
+                      requested_options=asdict(options), applied_options=summary.options, group_by=group_by)
+    print(f"summary written to {saved}")
+    print(view_commands(logdir))
+    ignored = options.not_applied(summary.options)
+    if ignored:
+        return cli.fail(f"the profiler did not apply {', '.join(ignored)}: the trace above was taken with the "
+                        f"options it ran with (TensorFlow 2.21 ignores ProfilerOptions, see README)", exit_code=3)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
