@@ -4,6 +4,7 @@
         [--layouts nhwc] [--batch-size 16] [--image-size 112] [--steps 10] [--warmup 2]
         [--reference keras] [--results-dir results] [--profile-dir DIR] [--profile-steps 3]
         [--train-depths 18] [--train-precisions mixed_bf16] [--train-replicas 1] [--train-epochs 1]
+        [--train-strategy mirrored|multiworker] [--train-workers 2]
 
 At the end of the session every measured (and skipped) case is printed as one table and written
 to ``{results-dir}/bench-<UTC time>.json`` (never over an earlier file), also after a failure or
@@ -65,6 +66,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     training.addoption("--train-epochs", type=int, default=1, help="epochs over all 60,000 images (default 1)")
     training.addoption("--train-batch-size", type=int, default=256, help="global batch (default 256)")
     training.addoption("--train-image-size", type=int, default=32, help="images resized to (default 32)")
+    training.addoption("--train-strategy", choices=("mirrored", "multiworker"), default="mirrored",
+                       help="mirrored: one process; multiworker: --train-workers processes on this machine "
+                            "(python -m resnet_perf.launch), --train-replicas ignored (default mirrored)")
+    training.addoption("--train-workers", type=int, default=2, help="workers with --train-strategy multiworker (default 2)")
     training.addoption("--train-limit", type=int, default=None,
                        help="train and test on the first N images only (smoke runs; default: all)")
 
@@ -75,19 +80,24 @@ class Recorder:
     def __init__(self, results_dir: Path) -> None:
         self.results_dir = results_dir
         self.rows: list[dict[str, Any]] = []
+        self.mirrors: list[tuple[dict[str, Any], dict[str, Any]]] = []
         self.saved_to: Path | None = None
         self.save_error: str | None = None
 
-    def add(self, row: dict[str, Any]) -> None:
+    def add(self, row: dict[str, Any], extra_info: dict[str, Any] | None = None) -> None:
+        """Record ``row``; ``extra_info`` (its pytest-benchmark copy) gets the final MFU at the end too."""
         self.rows.append(row)
+        if extra_info is not None:
+            self.mirrors.append((row, extra_info))
 
     def save(self) -> None:
-        from resnet_perf.measure import matmul_peak_flops
+        from resnet_perf.bench import rescale_to_session_peaks
         from resnet_perf.results import save_rows
         from resnet_perf.runtime import environment
 
-        dtypes = sorted({row["compute_dtype"] for row in self.rows if row["bench"] == "step"})
-        peaks = {dtype: matmul_peak_flops(dtype) for dtype in dtypes}
+        peaks = rescale_to_session_peaks(self.rows)
+        for row, extra_info in self.mirrors:
+            extra_info.update({key: row.get(key) for key in ("peak_flops", "mfu")})
         try:
             self.saved_to = save_rows(self.results_dir, "bench", self.rows, environment(), matmul_peak_flops=peaks)
         except UserError as error:
@@ -112,10 +122,13 @@ def pytest_configure(config: pytest.Config) -> None:
                                       image_size=option.train_image_size, channels=1, num_classes=NUM_CLASSES,
                                       precision=precision),
                         epochs=option.train_epochs, replicas=replicas, limit_train=option.train_limit,
-                        limit_test=option.train_limit)
+                        limit_test=option.train_limit, strategy=option.train_strategy)
             for depth in _comma_list(option.train_depths, int, "--train-depths")
             for precision in _comma_list(option.train_precisions, str, "--train-precisions")
-            for replicas in _comma_list(option.train_replicas, int, "--train-replicas")]
+            for replicas in (["auto"] if option.train_strategy == "multiworker"
+                             else _comma_list(option.train_replicas, int, "--train-replicas"))]
+        if option.train_workers < 1:
+            raise UserError(f"--train-workers must be at least 1, got {option.train_workers}")
         if option.profile_dir:
             from resnet_perf.profile import check_writable
 
@@ -134,8 +147,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         matrix = metafunc.config.stash[MATRIX]
         metafunc.parametrize("run_config", matrix, ids=[config.run_id for config in matrix])
     if "train_config" in metafunc.fixturenames:
-        cases = metafunc.config.stash[TRAINING]
-        metafunc.parametrize("train_config", cases, ids=[case.run_id for case in cases])
+        cases, workers = metafunc.config.stash[TRAINING], metafunc.config.option.train_workers
+        metafunc.parametrize("train_config", cases, ids=[
+            case.run_id + (f"-w{workers}" if case.strategy == "multiworker" else "") for case in cases])
 
 
 @pytest.fixture
@@ -155,20 +169,23 @@ def release_models():
     gc.collect()
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+# A wrapper called first: pytest-benchmark writes its JSON at the start of its own wrapper, and
+# its extra_info must already carry the final MFU.
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
     recorder = session.config.stash.get(RECORDER, None)
-    if recorder is None or not recorder.rows:
-        return
-    recorder.save()
-    if recorder.save_error:
-        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR if exitstatus == 0 else exitstatus
+    if recorder is not None and recorder.rows:
+        recorder.save()
+        if recorder.save_error:
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR if exitstatus == 0 else exitstatus
+    yield
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     recorder = config.stash.get(RECORDER, None)
     if recorder is None or not recorder.rows:
         return
-    from resnet_perf.compare import format_table, format_training_table
+    from resnet_perf.tables import format_table, format_training_table
 
     terminalreporter.section("resnet_perf results")
     if any(row["bench"] in ("step", "memory") for row in recorder.rows):

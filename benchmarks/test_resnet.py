@@ -53,8 +53,8 @@ def _measure_step(benchmark, recorder, request, config: RunConfig, mode: str) ->
     trace = _trace(request, step)
     if trace:
         row["trace"] = trace
-    recorder.add(row)
-    benchmark.extra_info.update({key: value for key, value in row.items() if key != "step_times_s"})
+    benchmark.extra_info.update(row)  # the whole row, raw step times too: compare reads --benchmark-json
+    recorder.add(row, benchmark.extra_info)
     benchmark.extra_info["environment"] = environment()
     if row.get("error"):
         pytest.fail(f"{config.run_id} {mode}: {row['error']}")

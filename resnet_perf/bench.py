@@ -37,6 +37,21 @@ def step_row(step: Step, times: Sequence[float], compile_s: float, problems: Seq
     return row
 
 
+def rescale_to_session_peaks(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Set every measured step row's ``peak_flops`` and ``mfu`` to the best peak of the session.
+
+    Rows measured early divided by the peak known then; at the end every row of a dtype shares one
+    denominator, the session's best (see ``matmul_peak_flops``).  Returns the peaks used.
+    """
+    peaks = {}
+    for row in rows:
+        if row.get("bench") == "step" and row.get("achieved_flops"):
+            dtype = row["compute_dtype"]
+            peaks[dtype] = peak = matmul_peak_flops(dtype, remeasure=False)
+            row.update(peak_flops=peak, mfu=row["achieved_flops"] / peak)
+    return peaks
+
+
 def memory_row(config: RunConfig, mode: str, probe: dict[str, Any]) -> dict[str, Any]:
     """The row for a memory probe's answer (see ``resnet_perf.memory``)."""
     return {**_base(config, "memory", mode), **probe}

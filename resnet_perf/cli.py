@@ -14,6 +14,16 @@ def fail(error: BaseException, exit_code: int = 2) -> int:
     return exit_code
 
 
+def fail_if_unsupported(error: Exception) -> int:
+    """One line and exit 2 for out of memory or an op this device cannot run; other errors propagate."""
+    from resnet_perf.runtime import unsupported_reason
+
+    reason = unsupported_reason(error)
+    if reason is None:
+        raise error
+    return fail(reason)
+
+
 def parse_shape(text: str) -> tuple[int, int, int]:
     """``"224,224,3"`` -> ``(224, 224, 3)`` for argparse."""
     try:

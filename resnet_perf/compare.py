@@ -1,138 +1,195 @@
-"""Tables from result rows (pandas, printed with tabulate).
+"""Turn result files into comparison tables, speed-ups, plots and a regression verdict.
 
-Step rows (``bench == "step"``) and memory rows (``bench == "memory"``) of the same ``run_id`` and
-``mode`` become one table row.  Backward time is derived where both ``forward`` and ``fwd_bwd``
-were measured: ``backward = fwd_bwd - forward`` at the medians.
+    python -m resnet_perf.compare results/bench-A.json                  # one run: table + speed-ups
+    python -m resnet_perf.compare results/baseline results/bench-B.json --fail-on mfu:25%
+
+One file: every configuration with its speed-up over its baseline configuration (fp32, XLA off,
+NHWC, same depth/batch/size/step).  Several files: each configuration side by side across the
+runs, the first being the baseline, with the changes in images/s, MFU and memory and whether they
+are significant (Mann-Whitney U on the raw step times).  A directory stands for the newest result
+file in it; pytest-benchmark JSON (``--benchmark-json``, ``.benchmarks/``) is read too.
+
+Exit status: 0, or 1 when ``--fail-on`` finds a regression, or 2 for bad input.
 """
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 from collections.abc import Sequence
-from typing import Any
 
 import pandas as pd
 
-from resnet_perf.config import MODES, STEP_COST_IN_FORWARDS
+from resnet_perf import cli
+from resnet_perf.errors import UserError
+from resnet_perf.regression import ALPHA, METRICS, compare_frames, parse_threshold, regressions
+from resnet_perf.results import ResultSet, load_result_set
+from resnet_perf.speedup import REFERENCE, parse_baseline, speedups, switch_text
+from resnet_perf.tables import MIB, STEP_ORDER, display_frame, format_training_table, step_frame, tabulate_frame
 
-MIB = 2**20
+FORMATS = ("github", "plain", "csv", "json")
 
-DISPLAY_COLUMNS = {
+COMPARISON_COLUMNS = {
     "run_id": "config",
     "mode": "step",
+    "run": "run",
     "images_per_sec": "img/s",
-    "median_ms": "median ms",
-    "p90_ms": "p90 ms",
-    "cv_pct": "cv %",
-    "gflops_per_sec": "GFLOP/s",
+    "images_per_sec_change_pct": "Δ img/s %",
+    "images_per_sec_p": "p img/s",
     "mfu_pct": "MFU %",
-    "compile_s": "compile s",
+    "mfu_change_pct": "Δ MFU %",
+    "mfu_p": "p MFU",
     "memory_mib": "memory MiB",
-    "memory_kind": "memory kind",
+    "peak_memory_change_pct": "Δ memory %",
+    "regressed_on": "regressed on",
     "note": "note",
 }
 
 
-def derive_backward(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows for ``mode == "backward"``: fwd_bwd minus forward at the medians, where both exist."""
-    measured = {(row["run_id"], row["mode"]): row for row in rows
-                if row.get("bench") == "step" and not row.get("error") and not row.get("skipped")}
-    derived = []
-    for (run_id, mode), both in measured.items():
-        forward = measured.get((run_id, "forward"))
-        if mode != "fwd_bwd" or forward is None:
-            continue
-        seconds = both["median_s"] - forward["median_s"]
-        flops = forward["flops_per_step"] * (STEP_COST_IN_FORWARDS["fwd_bwd"] - 1)
-        row = {key: both[key] for key in both if key not in ("step_times_s",)}
-        row.update(mode="backward", derived=True, median_s=seconds, p90_s=None, cv=None, unstable=None,
-                   compile_s=None,
-                   images_per_sec=both["batch_size"] / seconds if seconds > 0 else None,
-                   flops_per_step=flops, achieved_flops=flops / seconds if seconds > 0 else None,
-                   mfu=flops / seconds / both["peak_flops"] if seconds > 0 else None)
-        derived.append(row)
-    return derived
+def _measured_rows(result: ResultSet) -> list[dict]:
+    return [row for row in result.rows if row.get("bench") in ("step", "memory")]
 
 
-NUMERIC_FIELDS = ("images_per_sec", "median_s", "p90_s", "cv", "achieved_flops", "mfu", "compile_s",
-                  "peak_memory_bytes")
+def single_run_table(result: ResultSet, reference: dict) -> pd.DataFrame:
+    """The configurations of one run with their speed-up over their baseline configuration."""
+    rows = _measured_rows(result)
+    frame = speedups(step_frame(rows), reference)
+    return display_frame(rows, frame, extra={"vs_baseline": "vs baseline", "speedup_p": "p"})
 
 
-def step_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """One row per (config, step) with throughput, latency, FLOP/s, MFU, compile time and memory."""
-    steps = [row for row in rows if row.get("bench") == "step"]
-    steps += derive_backward(steps)
-    memory = [{key: row.get(key) for key in ("run_id", "mode", "peak_memory_bytes", "memory_kind", "skipped", "error")}
-              for row in rows if row.get("bench") == "memory"]
-    frame = pd.DataFrame(steps)
-    frame = pd.concat([frame, pd.DataFrame(memory)], ignore_index=True) if memory else frame
-    frame = frame.reindex(columns=frame.columns.union(["run_id", "mode", "memory_kind", "skipped", "error",
-                                                       "unstable", "derived", *NUMERIC_FIELDS], sort=False))
-    return frame.groupby(["run_id", "mode"], sort=False, as_index=False).first()
+def comparison_table(results: Sequence[ResultSet], alpha: float, thresholds) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(every config per run with its changes, the rows that regressed), display-ready."""
+    frames = []
+    for result in results:
+        rows = _measured_rows(result)
+        if not rows:
+            raise UserError(f"{result.path} has no step benchmark rows to compare (it holds {result.kind!r} results)")
+        frames.append((result.label, step_frame(rows)))
+    labels = [label for label, _frame in frames]
+    if len(set(labels)) != len(labels):
+        raise UserError(f"two files share a name ({', '.join(labels)}): copy one under another name to compare them")
+    comparison = compare_frames(frames, alpha)
+    failing = regressions(comparison, thresholds)
+    comparison["regressed_on"] = failing["regressed_on"].reindex(comparison.index)
+    return _display_comparison(comparison), _display_comparison(failing)
 
 
-def _note(row: pd.Series) -> str:
-    parts = []
-    for key in ("skipped", "error"):
-        if isinstance(row.get(key), str) and row.get(key):
-            parts.append(f"{key}: {row[key]}")
-    if row.get("unstable") is True:
-        parts.append(f"unstable (cv {row['cv']:.0%})")
-    if row.get("derived") is True:
-        parts.append("fwd_bwd - forward")
-    if isinstance(row.get("mfu"), float) and row["mfu"] > 1:
-        parts.append("MFU > 100%: the matmul peak probe read low (noisy machine)")
-    return "; ".join(parts)
+def _display_comparison(frame: pd.DataFrame) -> pd.DataFrame:
+    shown = frame.reindex(columns=frame.columns.union(
+        [f"{name}_{field}" for name in METRICS for field in ("change", "p")] + ["regressed_on"], sort=False))
+    shown = shown.assign(
+        mfu_pct=shown["mfu"] * 100, memory_mib=shown["peak_memory_bytes"] / MIB,
+        **{f"{name}_change_pct": shown[f"{name}_change"] * 100 for name in METRICS},
+        _order=shown["mode"].map(STEP_ORDER))
+    shown = shown.sort_values(["run_id", "_order"], kind="stable")  # runs keep their order within a step
+    return shown.reindex(columns=list(COMPARISON_COLUMNS)).rename(columns=COMPARISON_COLUMNS).reset_index(drop=True)
 
 
-def display_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """``step_frame`` in display units (ms, %, GFLOP/s, MiB) with readable column names."""
-    frame = step_frame(rows)
-    shown = pd.DataFrame({
-        "run_id": frame["run_id"],
-        "mode": frame["mode"],
-        "images_per_sec": frame["images_per_sec"],
-        "median_ms": frame["median_s"] * 1e3,
-        "p90_ms": frame["p90_s"] * 1e3,
-        "cv_pct": frame["cv"] * 100,
-        "gflops_per_sec": frame["achieved_flops"] / 1e9,
-        "mfu_pct": frame["mfu"] * 100,
-        "compile_s": frame["compile_s"],
-        "memory_mib": frame["peak_memory_bytes"] / MIB,
-        "memory_kind": frame["memory_kind"],
-        "note": [_note(row) for _, row in frame.iterrows()],
-    })
-    step_order = {mode: index for index, mode in enumerate((*MODES[:2], "backward", *MODES[2:]))}
-    shown = shown.assign(_order=shown["mode"].map(step_order)).sort_values(["run_id", "_order"], kind="stable")
-    return shown.drop(columns="_order").rename(columns=DISPLAY_COLUMNS).reset_index(drop=True)
+def render(frame: pd.DataFrame, table_format: str) -> str:
+    """A table as github/plain text, CSV, or JSON records."""
+    if table_format == "csv":
+        return frame.to_csv(index=False).rstrip("\n")
+    if table_format == "json":
+        return frame.astype(object).where(frame.notna(), None).to_json(orient="records", indent=1)
+    return tabulate_frame(frame, table_format)
 
 
-def format_table(rows: Sequence[dict[str, Any]], table_format: str = "github") -> str:
-    """The rows as a tabulate table (``github``, ``plain``, ...)."""
-    from tabulate import tabulate
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m resnet_perf.compare",
+        description="Tables, speed-ups, plots and regression verdicts from result files. One file: its configs "
+                    "with the speed-up of each switch over the baseline config. Several: each config across the "
+                    "runs (the first is the baseline) with the change and its significance (two-sided "
+                    "Mann-Whitney U on the raw step times).",
+        epilog="Exit status: 0 fine; 1 --fail-on found a regression; 2 bad input (unreadable or foreign file, "
+               "bad option).")
+    parser.add_argument("files", nargs="+", metavar="FILE",
+                        help="a resnet_perf result file, a pytest-benchmark JSON file, or a directory "
+                             "(its newest *.json)")
+    parser.add_argument("--format", choices=FORMATS, default="github", help="table format (default %(default)s)")
+    parser.add_argument("--fail-on", action="append", default=[], metavar="METRIC:PCT", type=parse_threshold_arg,
+                        help=f"exit 1 when a config got worse in METRIC ({', '.join(METRICS)}) by more than PCT "
+                             "percent against the first file and the change is significant (memory: measured "
+                             "once, threshold only); repeatable")
+    parser.add_argument("--alpha", type=float, default=ALPHA,
+                        help="significance level of the Mann-Whitney U test (default %(default)s)")
+    parser.add_argument("--baseline", type=parse_baseline_arg, default=REFERENCE, metavar="FIELD=VALUE,...",
+                        help="the reference switches for speed-ups in one file "
+                             "(default precision=fp32,xla=off,layout=nhwc)")
+    parser.add_argument("--plot", metavar="FILE.png", help="also write a bar chart of images/s and MFU per config")
+    return parser
 
-    frame = display_frame(rows)
-    frame = frame.astype(object).where(frame.notna(), None)  # tabulate leaves NaN as "nan"
-    return tabulate(frame, headers="keys", tablefmt=table_format, showindex=False, floatfmt=".4g",
-                    missingval="")
+
+def _argument_type(parse):
+    def convert(text: str):
+        try:
+            return parse(text)
+        except UserError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return convert
 
 
-TRAINING_COLUMNS = {
-    "run_id": "training run",
-    "replicas": "replicas",
-    "epoch": "epoch",
-    "epoch_time_s": "epoch s",
-    "images_per_sec": "img/s",
-    "train_loss": "train loss",
-    "train_accuracy": "train acc",
-    "test_accuracy": "test acc",
-    "skipped": "note",
-}
+parse_threshold_arg = _argument_type(parse_threshold)
+parse_baseline_arg = _argument_type(parse_baseline)
 
 
-def format_training_table(rows: Sequence[dict[str, Any]], table_format: str = "github") -> str:
-    """Fashion-MNIST training rows (``bench == "train"``), one per epoch, as a tabulate table."""
-    from tabulate import tabulate
+def _print_single(result: ResultSet, args: argparse.Namespace) -> None:
+    if not _measured_rows(result):
+        if any(row.get("bench") == "train" for row in result.rows):
+            print(format_training_table(result.rows, "github" if args.format in ("csv", "json") else args.format))
+            return
+        raise UserError(f"{result.path} has no benchmark or training rows to show (it holds {result.kind!r} results)")
+    table = single_run_table(result, args.baseline)
+    print(render(table, args.format))
+    if args.format in ("github", "plain"):
+        reference = "+".join(switch_text(field, value) for field, value in args.baseline.items())
+        print(f"\nvs baseline: images/s over the same config with {reference}; p: two-sided Mann-Whitney U "
+              f"on the step times (significant below {args.alpha:g})")
+    if args.plot:
+        frame = step_frame(_measured_rows(result)).assign(run=result.label)
+        _plot(frame, args.plot, result.label)
 
-    frame = pd.DataFrame([row for row in rows if row.get("bench") == "train"])
-    frame = frame.reindex(columns=list(TRAINING_COLUMNS)).rename(columns=TRAINING_COLUMNS)
-    frame = frame.astype(object).where(frame.notna(), None)
-    return tabulate(frame, headers="keys", tablefmt=table_format, showindex=False, floatfmt=".4g", missingval="")
+
+def _plot(frame: pd.DataFrame, path: str, title: str) -> None:
+    from resnet_perf.plot import plot_bars
+
+    print(f"plot written to {plot_bars(frame, path, title)}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        results = [load_result_set(path) for path in args.files]
+        if not 0 < args.alpha < 1:
+            raise UserError(f"--alpha must be between 0 and 1, got {args.alpha}")
+        if len(results) == 1:
+            if args.fail_on:
+                raise UserError("--fail-on needs two or more files: a baseline, then the runs to judge")
+            _print_single(results[0], args)
+            return 0
+        table, failing = comparison_table(results, args.alpha, args.fail_on)
+        if args.format in ("github", "plain"):
+            if args.fail_on:
+                rules = ", ".join(map(str, args.fail_on))
+                if failing.empty:
+                    print(f"no regression against {results[0].label} beyond {rules} (Mann-Whitney U, alpha {args.alpha:g})\n")
+                else:
+                    print(f"REGRESSIONS against {results[0].label} ({rules}, Mann-Whitney U, alpha {args.alpha:g}):")
+                    print(render(failing, args.format) + "\n")
+            print(render(table, args.format))
+        elif args.format == "json":
+            print(json.dumps({"baseline": str(results[0].path), "files": [str(r.path) for r in results],
+                              "regressions": json.loads(render(failing, "json")),
+                              "comparison": json.loads(render(table, "json"))}, indent=1))
+        else:
+            print(render(table, args.format))
+        if args.plot:
+            frames = [step_frame(_measured_rows(result)).assign(run=result.label) for result in results]
+            _plot(pd.concat(frames, ignore_index=True), args.plot, "runs compared")
+    except UserError as error:
+        return cli.fail(error)
+    return 1 if args.fail_on and not failing.empty else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

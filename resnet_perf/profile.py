@@ -166,12 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         return cli.fail(error)
     except Exception as error:
-        from resnet_perf.runtime import unsupported_reason
-
-        reason = unsupported_reason(error)  # out of memory, or an op this device cannot run
-        if reason is None:
-            raise
-        return cli.fail(reason)
+        return cli.fail_if_unsupported(error)
 
 
 def _profile(config: RunConfig, mode: str, logdir: Path, options: TracerOptions, group_by: str, top: int) -> int:

@@ -74,6 +74,24 @@ def make_strategy(replicas: int | str = "auto"):
     return tf.distribute.MirroredStrategy(devices)
 
 
+COLLECTIVE_TIMEOUT_S = 600
+"""A collective waiting longer than this for another worker fails instead of hanging forever."""
+
+
+def make_multiworker_strategy():
+    """A MultiWorkerMirroredStrategy over the cluster in ``TF_CONFIG`` (validated first).
+
+    Must be made before TensorFlow runs anything else in the process; it waits for every worker.
+    """
+    import tensorflow as tf
+
+    from resnet_perf.cluster import current_task
+
+    current_task()
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=COLLECTIVE_TIMEOUT_S)
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+
+
 @contextlib.contextmanager
 def keras_defaults(config: RunConfig) -> Iterator[None]:
     """Set Keras's global dtype policy and image data format for ``config``, and restore them.
@@ -155,6 +173,9 @@ def environment() -> dict[str, Any]:
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        # TensorFlow sizes its thread pools from these when set (the launcher sets the first per worker).
+        "tf_num_intraop_threads": os.environ.get("TF_NUM_INTRAOP_THREADS"),
+        "tf_num_interop_threads": os.environ.get("TF_NUM_INTEROP_THREADS"),
         "xla_auto_jit": global_auto_jit(),
         "git_commit": _git_commit(),
     }

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet_perf import cli
+from resnet_perf.cluster import current_task
 from resnet_perf.config import RunConfig
 from resnet_perf.data import IMAGE_SIDE, NUM_CLASSES
 from resnet_perf.errors import UserError
@@ -29,6 +30,8 @@ from resnet_perf.precision import PRECISIONS
 from resnet_perf.specs import DEPTHS
 
 SCHEDULES = ("cosine", "constant")
+STRATEGIES = ("mirrored", "multiworker")
+"""mirrored: MirroredStrategy on this machine; multiworker: MultiWorkerMirroredStrategy from TF_CONFIG."""
 WARMUP_FRACTION = 0.1
 """Share of the steps over which the cosine schedule ramps linearly up to its peak."""
 
@@ -48,8 +51,14 @@ class TrainConfig:
     data_dir: str | None = None
     limit_train: int | None = None
     limit_test: int | None = None
+    strategy: str = "mirrored"
 
     def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise UserError(f"unknown strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+        if self.strategy == "multiworker" and self.replicas != "auto":
+            raise UserError("--replicas must be 'auto' with --strategy multiworker: the replicas are the "
+                            "workers in TF_CONFIG times each worker's devices")
         if self.epochs < 1:
             raise UserError(f"epochs must be at least 1, got {self.epochs}")
         if not self.lr > 0:
@@ -77,8 +86,10 @@ class TrainConfig:
 
     @property
     def run_id(self) -> str:
-        """The model/step run_id, then replicas and epochs: ``resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-r2-e1``."""
-        return f"{self.run.run_id}-r{self.replicas}-e{self.epochs}"
+        """The model/step run_id, then replicas (or ``mw``: multi-worker) and epochs:
+        ``resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-r2-e1``."""
+        spread = "mw" if self.strategy == "multiworker" else f"r{self.replicas}"
+        return f"{self.run.run_id}-{spread}-e{self.epochs}"
 
     def as_dict(self) -> dict[str, Any]:
         fields = asdict(self)
@@ -92,7 +103,7 @@ class TrainConfig:
                 "--replicas", self.replicas, "--precision", run.precision, "--xla", "on" if run.xla else "off",
                 "--layout", run.layout, "--image-size", run.image_size, "--lr", self.lr,
                 "--schedule", self.schedule, "--weight-decay", self.weight_decay,
-                "--target-accuracy", self.target_accuracy, "--seed", self.seed]
+                "--target-accuracy", self.target_accuracy, "--seed", self.seed, "--strategy", self.strategy]
         for flag, value in (("--data-dir", self.data_dir), ("--limit-train", self.limit_train),
                             ("--limit-test", self.limit_test)):
             if value is not None:
@@ -174,6 +185,25 @@ class Trainer:
 
         self.train_step, self.eval_step = train_step, eval_step
 
+    def per_worker(self, value: float, rank: int, workers: int) -> list[float]:
+        """``value`` of every worker, in rank order: each contributes its own through an all-reduce.
+
+        Every worker must call this at the same point (it is a collective).
+        """
+        import tensorflow as tf
+
+        local_replicas = len(self.strategy.extended.worker_devices)
+        # Each local replica adds value / local_replicas at this worker's position: the sum is value.
+        contribution = tf.one_hot(rank, workers, dtype=tf.float64) * (value / local_replicas)
+        summed = self.strategy.run(self._sum_over_replicas, args=(contribution,))
+        return [float(v) for v in self.strategy.experimental_local_results(summed)[0].numpy()]
+
+    @staticmethod
+    def _sum_over_replicas(value):
+        import tensorflow as tf
+
+        return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, value)
+
     def current_lr(self) -> float:
         lr = self.optimizer.learning_rate
         return float(lr.numpy() if hasattr(lr, "numpy") else lr)
@@ -183,17 +213,30 @@ def _epoch_row(config: TrainConfig, replicas: int, epoch: int, **metrics: Any) -
     return {"bench": "train", **config.as_dict(), "replicas": replicas, "epoch": epoch, **metrics}
 
 
+def _auto_shard_by_data(dataset):
+    """Multi-worker input: each worker reads the in-memory arrays and keeps its share of each batch
+    (sharding by file needs files; this says so instead of TensorFlow guessing and warning)."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
 def train(config: TrainConfig, output: Path) -> dict[str, Any]:
-    """Train, writing ``output`` after every epoch; return the final payload."""
+    """Train, writing ``output`` after every epoch (the chief only, multi-worker); return the final payload."""
     import keras
 
     from resnet_perf.data import load_split, locate, make_dataset
     from resnet_perf.results import result_payload, write_results
-    from resnet_perf.runtime import environment, make_strategy
+    from resnet_perf.runtime import environment, make_multiworker_strategy, make_strategy
 
-    strategy = make_strategy(config.replicas)
+    task = current_task() if config.strategy == "multiworker" else None  # checked before TensorFlow starts
+    strategy = make_multiworker_strategy() if task else make_strategy(config.replicas)
     replicas = strategy.num_replicas_in_sync
     config.check_replicas(replicas)
+    worker_names = task.worker_names if task else ["local"]
+    writes_results = task is None or task.is_chief
     run = config.run
     folder = locate(config.data_dir)
     train_split = load_split(folder, "train", config.limit_train)
@@ -202,24 +245,30 @@ def train(config: TrainConfig, output: Path) -> dict[str, Any]:
     if steps_per_epoch == 0:
         raise UserError(f"{len(train_split)} training images make no full batch of {run.batch_size}")
     rows: list[dict[str, Any]] = []
-    summary: dict[str, Any] = {"replicas": replicas, "devices": list(strategy.extended.worker_devices),
+    summary: dict[str, Any] = {"strategy": config.strategy, "replicas": replicas, "workers": worker_names,
+                               "task": task.name if task else "local",
+                               "devices": list(strategy.extended.worker_devices),
                                "data_dir": str(folder), "data_verified": train_split.verified and test_split.verified,
                                "train_images": len(train_split), "test_images": len(test_split),
                                "steps_per_epoch": steps_per_epoch, "time_to_target_s": None,
                                "epochs_to_target": None, "completed": False}
-    write_results(output, result_payload("train", rows, environment(), summary=summary))  # fail early if unwritable
+    if task:
+        summary["cluster"] = task.cluster
+    if writes_results:
+        write_results(output, result_payload("train", rows, environment(), summary=summary))  # fail early if unwritable
     keras.utils.set_random_seed(config.seed)
-    train_data = strategy.experimental_distribute_dataset(make_dataset(
+    train_data = strategy.experimental_distribute_dataset(_auto_shard_by_data(make_dataset(
         train_split, batch_size=run.batch_size, image_size=run.image_size, layout=run.layout, training=True,
-        seed=config.seed))
-    test_data = strategy.experimental_distribute_dataset(make_dataset(
-        test_split, batch_size=run.batch_size, image_size=run.image_size, layout=run.layout, training=False))
+        seed=config.seed)))
+    test_data = strategy.experimental_distribute_dataset(_auto_shard_by_data(make_dataset(
+        test_split, batch_size=run.batch_size, image_size=run.image_size, layout=run.layout, training=False)))
     trainer = Trainer(config, strategy, steps_per_epoch)
 
     started = time.perf_counter()
     train_time = eval_time = 0.0
-    print(f"training {run.run_id} on {replicas} replica(s) {summary['devices']}: {len(train_split)} train / "
-        f"{len(test_split)} test images from {folder}, {config.epochs} epoch(s) of {steps_per_epoch} steps")
+    print(f"training {run.run_id} on {replicas} replica(s) {summary['devices']} as {summary['task']} of "
+          f"{len(worker_names)} worker(s): {len(train_split)} train / {len(test_split)} test images from {folder}, "
+          f"{config.epochs} epoch(s) of {steps_per_epoch} steps")
     for epoch in range(1, config.epochs + 1):
         bar = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "acc", "img/s"])
         loss_sum = correct = seen = 0.0
@@ -232,6 +281,7 @@ def train(config: TrainConfig, output: Path) -> dict[str, Any]:
             elapsed = time.perf_counter() - epoch_start
             bar.update(step, [("loss", loss_sum / step), ("acc", correct / seen), ("img/s", seen / elapsed)])
         epoch_time = time.perf_counter() - epoch_start
+        worker_times = trainer.per_worker(epoch_time, task.rank if task else 0, len(worker_names))
         eval_start = time.perf_counter()
         test_correct = sum(int(trainer.eval_step(batch)) for batch in test_data)
         eval_seconds = time.perf_counter() - eval_start
@@ -241,16 +291,20 @@ def train(config: TrainConfig, output: Path) -> dict[str, Any]:
         rows.append(_epoch_row(config, replicas, epoch, epoch_time_s=epoch_time, images_per_sec=seen / epoch_time,
                                train_loss=loss_sum / steps_per_epoch, train_accuracy=correct / seen,
                                test_accuracy=test_accuracy, eval_time_s=eval_seconds, lr_end=trainer.current_lr(),
-                               cumulative_train_time_s=train_time))
+                               cumulative_train_time_s=train_time, workers=worker_names,
+                               worker_epoch_time_s=worker_times,
+                               # each worker trains on its 1/N of every global batch
+                               worker_images_per_sec=[seen / len(worker_names) / t for t in worker_times]))
         if summary["time_to_target_s"] is None and test_accuracy >= config.target_accuracy:
             summary.update(time_to_target_s=train_time, epochs_to_target=epoch)
         summary.update(total_train_time_s=train_time, total_eval_time_s=eval_time,
                        total_time_s=time.perf_counter() - started, final_test_accuracy=test_accuracy,
                        completed=epoch == config.epochs)
         print(f"epoch {epoch}/{config.epochs}: {epoch_time:.1f} s, {seen / epoch_time:.0f} img/s, "
-            f"test accuracy {test_accuracy:.4f}")
+              f"test accuracy {test_accuracy:.4f}")
         payload = result_payload("train", rows, environment(), summary=summary)
-        write_results(output, payload)
+        if writes_results:
+            write_results(output, payload)
     return payload
 
 
@@ -284,6 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="folder with the four Fashion-MNIST .gz files (default: search, see README)")
     parser.add_argument("--seed", type=int, default=recipe.seed, help="shuffling and initialisation seed (default %(default)s)")
     parser.add_argument("--output", type=Path, help="result JSON (default results/train-<run_id>-<UTC time>.json)")
+    parser.add_argument("--strategy", choices=STRATEGIES, default=recipe.strategy,
+                        help="mirrored: MirroredStrategy over --replicas devices of this machine; multiworker: "
+                             "MultiWorkerMirroredStrategy over the cluster in TF_CONFIG, only the chief writes "
+                             "--output (python -m resnet_perf.launch starts workers here) (default %(default)s)")
     parser.add_argument("--limit-train", type=int, help="use only the first N training images (smoke runs)")
     parser.add_argument("--limit-test", type=int, help="use only the first N test images (smoke runs)")
     return parser
@@ -302,7 +360,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(run=run, epochs=args.epochs, lr=args.lr, schedule=args.schedule,
                        weight_decay=args.weight_decay, replicas=replicas, target_accuracy=args.target_accuracy,
                        seed=args.seed, data_dir=args.data_dir, limit_train=args.limit_train,
-                       limit_test=args.limit_test)
+                       limit_test=args.limit_test, strategy=args.strategy)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -315,12 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         return cli.fail(error)
     except Exception as error:
-        from resnet_perf.runtime import unsupported_reason
-
-        reason = unsupported_reason(error)  # out of memory, or an op this device cannot run
-        if reason is None:
-            raise
-        return cli.fail(reason)
+        return cli.fail_if_unsupported(error)
     except KeyboardInterrupt:
         print("\ninterrupted: the epochs already finished are in the result file", file=sys.stderr)
         return 130
@@ -334,7 +387,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"time to {config.target_accuracy:.2%} test accuracy: {reached}; final test accuracy "
           f"{summary['final_test_accuracy']:.4f}; training {summary['total_train_time_s']:.1f} s, "
           f"evaluation {summary['total_eval_time_s']:.1f} s, {summary['replicas']} replica(s)")
-    print(f"result written to {output}")
+    if config.strategy == "multiworker" and not current_task().is_chief:
+        print(f"{summary['task']}: the chief writes the result file")
+    else:
+        print(f"result written to {output}")
     return 0
 
 

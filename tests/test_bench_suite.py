@@ -56,6 +56,9 @@ def test_tiny_matrix_end_to_end(tmp_path):
     assert trained["extra_info"]["replicas"] == 2 and len(trained["extra_info"]["epoch_time_s"]) == 1
     forward = next(b for b in benchmarks if b["name"] == "test_forward[resnet18-fp32-noxla-nhwc-b2-32]")
     assert forward["extra_info"]["images_per_sec"] > 0 and forward["extra_info"]["mfu"] > 0
+    ours = rows[("step", "resnet18-fp32-noxla-nhwc-b2-32", "forward")]
+    assert forward["extra_info"]["mfu"] == ours["mfu"]  # both carry the session's final peak
+    assert ours["peak_flops"] == result["matmul_peak_flops"]["float32"] == train["peak_flops"]
     assert forward["extra_info"]["environment"]["cpu_count"] >= 1
     assert forward["stats"]["rounds"] == 2
 
@@ -81,6 +84,18 @@ def test_profile_dir_traces_each_step_case(tmp_path):
     (row,) = json.loads(saved.read_text())["rows"]
     assert row["trace"] == str(trace)
     assert f"tensorboard --logdir {tmp_path / 'traces'}" in done.stdout
+
+
+@pytest.mark.slow
+def test_training_case_with_multiworker_strategy(tmp_path):
+    done = run_suite("-k", "fashion", "--train-strategy", "multiworker", "--train-workers", "2",
+                     "--train-precisions", "fp32", "--train-batch-size", "16", "--train-limit", "64",
+                     "--results-dir", str(tmp_path), data_dir=write_dataset(tmp_path / "data", train=64, test=64))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (saved,) = tmp_path.glob("bench-*.json")
+    (row,) = json.loads(saved.read_text())["rows"]
+    assert row["run_id"] == "resnet18-fp32-noxla-nhwc-b16-32-c1-k10-mw-e1"
+    assert row["workers"] == ["worker:0", "worker:1"] and len(row["worker_images_per_sec"]) == 2
 
 
 @pytest.mark.parametrize("args, message", [

@@ -1,49 +1,198 @@
-"""Tables from result rows."""
+"""python -m resnet_perf.compare on result files the tests write: tables, speed-ups, significance, verdicts."""
 from __future__ import annotations
 
+import io
+import json
+import random
+import statistics
+
+import pandas as pd
 import pytest
 
-from resnet_perf.compare import derive_backward, display_frame, format_table
+from resnet_perf import compare
+from resnet_perf.config import RunConfig
+from resnet_perf.regression import mann_whitney_p, parse_threshold
+from resnet_perf.results import load_result_set, save_rows
+
+PEAK = 1e11
+FLOPS = 2e9
 
 
-def _step(run_id, mode, median, flops, batch=8):
-    return {"bench": "step", "run_id": run_id, "mode": mode, "batch_size": batch, "median_s": median,
-            "p90_s": median, "cv": 0.01, "images_per_sec": batch / median, "flops_per_step": flops,
-            "achieved_flops": flops / median, "peak_flops": 1e12, "mfu": flops / median / 1e12,
-            "compile_s": 2.0, "unstable": False}
+def step_row(config: RunConfig, mode: str, times: list[float], peak: float = PEAK) -> dict:
+    median = statistics.median(times)
+    return {"bench": "step", **config.as_dict(), "mode": mode, "step_times_s": times, "median_s": median,
+            "p90_s": max(times), "cv": statistics.pstdev(times) / statistics.fmean(times),
+            "images_per_sec": config.batch_size / median, "flops_per_step": FLOPS,
+            "achieved_flops": FLOPS / median, "peak_flops": peak, "mfu": FLOPS / median / peak,
+            "compile_s": 1.0, "unstable": False}
 
 
-def test_backward_is_fwd_bwd_minus_forward():
-    rows = [_step("r", "forward", 0.1, 10**9), _step("r", "fwd_bwd", 0.35, 3 * 10**9)]
-    (backward,) = derive_backward(rows)
-    assert backward["mode"] == "backward" and backward["derived"]
-    assert backward["median_s"] == pytest.approx(0.25)
-    assert backward["images_per_sec"] == pytest.approx(8 / 0.25)
-    assert backward["flops_per_step"] == 2 * 10**9
-    assert backward["mfu"] == pytest.approx(2e9 / 0.25 / 1e12)
+def memory_row(config: RunConfig, mode: str, peak_bytes: int) -> dict:
+    return {"bench": "memory", **config.as_dict(), "mode": mode, "peak_memory_bytes": peak_bytes,
+            "memory_kind": "host_rss_added"}
 
 
-def test_no_backward_without_both_steps():
-    assert derive_backward([_step("r", "fwd_bwd", 0.35, 3)]) == []
+def steady(median: float, n: int = 10, spread: float = 0.01, seed: int = 0) -> list[float]:
+    """Step times within ±spread of ``median``: a quiet machine."""
+    rng = random.Random(seed)
+    return [median * (1 + rng.uniform(-spread, spread)) for _ in range(n)]
 
 
-def test_table_joins_memory_and_notes_skips_and_errors():
-    rows = [_step("r", "forward", 0.1, 10**9), _step("r", "train", 0.3, 3 * 10**9),
-            {"bench": "memory", "run_id": "r", "mode": "train", "peak_memory_bytes": 512 * 2**20,
-             "memory_kind": "host_rss_added"},
-            {"bench": "step", "run_id": "s", "mode": "forward", "skipped": "out of memory: OOM"},
-            {"bench": "step", "run_id": "t", "mode": "train", "error": "the step was retraced 1 time(s)"}]
-    frame = display_frame(rows)
-    train = frame[(frame["config"] == "r") & (frame["step"] == "train")].iloc[0]
-    assert train["memory MiB"] == 512 and train["memory kind"] == "host_rss_added"
-    assert train["img/s"] == pytest.approx(8 / 0.3)
-    notes = dict(zip(frame["config"], frame["note"]))
-    assert notes["s"] == "skipped: out of memory: OOM" and notes["t"].startswith("error: the step was retraced")
-    table = format_table(rows)
-    assert "| r " in table and "nan" not in table
+FP32 = RunConfig(depth=18, batch_size=8, image_size=32)
+BF16 = FP32.replace(precision="mixed_bf16")
+XLA = FP32.replace(xla=True)
 
 
-def test_mfu_above_one_is_called_out():
-    row = _step("r", "forward", 0.1, 2 * 10**11)  # 2e12 FLOP/s against a 1e12 peak
-    (note,) = display_frame([row])["note"]
-    assert "MFU > 100%" in note
+def write_run(directory, name: str, rows: list[dict]):
+    directory.mkdir(parents=True, exist_ok=True)
+    path = save_rows(directory, "bench", rows, {"tensorflow": "test"})
+    return path.rename(directory / f"{name}.json")
+
+
+def baseline_rows(seed: int = 0) -> list[dict]:
+    return [step_row(FP32, "train", steady(0.10, seed=seed)), step_row(BF16, "train", steady(0.08, seed=seed + 1)),
+            memory_row(FP32, "train", 100 * 2**20)]
+
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    code = compare.main([str(arg) for arg in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_identical_runs_pass(tmp_path, capsys):
+    base = write_run(tmp_path, "base", baseline_rows())
+    same = write_run(tmp_path, "same", baseline_rows())
+    code, out, err = run(capsys, base, same, "--fail-on", "images_per_sec:5%", "--fail-on", "mfu:5%")
+    assert code == 0, out + err
+    assert "no regression against base" in out
+
+
+def test_consistent_20_percent_slowdown_fails_and_is_printed_first(tmp_path, capsys):
+    base = write_run(tmp_path, "base", baseline_rows())
+    slow = baseline_rows(seed=5)
+    slow[1] = step_row(BF16, "train", steady(0.08 * 1.25, seed=9))  # 1/1.25 = 20% fewer images/s
+    slowed = write_run(tmp_path, "slow", slow)
+    code, out, err = run(capsys, base, slowed, "--fail-on", "images_per_sec:5%")
+    assert code == 1, out + err
+    head, _, full = out.partition("\n\n")
+    assert head.startswith("REGRESSIONS against base")
+    offending = [line for line in head.splitlines() if "resnet18-mixed_bf16" in line]
+    assert len(offending) == 1 and "images_per_sec 20.0% worse > 5%" in offending[0]
+    assert "resnet18-fp32-noxla" not in head and "resnet18-fp32-noxla" in full
+
+
+def test_noisy_overlapping_step_times_are_not_significant(tmp_path, capsys):
+    rng = random.Random(3)
+    noisy = lambda median: [median * rng.choice((0.6, 1.0, 1.5)) for _ in range(10)]  # noqa: E731
+    base = write_run(tmp_path, "base", [step_row(FP32, "train", noisy(0.10))])
+    other = write_run(tmp_path, "other", [step_row(FP32, "train", noisy(0.11))])
+    code, out, err = run(capsys, base, other, "--fail-on", "images_per_sec:5%", "--format", "json")
+    assert code == 0, out + err
+    (changed,) = [row for row in json.loads(out)["comparison"] if row["run"] == "other"]
+    assert changed["p img/s"] > 0.05
+
+
+def test_mann_whitney_separates_shifted_samples_only():
+    assert mann_whitney_p(steady(1.0), steady(1.2, seed=1)) < 0.001
+    assert mann_whitney_p([1.0, 1.0], [1.0, 1.0]) == 1.0
+    assert mann_whitney_p([], [1.0]) is None
+
+
+def test_memory_growth_and_a_config_now_failing_are_regressions(tmp_path, capsys):
+    base = write_run(tmp_path, "base", baseline_rows())
+    rows = baseline_rows(seed=7)
+    rows[2] = memory_row(FP32, "train", 130 * 2**20)
+    rows[1] = {"bench": "step", **BF16.as_dict(), "mode": "train", "error": "the step was retraced 1 time(s)"}
+    code, out, err = run(capsys, base, write_run(tmp_path, "new", rows), "--fail-on", "peak_memory:10%")
+    assert code == 1
+    head = out.partition("\n\n")[0]
+    assert "peak_memory 30.0% worse > 10%" in head and "failed in this run" in head
+
+
+def test_a_config_missing_from_one_run_is_reported(tmp_path, capsys):
+    base = write_run(tmp_path, "base", baseline_rows())
+    fewer = write_run(tmp_path, "fewer", baseline_rows()[:1] + baseline_rows()[2:])
+    code, out, err = run(capsys, base, fewer, "--format", "csv")
+    assert code == 0
+    table = pd.read_csv(io.StringIO(out))
+    (missing,) = table[table["config"] == BF16.run_id].to_dict("records")
+    assert missing["run"] == "base" and missing["note"] == "missing from fewer"
+
+
+def test_one_file_shows_speedups_of_each_switch(tmp_path, capsys):
+    rows = baseline_rows() + [step_row(XLA, "train", steady(0.125, seed=4))]
+    code, out, err = run(capsys, write_run(tmp_path, "one", rows))
+    assert code == 0, err
+    lines = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| resnet")}
+    assert "mixed_bf16 = 1.25x fp32 |" in lines[BF16.run_id].replace("  ", " ").replace("  ", " ")
+    assert "xla = 0.80x noxla" in lines[XLA.run_id] and "baseline" in lines[FP32.run_id]
+
+
+@pytest.mark.parametrize("table_format", ["github", "plain", "csv", "json"])
+def test_every_format_parses(tmp_path, capsys, table_format):
+    base = write_run(tmp_path, "base", baseline_rows())
+    for files in ([base], [base, write_run(tmp_path, "again", baseline_rows(seed=3))]):
+        code, out, err = run(capsys, *files, "--format", table_format)
+        assert code == 0, err
+        if table_format == "csv":
+            assert set(pd.read_csv(io.StringIO(out))["config"]) == {FP32.run_id, BF16.run_id}
+        elif table_format == "json":
+            payload = json.loads(out)
+            records = payload if isinstance(payload, list) else payload["comparison"]
+            assert {record["config"] for record in records} == {FP32.run_id, BF16.run_id}
+        elif table_format == "github":
+            table = [line for line in out.splitlines() if line.startswith("|")]
+            assert len({line.count("|") for line in table}) == 1 and set(table[1]) <= set("|-: ")
+        else:
+            assert FP32.run_id in out and "|" not in out
+
+
+def test_plot_is_a_png(tmp_path, capsys):
+    base = write_run(tmp_path, "base", baseline_rows())
+    for files, name in (([base], "one.png"), ([base, write_run(tmp_path, "b", baseline_rows(seed=1))], "two.png")):
+        code, out, err = run(capsys, *files, "--plot", tmp_path / name)
+        assert code == 0, err
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pytest_benchmark_json_is_read(tmp_path, capsys):
+    rows = baseline_rows()
+    payload = {"machine_info": {"node": "vm"}, "commit_info": {"id": "abc"}, "datetime": "2026-11-26T00:00:00",
+               "version": "5.2.3", "benchmarks": [
+                   {"name": f"test_train[{row['run_id']}]", "stats": {"data": row["step_times_s"]},
+                    "extra_info": {**{k: v for k, v in row.items() if k != "step_times_s"}, "environment": {}}}
+                   for row in rows[:2]]}
+    path = tmp_path / "0001_run.json"
+    path.write_text(json.dumps(payload))
+    code, out, err = run(capsys, path, write_run(tmp_path, "ours", rows), "--fail-on", "images_per_sec:5%")
+    assert code == 0, err
+    assert f"| {BF16.run_id}" in out and "0001_run" in out
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"schema": "resnet_perf/results", "schema_version": 1, "rows": [{"bench"', "is not valid JSON"),
+    ('{"something": "else"}', "is not a resnet_perf result file"),
+    ('[1, 2, 3]', "is not a resnet_perf result file"),
+    ('{"schema": "resnet_perf/results", "schema_version": 7, "rows": []}', "schema version 7"),
+])
+def test_truncated_or_foreign_file_is_one_error_line_and_exit_2(tmp_path, capsys, content, message):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    code, out, err = run(capsys, bad)
+    assert code == 2 and out == "" and err.count("\n") == 1 and str(bad) in err and message in err
+
+
+def test_fail_on_needs_a_known_metric_and_two_files(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        compare.main([str(tmp_path), "--fail-on", "speed:5%"])
+    assert exited.value.code == 2 and "unknown metric 'speed'" in capsys.readouterr().err
+    code, _out, err = run(capsys, write_run(tmp_path, "one", baseline_rows()), "--fail-on", "mfu:5%")
+    assert code == 2 and "needs two or more files" in err
+    assert str(parse_threshold("mfu:2.5%")) == "mfu:2.5%"
+
+
+def test_a_directory_means_its_newest_result(tmp_path):
+    write_run(tmp_path / "runs", "a-old", baseline_rows())
+    newest = write_run(tmp_path / "runs", "b-new", baseline_rows()[:1])
+    assert load_result_set(tmp_path / "runs").path == newest

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from resnet_perf.bench import step_row
+from resnet_perf import measure
+from resnet_perf.bench import rescale_to_session_peaks, step_row
 from resnet_perf.flops import count_macs
-from resnet_perf.measure import (HostMemorySampler, achieved, matmul_peak_flops, step_stats, time_steps,
-                                 UNSTABLE_CV)
+from resnet_perf.measure import (UNSTABLE_CV, HostMemorySampler, achieved, matmul_peak_flops, measure_matmul_peak,
+                                 step_stats, time_steps)
 from resnet_perf.memory import measure_peak_memory
 from resnet_perf.steps import Step
 from resnet_perf.workload import synthetic_batch
@@ -50,7 +51,23 @@ def test_time_steps_runs_warmup_untimed_then_times_each_step():
 
 
 def test_matmul_peak_probe_measures_a_positive_rate():
-    assert matmul_peak_flops("float32", size=256, repeats=2) > 1e6
+    assert measure_matmul_peak("float32", size=256, repeats=2) > 1e6
+
+
+def test_the_session_peak_is_the_best_measurement_so_far(monkeypatch):
+    readings = iter([2e11, 1e11, 3e11])
+    monkeypatch.setattr(measure, "measure_matmul_peak", lambda dtype: next(readings))
+    monkeypatch.setattr(measure, "_BEST_PEAKS", {})
+    assert [matmul_peak_flops("bfloat16") for _ in range(3)] == [2e11, 2e11, 3e11]
+    assert matmul_peak_flops("bfloat16", remeasure=False) == 3e11  # no fourth reading taken
+
+
+def test_rows_share_the_session_peak_at_the_end(monkeypatch):
+    monkeypatch.setattr(measure, "_BEST_PEAKS", {"float32": 4e11})
+    rows = [{"bench": "step", "compute_dtype": "float32", "achieved_flops": 1e11, "peak_flops": 2e11, "mfu": 0.5},
+            {"bench": "step", "compute_dtype": "float32", "error": "retraced"}, {"bench": "memory"}]
+    assert rescale_to_session_peaks(rows) == {"float32": 4e11}
+    assert rows[0]["mfu"] == 0.25 and rows[0]["peak_flops"] == 4e11 and "mfu" not in rows[1]
 
 
 def test_step_row_reports_flops_from_the_analytic_count(tiny_config):
@@ -60,7 +77,7 @@ def test_step_row_reports_flops_from_the_analytic_count(tiny_config):
     macs = count_macs(step.model).macs
     assert row["flops_per_step"] == 2 * macs * tiny_config.batch_size * 3
     assert row["achieved_flops"] == pytest.approx(row["flops_per_step"] / 0.25)
-    assert row["mfu"] == pytest.approx(row["achieved_flops"] / matmul_peak_flops("float32"))
+    assert row["mfu"] == pytest.approx(row["achieved_flops"] / matmul_peak_flops("float32", remeasure=False))
     assert row["images_per_sec"] == pytest.approx(tiny_config.batch_size / 0.25)
     assert row["compile_s"] == 1.5 and row["step_times_s"] == [0.2, 0.25, 0.3]
     assert row["run_id"] == tiny_config.run_id and row["mode"] == "train"

@@ -1,0 +1,99 @@
+"""``TF_CONFIG``: the cluster a MultiWorkerMirroredStrategy worker belongs to, read and written.
+
+    TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
+
+Every process of a multi-worker run gets the same ``cluster`` and its own ``task``.  The chief
+(a ``chief`` task if the cluster has one, else worker 0) is the one that writes results.
+TensorFlow-free: a malformed ``TF_CONFIG`` is reported before TensorFlow starts.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from resnet_perf.errors import UserError
+
+TASK_TYPES = ("chief", "worker")
+"""The jobs MultiWorkerMirroredStrategy trains with (evaluator and ps tasks are not part of it)."""
+
+
+@dataclass(frozen=True)
+class ClusterTask:
+    """This process's place in the cluster."""
+
+    cluster: dict[str, list[str]]
+    task_type: str
+    task_index: int
+
+    @property
+    def is_chief(self) -> bool:
+        return self.task_type == "chief" or ("chief" not in self.cluster and self.task_index == 0)
+
+    @property
+    def num_workers(self) -> int:
+        return sum(len(self.cluster.get(job, [])) for job in TASK_TYPES)
+
+    @property
+    def name(self) -> str:
+        return f"{self.task_type}:{self.task_index}"
+
+    @property
+    def worker_names(self) -> list[str]:
+        """Every training task, in the order TensorFlow ranks them: the chief first, then the workers."""
+        return [f"{job}:{index}" for job in TASK_TYPES for index in range(len(self.cluster.get(job, [])))]
+
+    @property
+    def rank(self) -> int:
+        return self.worker_names.index(self.name)
+
+
+def parse_tf_config(text: str | None) -> ClusterTask:
+    """Validate a ``TF_CONFIG`` value; a ``UserError`` says what is wrong in one line."""
+    if not text:
+        raise UserError("--strategy multiworker needs TF_CONFIG (cluster and task) in the environment; "
+                        "python -m resnet_perf.launch sets it for workers on this machine")
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UserError(f"TF_CONFIG is not valid JSON ({error.msg} at character {error.pos})") from None
+    if not isinstance(config, dict):
+        raise UserError("TF_CONFIG must be a JSON object with 'cluster' and 'task'")
+    cluster, task = config.get("cluster"), config.get("task")
+    if not isinstance(cluster, dict) or not cluster:
+        raise UserError("TF_CONFIG has no 'cluster' object (job name -> list of host:port)")
+    for job, addresses in cluster.items():
+        if not isinstance(addresses, list) or not addresses or not all(_is_address(a) for a in addresses):
+            raise UserError(f"TF_CONFIG cluster job {job!r} must be a non-empty list of 'host:port' strings")
+    if not any(job in cluster for job in TASK_TYPES):
+        raise UserError(f"TF_CONFIG cluster has no 'worker' or 'chief' job (it has {', '.join(cluster)})")
+    if not isinstance(task, dict) or "type" not in task or "index" not in task:
+        raise UserError("TF_CONFIG has no 'task' with 'type' and 'index'")
+    task_type, task_index = task["type"], task["index"]
+    if task_type not in TASK_TYPES:
+        raise UserError(f"TF_CONFIG task type {task_type!r} does not train: use one of {', '.join(TASK_TYPES)}")
+    if task_type not in cluster:
+        raise UserError(f"TF_CONFIG task type {task_type!r} is not a job of the cluster ({', '.join(cluster)})")
+    if not isinstance(task_index, int) or isinstance(task_index, bool) or not 0 <= task_index < len(cluster[task_type]):
+        raise UserError(f"TF_CONFIG task index {task_index!r} is out of range: job {task_type!r} has "
+                        f"{len(cluster[task_type])} task(s)")
+    return ClusterTask(cluster={job: list(addresses) for job, addresses in cluster.items()},
+                       task_type=task_type, task_index=task_index)
+
+
+def _is_address(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    host, _, port = value.rpartition(":")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
+def current_task() -> ClusterTask:
+    """This process's task, from the ``TF_CONFIG`` environment variable."""
+    return parse_tf_config(os.environ.get("TF_CONFIG"))
+
+
+def tf_config(worker_addresses: list[str], index: int) -> str:
+    """The ``TF_CONFIG`` of worker ``index`` in a cluster of ``worker_addresses``."""
+    return json.dumps({"cluster": {"worker": list(worker_addresses)}, "task": {"type": "worker", "index": index}})

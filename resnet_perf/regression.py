@@ -1,0 +1,170 @@
+"""Did a run get slower than a baseline?  Changes per configuration, their significance, the verdict.
+
+Rows are matched by ``(run_id, mode)``.  A change is significant when a two-sided Mann-Whitney U
+test on the per-step values of both runs (each raw step time turned into the metric: images/s =
+batch / t, MFU = FLOPs / t / peak) gives p < alpha: rank-based, so a few slow outlier steps on a
+shared machine neither fake nor hide a change.  Peak memory is measured once per run, so there is
+nothing to test it with; its threshold alone decides.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from resnet_perf.errors import UserError
+
+ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric a regression can be declared on."""
+
+    name: str
+    column: str
+    higher_is_better: bool
+    per_step: Callable[[pd.Series, float], float] | None  # (row, one step time) -> value, None: no samples
+
+
+METRICS = {
+    metric.name: metric for metric in (
+        Metric("images_per_sec", "images_per_sec", True, lambda row, t: row["batch_size"] / t),
+        Metric("mfu", "mfu", True, lambda row, t: row["flops_per_step"] / t / row["peak_flops"]),
+        Metric("median_s", "median_s", False, lambda row, t: t),
+        Metric("peak_memory", "peak_memory_bytes", False, None),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """``--fail-on METRIC:PCT``: fail when METRIC got worse by more than PCT percent, significantly."""
+
+    metric: Metric
+    percent: float
+
+    def __str__(self) -> str:
+        return f"{self.metric.name}:{self.percent:g}%"
+
+
+def parse_threshold(text: str) -> Threshold:
+    """``"images_per_sec:5%"`` -> Threshold; a ``UserError`` saying what is expected otherwise."""
+    match = re.fullmatch(r"\s*([a-z_]+)\s*:\s*([0-9]*\.?[0-9]+)\s*%?\s*", text)
+    if not match:
+        raise UserError(f"--fail-on expects METRIC:PCT such as images_per_sec:5%, got {text!r}")
+    name, percent = match.group(1), float(match.group(2))
+    if name not in METRICS:
+        raise UserError(f"--fail-on: unknown metric {name!r}: choose one of {', '.join(METRICS)}")
+    return Threshold(METRICS[name], percent)
+
+
+def mann_whitney_p(baseline: Sequence[float], candidate: Sequence[float]) -> float | None:
+    """Two-sided Mann-Whitney U p-value; ``None`` when either side has no samples."""
+    from scipy.stats import mannwhitneyu
+
+    if len(baseline) < 1 or len(candidate) < 1:
+        return None
+    if len(set(baseline) | set(candidate)) == 1:  # all equal: no evidence of any change
+        return 1.0
+    return float(mannwhitneyu(baseline, candidate, alternative="two-sided").pvalue)
+
+
+def _samples(metric: Metric, row: pd.Series) -> list[float]:
+    times = row.get("step_times_s")
+    if metric.per_step is None or not isinstance(times, list) or not times:
+        return []
+    try:
+        return [metric.per_step(row, t) for t in times if t > 0]
+    except (KeyError, TypeError, ZeroDivisionError):
+        return []
+
+
+def _value(row: pd.Series, column: str) -> float | None:
+    value = row.get(column)
+    return float(value) if isinstance(value, (int, float)) and not math.isnan(value) else None
+
+
+def metric_change(metric: Metric, baseline: pd.Series, candidate: pd.Series, alpha: float = ALPHA) -> dict[str, Any]:
+    """Relative change of ``metric`` (signed so that negative is worse), its p-value and significance."""
+    before, after = _value(baseline, metric.column), _value(candidate, metric.column)
+    if before is None or after is None or before == 0:
+        return {"change": None, "worse_pct": None, "p": None, "significant": None}
+    change = (after - before) / before
+    worse = -change if metric.higher_is_better else change
+    if metric.per_step is None:
+        return {"change": change, "worse_pct": worse * 100, "p": None, "significant": None}
+    p = mann_whitney_p(_samples(metric, baseline), _samples(metric, candidate))
+    return {"change": change, "worse_pct": worse * 100, "p": p, "significant": p is not None and p < alpha}
+
+
+def _problem(row: pd.Series) -> str | None:
+    for key in ("error", "skipped"):
+        if isinstance(row.get(key), str) and row[key]:
+            return f"{key}: {row[key]}"
+    return None
+
+
+def compare_frames(frames: Sequence[tuple[str, pd.DataFrame]], alpha: float = ALPHA) -> pd.DataFrame:
+    """One row per (config, step, run), baseline run first, with each metric's change against it.
+
+    ``frames`` are ``(label, step_frame)`` pairs; the first is the baseline.  A config found in some
+    runs only gets a row per run it is in, with a note naming the runs it is missing from.
+    """
+    (base_label, base), *others = frames
+    keys = list(dict.fromkeys(key for _label, frame in frames for key in zip(frame["run_id"], frame["mode"])))
+    indexed = [(label, frame.set_index(["run_id", "mode"], drop=False)) for label, frame in frames]
+    records = []
+    for key in keys:
+        present = {label: frame.loc[key] for label, frame in indexed if key in frame.index}
+        missing = [label for label, _frame in indexed if label not in present]
+        reference = present.get(base_label)
+        for label, row in present.items():
+            record = {"run_id": key[0], "mode": key[1], "run": label, "derived": row.get("derived") is True,
+                      **{metric.column: _value(row, metric.column) for metric in METRICS.values()}}
+            notes = [note for note in (_problem(row),) if note]
+            if missing:
+                notes.append(f"missing from {', '.join(missing)}")
+            if label != base_label and reference is not None:
+                for metric in METRICS.values():
+                    change = metric_change(metric, reference, row, alpha)
+                    record.update({f"{metric.name}_{field}": value for field, value in change.items()})
+                if _problem(reference) is None and _problem(row) is not None:
+                    record["broken"] = True  # measured in the baseline, not any more
+            record["note"] = "; ".join(notes)
+            records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def is_true(value: Any) -> bool:
+    """True for a boolean true only (pandas hands back numpy booleans, and NaN where unset)."""
+    return isinstance(value, (bool, np.bool_)) and bool(value)
+
+
+def regressions(comparison: pd.DataFrame, thresholds: Sequence[Threshold]) -> pd.DataFrame:
+    """The rows that break a threshold, with ``regressed_on`` saying which.
+
+    A row breaks a threshold when its metric got worse by more than the percent and the change is
+    significant (or, for memory, untestable); a config measured in the baseline but failing now
+    breaks every threshold.  Derived (backward) rows are reported, never gated.
+    """
+    reasons: dict[Any, list[str]] = {}
+    for index, row in comparison.iterrows():
+        if is_true(row["derived"]) or row["run"] == comparison["run"].iloc[0]:
+            continue
+        found = ["failed in this run"] if is_true(row.get("broken")) else []
+        for threshold in thresholds:
+            name = threshold.metric.name
+            worse, significant = row.get(f"{name}_worse_pct"), row.get(f"{name}_significant")
+            confirmed = is_true(significant) or threshold.metric.per_step is None
+            if isinstance(worse, float) and worse > threshold.percent and confirmed:
+                found.append(f"{name} {worse:.1f}% worse > {threshold.percent:g}%")
+        if found:
+            reasons[index] = found
+    failing = comparison.loc[list(reasons)]
+    return failing.assign(regressed_on=["; ".join(reasons[index]) for index in failing.index])

@@ -1,0 +1,50 @@
+"""TF_CONFIG: validated in one line per mistake, written by the launcher for each worker."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from resnet_perf.cluster import parse_tf_config, tf_config
+from resnet_perf.errors import UserError
+
+TWO_WORKERS = {"cluster": {"worker": ["127.0.0.1:2001", "127.0.0.1:2002"]}, "task": {"type": "worker", "index": 1}}
+
+
+def test_the_launchers_tf_config_parses_back():
+    task = parse_tf_config(tf_config(["127.0.0.1:2001", "127.0.0.1:2002"], 1))
+    assert (task.task_type, task.task_index, task.num_workers, task.rank) == ("worker", 1, 2, 1)
+    assert not task.is_chief and parse_tf_config(tf_config(["h:1", "h:2"], 0)).is_chief
+    assert task.worker_names == ["worker:0", "worker:1"]
+
+
+def test_a_chief_task_is_the_chief_and_ranks_first():
+    config = {"cluster": {"chief": ["a:1"], "worker": ["b:1", "c:1"]}, "task": {"type": "worker", "index": 0}}
+    task = parse_tf_config(json.dumps(config))
+    assert not task.is_chief and task.rank == 1 and task.num_workers == 3
+    assert parse_tf_config(json.dumps({**config, "task": {"type": "chief", "index": 0}})).is_chief
+
+
+@pytest.mark.parametrize("text, message", [
+    (None, "needs TF_CONFIG"),
+    ("", "needs TF_CONFIG"),
+    ('{"cluster": ', "not valid JSON"),
+    ("[1]", "must be a JSON object"),
+    ('{"task": {"type": "worker", "index": 0}}', "no 'cluster'"),
+    ('{"cluster": {"worker": []}, "task": {"type": "worker", "index": 0}}', "non-empty list of 'host:port'"),
+    ('{"cluster": {"worker": ["localhost"]}, "task": {"type": "worker", "index": 0}}', "'host:port'"),
+    ('{"cluster": {"ps": ["a:1"]}, "task": {"type": "ps", "index": 0}}', "no 'worker' or 'chief' job"),
+    ('{"cluster": {"worker": ["a:1"]}}', "no 'task'"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "evaluator", "index": 0}}', "does not train"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}', "not a job of the cluster"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}', "index 1 is out of range"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": "0"}}', "out of range"),
+])
+def test_malformed_or_incomplete_tf_config_is_one_clear_error(text, message):
+    with pytest.raises(UserError, match=message) as caught:
+        parse_tf_config(text)
+    assert "\n" not in str(caught.value)
+
+
+def test_valid_two_worker_config():
+    assert parse_tf_config(json.dumps(TWO_WORKERS)).name == "worker:1"

@@ -1,0 +1,113 @@
+"""Multi-worker training with real worker processes on 127.0.0.1, started by the launcher."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from resnet_perf import launch, train
+from resnet_perf.subprocess_run import package_env
+from tests.fmnist_files import write_dataset
+
+RUN_LIMIT_S = 600
+TINY_TRAINING = ["--depth", "18", "--epochs", "1", "--batch-size", "16", "--image-size", "32", "--precision", "fp32",
+                 "--limit-train", "64", "--limit-test", "32"]
+
+
+def launcher(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "resnet_perf.launch", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=package_env())
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie, killed and waiting for a container's init to reap it, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+def test_two_workers_train_and_the_chief_records_both(tmp_path):
+    data, output = write_dataset(tmp_path / "data", train=64, test=32), tmp_path / "result.json"
+    process = launcher("--workers", "2", "--", *TINY_TRAINING, "--data-dir", str(data), "--output", str(output))
+    out, _ = process.communicate(timeout=RUN_LIMIT_S)  # bounded: a hung cluster fails the test
+    assert process.returncode == 0, out[-4000:]
+    assert "[worker 0] " in out and "[worker 1] " in out
+    assert "[worker 1] worker:1: the chief writes the result file" in out
+    result = json.loads(output.read_text())
+    summary, (row,) = result["summary"], result["rows"]
+    assert summary["strategy"] == "multiworker" and summary["completed"] is True
+    assert summary["workers"] == ["worker:0", "worker:1"] and summary["task"] == "worker:0"
+    assert summary["replicas"] == 2 and len(summary["cluster"]["worker"]) == 2
+    assert row["workers"] == ["worker:0", "worker:1"]
+    assert len(row["worker_epoch_time_s"]) == 2 and all(t > 0 for t in row["worker_epoch_time_s"])
+    assert all(rate > 0 for rate in row["worker_images_per_sec"]) and row["images_per_sec"] > 0
+    assert row["epoch_time_s"] == row["worker_epoch_time_s"][0]  # the chief's own figure is worker 0's
+    assert row["run_id"].endswith("-mw-e1") and 0 <= row["test_accuracy"] <= 1
+
+
+@pytest.mark.slow
+def test_a_dying_worker_stops_the_other_and_fails_the_launch(tmp_path):
+    data = write_dataset(tmp_path / "data", train=64, test=32)
+    process = launcher("--workers", "2", "--", *TINY_TRAINING, "--epochs", "50", "--data-dir", str(data),
+                       "--output", str(tmp_path / "result.json"))
+    pids, lines = {}, []
+    deadline = time.monotonic() + RUN_LIMIT_S
+    while len(pids) < 2 and time.monotonic() < deadline:
+        line = process.stdout.readline()
+        lines.append(line)
+        match = re.match(r"worker (\d): pid (\d+)", line)
+        if match:
+            pids[int(match.group(1))] = int(match.group(2))
+    assert len(pids) == 2, "".join(lines)
+    while "[worker 1] training" not in lines[-1] and time.monotonic() < deadline:  # the cluster has formed
+        lines.append(process.stdout.readline())
+    os.kill(pids[1], signal.SIGKILL)
+    out, _ = process.communicate(timeout=RUN_LIMIT_S)
+    assert process.returncode != 0
+    assert "worker 1 exited with status -9: stopping the others" in out
+    assert not alive(pids[0]) and not alive(pids[1])  # no orphan left
+
+
+def test_stop_all_ends_whole_process_groups():
+    # A worker that started a child of its own: both must go.
+    worker = subprocess.Popen(["bash", "-c", "sleep 300 & echo $!; wait"], stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    grandchild = int(worker.stdout.readline())
+    launch.stop_all([worker], grace_s=5)
+    time.sleep(0.2)
+    assert worker.returncode is not None and not alive(grandchild)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--workers", "0", "--", "--epochs", "1"], "--workers must be at least 1"),
+    (["--workers", "2", "--", "--strategy", "mirrored"], "runs workers with --strategy multiworker, not mirrored"),
+    (["--threads-per-worker", "0", "--", "--epochs", "1"], "--threads-per-worker must be at least 1"),
+])
+def test_launcher_bad_input_is_one_error_line(capsys, args, message):
+    assert launch.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+@pytest.mark.parametrize("env, args, message", [
+    ({}, ["--strategy", "multiworker"], "needs TF_CONFIG"),
+    ({"TF_CONFIG": '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}'},
+     ["--strategy", "multiworker"], "task index 3 is out of range"),
+    ({}, ["--strategy", "multiworker", "--replicas", "2"], "--replicas must be 'auto' with --strategy multiworker"),
+])
+def test_train_multiworker_bad_tf_config_is_one_error_line(monkeypatch, capsys, tmp_path, env, args, message):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert train.main([*args, "--output", str(tmp_path / "out.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err

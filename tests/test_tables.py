@@ -1,0 +1,49 @@
+"""Tables from result rows."""
+from __future__ import annotations
+
+import pytest
+
+from resnet_perf.tables import derive_backward, display_frame, format_table
+
+
+def _step(run_id, mode, median, flops, batch=8):
+    return {"bench": "step", "run_id": run_id, "mode": mode, "batch_size": batch, "median_s": median,
+            "p90_s": median, "cv": 0.01, "images_per_sec": batch / median, "flops_per_step": flops,
+            "achieved_flops": flops / median, "peak_flops": 1e12, "mfu": flops / median / 1e12,
+            "compile_s": 2.0, "unstable": False}
+
+
+def test_backward_is_fwd_bwd_minus_forward():
+    rows = [_step("r", "forward", 0.1, 10**9), _step("r", "fwd_bwd", 0.35, 3 * 10**9)]
+    (backward,) = derive_backward(rows)
+    assert backward["mode"] == "backward" and backward["derived"]
+    assert backward["median_s"] == pytest.approx(0.25)
+    assert backward["images_per_sec"] == pytest.approx(8 / 0.25)
+    assert backward["flops_per_step"] == 2 * 10**9
+    assert backward["mfu"] == pytest.approx(2e9 / 0.25 / 1e12)
+
+
+def test_no_backward_without_both_steps():
+    assert derive_backward([_step("r", "fwd_bwd", 0.35, 3)]) == []
+
+
+def test_table_joins_memory_and_notes_skips_and_errors():
+    rows = [_step("r", "forward", 0.1, 10**9), _step("r", "train", 0.3, 3 * 10**9),
+            {"bench": "memory", "run_id": "r", "mode": "train", "peak_memory_bytes": 512 * 2**20,
+             "memory_kind": "host_rss_added"},
+            {"bench": "step", "run_id": "s", "mode": "forward", "skipped": "out of memory: OOM"},
+            {"bench": "step", "run_id": "t", "mode": "train", "error": "the step was retraced 1 time(s)"}]
+    frame = display_frame(rows)
+    train = frame[(frame["config"] == "r") & (frame["step"] == "train")].iloc[0]
+    assert train["memory MiB"] == 512 and train["memory kind"] == "host_rss_added"
+    assert train["img/s"] == pytest.approx(8 / 0.3)
+    notes = dict(zip(frame["config"], frame["note"]))
+    assert notes["s"] == "skipped: out of memory: OOM" and notes["t"].startswith("error: the step was retraced")
+    table = format_table(rows)
+    assert "| r " in table and "nan" not in table
+
+
+def test_mfu_above_one_is_called_out():
+    row = _step("r", "forward", 0.1, 2 * 10**11)  # 2e12 FLOP/s against a 1e12 peak
+    (note,) = display_frame([row])["note"]
+    assert "MFU > 100%" in note
