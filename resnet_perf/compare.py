@@ -14,7 +14,9 @@ Exit status: 0, or 1 when ``--fail-on`` finds a regression, or 2 for bad input.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import re
 import sys
 from collections.abc import Sequence
 
@@ -25,7 +27,7 @@ from resnet_perf.errors import UserError
 from resnet_perf.regression import ALPHA, METRICS, compare_frames, parse_threshold, regressions
 from resnet_perf.results import ResultSet, load_result_set
 from resnet_perf.speedup import REFERENCE, parse_baseline, speedups, switch_text
-from resnet_perf.tables import MIB, STEP_ORDER, display_frame, format_training_table, step_frame, tabulate_frame
+from resnet_perf.tables import MIB, STEP_ORDER, display_frame, step_frame, tabulate_frame, training_frame
 
 FORMATS = ("github", "plain", "csv", "json")
 
@@ -48,6 +50,17 @@ COMPARISON_COLUMNS = {
 
 def _measured_rows(result: ResultSet) -> list[dict]:
     return [row for row in result.rows if row.get("bench") in ("step", "memory")]
+
+
+def only_configs(result: ResultSet, pattern: str | None) -> ResultSet:
+    """``result`` with only the rows whose run_id matches the regular expression ``pattern``."""
+    if not pattern:
+        return result
+    try:
+        wanted = re.compile(pattern)
+    except re.error as error:
+        raise UserError(f"--configs: {pattern!r} is not a regular expression ({error})") from None
+    return dataclasses.replace(result, rows=[row for row in result.rows if wanted.search(str(row.get("run_id")))])
 
 
 def single_run_table(result: ResultSet, reference: dict) -> pd.DataFrame:
@@ -85,6 +98,13 @@ def _display_comparison(frame: pd.DataFrame) -> pd.DataFrame:
     return shown.reindex(columns=list(COMPARISON_COLUMNS)).rename(columns=COMPARISON_COLUMNS).reset_index(drop=True)
 
 
+def peaks_text(result: ResultSet) -> str:
+    """``float32 318, bfloat16 1240 GFLOP/s``: the matmul peaks the run's MFU divided by."""
+    peaks = {row["compute_dtype"]: row["peak_flops"] for row in result.rows
+             if row.get("bench") == "step" and row.get("peak_flops") and row.get("compute_dtype")}
+    return ", ".join(f"{dtype} {peak / 1e9:.0f}" for dtype, peak in sorted(peaks.items())) + " GFLOP/s" if peaks else "none"
+
+
 def render(frame: pd.DataFrame, table_format: str) -> str:
     """A table as github/plain text, CSV, or JSON records."""
     if table_format == "csv":
@@ -116,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline", type=parse_baseline_arg, default=REFERENCE, metavar="FIELD=VALUE,...",
                         help="the reference switches for speed-ups in one file "
                              "(default precision=fp32,xla=off,layout=nhwc)")
+    parser.add_argument("--configs", metavar="REGEX",
+                        help="only the configurations whose run_id matches, e.g. '^resnet50-' or 'b32-224$'")
     parser.add_argument("--plot", metavar="FILE.png", help="also write a bar chart of images/s and MFU per config")
     return parser
 
@@ -136,7 +158,7 @@ parse_baseline_arg = _argument_type(parse_baseline)
 def _print_single(result: ResultSet, args: argparse.Namespace) -> None:
     if not _measured_rows(result):
         if any(row.get("bench") == "train" for row in result.rows):
-            print(format_training_table(result.rows, "github" if args.format in ("csv", "json") else args.format))
+            print(render(training_frame(result.rows), args.format))
             return
         raise UserError(f"{result.path} has no benchmark or training rows to show (it holds {result.kind!r} results)")
     table = single_run_table(result, args.baseline)
@@ -159,7 +181,7 @@ def _plot(frame: pd.DataFrame, path: str, title: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        results = [load_result_set(path) for path in args.files]
+        results = [only_configs(load_result_set(path), args.configs) for path in args.files]
         if not 0 < args.alpha < 1:
             raise UserError(f"--alpha must be between 0 and 1, got {args.alpha}")
         if len(results) == 1:
@@ -176,7 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else:
                     print(f"REGRESSIONS against {results[0].label} ({rules}, Mann-Whitney U, alpha {args.alpha:g}):")
                     print(render(failing, args.format) + "\n")
-            print(render(table, args.format))
+            print(render(table, args.format) + "\n")
+            for result in results:  # MFU's denominators: a run whose probe read low shows a higher MFU
+                print(f"matmul peaks of {result.label}: {peaks_text(result)}")
         elif args.format == "json":
             print(json.dumps({"baseline": str(results[0].path), "files": [str(r.path) for r in results],
                               "regressions": json.loads(render(failing, "json")),

@@ -140,7 +140,12 @@ TRAINING_COLUMNS = {
 }
 
 
-def format_training_table(rows: Sequence[dict[str, Any]], table_format: str = "github") -> str:
-    """Fashion-MNIST training rows (``bench == "train"``), one per epoch, as a tabulate table."""
+def training_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Fashion-MNIST training rows (``bench == "train"``), one per epoch, with readable column names."""
     frame = pd.DataFrame([row for row in rows if row.get("bench") == "train"])
-    return tabulate_frame(frame.reindex(columns=list(TRAINING_COLUMNS)).rename(columns=TRAINING_COLUMNS), table_format)
+    return frame.reindex(columns=list(TRAINING_COLUMNS)).rename(columns=TRAINING_COLUMNS)
+
+
+def format_training_table(rows: Sequence[dict[str, Any]], table_format: str = "github") -> str:
+    """``training_frame`` as a tabulate table."""
+    return tabulate_frame(training_frame(rows), table_format)

@@ -270,7 +270,9 @@ def train(config: TrainConfig, output: Path) -> dict[str, Any]:
           f"{len(worker_names)} worker(s): {len(train_split)} train / {len(test_split)} test images from {folder}, "
           f"{config.epochs} epoch(s) of {steps_per_epoch} steps")
     for epoch in range(1, config.epochs + 1):
-        bar = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "acc", "img/s"])
+        # A live bar on a terminal; into a pipe (CI logs, the launcher) one line per epoch, not per step.
+        bar = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "acc", "img/s"],
+                                  verbose=1 if sys.stdout.isatty() else 2)
         loss_sum = correct = seen = 0.0
         epoch_start = time.perf_counter()
         for step, batch in enumerate(train_data, start=1):

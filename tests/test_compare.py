@@ -196,3 +196,21 @@ def test_a_directory_means_its_newest_result(tmp_path):
     write_run(tmp_path / "runs", "a-old", baseline_rows())
     newest = write_run(tmp_path / "runs", "b-new", baseline_rows()[:1])
     assert load_result_set(tmp_path / "runs").path == newest
+
+
+def test_configs_filter_keeps_matching_run_ids(tmp_path, capsys):
+    code, out, err = run(capsys, write_run(tmp_path, "one", baseline_rows()), "--configs", "mixed_bf16",
+                         "--format", "csv")
+    assert code == 0, err
+    assert set(pd.read_csv(io.StringIO(out))["config"]) == {BF16.run_id}
+    code, _out, err = run(capsys, tmp_path / "one.json", "--configs", "(")
+    assert code == 2 and "is not a regular expression" in err
+
+
+def test_a_training_result_prints_its_epochs(tmp_path, capsys):
+    row = {"bench": "train", "run_id": "resnet18-x", "replicas": 1, "epoch": 1, "epoch_time_s": 10.0,
+           "images_per_sec": 6000.0, "train_loss": 0.5, "train_accuracy": 0.8, "test_accuracy": 0.85}
+    path = save_rows(tmp_path, "train", [row], {})
+    code, out, err = run(capsys, path, "--format", "csv")
+    assert code == 0, err
+    assert pd.read_csv(io.StringIO(out))["test acc"].tolist() == [0.85]
