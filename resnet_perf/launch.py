@@ -59,14 +59,16 @@ def _stream(prefix: str, source: IO[str], sink: IO[str], lock: threading.Lock) -
 
 
 def stop_all(workers: Sequence[subprocess.Popen], grace_s: float = GRACE_S) -> None:
-    """SIGTERM every running worker's process group, then SIGKILL what is left after ``grace_s``."""
+    """SIGTERM every worker's process group, then SIGKILL what is left after ``grace_s``.
+
+    Whole groups, also of a worker that has already ended: anything it started goes too.
+    """
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for worker in workers:
-            if worker.poll() is None:
-                try:
-                    os.killpg(worker.pid, sig)
-                except ProcessLookupError:
-                    pass
+            try:
+                os.killpg(worker.pid, sig)
+            except ProcessLookupError:  # the group is empty: nothing left to stop
+                pass
         deadline = time.monotonic() + grace_s
         while any(worker.poll() is None for worker in workers) and time.monotonic() < deadline:
             time.sleep(POLL_S)

@@ -9,6 +9,7 @@ nothing to test it with; its threshold alone decides.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -87,7 +88,7 @@ def _samples(metric: Metric, row: pd.Series) -> list[float]:
 
 def _value(row: pd.Series, column: str) -> float | None:
     value = row.get(column)
-    return float(value) if isinstance(value, (int, float)) and not math.isnan(value) else None
+    return float(value) if isinstance(value, numbers.Real) and not math.isnan(value) else None
 
 
 def metric_change(metric: Metric, baseline: pd.Series, candidate: pd.Series, alpha: float = ALPHA) -> dict[str, Any]:
@@ -103,6 +104,11 @@ def metric_change(metric: Metric, baseline: pd.Series, candidate: pd.Series, alp
     return {"change": change, "worse_pct": worse * 100, "p": p, "significant": p is not None and p < alpha}
 
 
+def is_true(value: Any) -> bool:
+    """True for a boolean true only (pandas hands back numpy booleans, and NaN where unset)."""
+    return isinstance(value, (bool, np.bool_)) and bool(value)
+
+
 def _problem(row: pd.Series) -> str | None:
     for key in ("error", "skipped"):
         if isinstance(row.get(key), str) and row[key]:
@@ -116,7 +122,7 @@ def compare_frames(frames: Sequence[tuple[str, pd.DataFrame]], alpha: float = AL
     ``frames`` are ``(label, step_frame)`` pairs; the first is the baseline.  A config found in some
     runs only gets a row per run it is in, with a note naming the runs it is missing from.
     """
-    (base_label, base), *others = frames
+    base_label = frames[0][0]
     keys = list(dict.fromkeys(key for _label, frame in frames for key in zip(frame["run_id"], frame["mode"])))
     indexed = [(label, frame.set_index(["run_id", "mode"], drop=False)) for label, frame in frames]
     records = []
@@ -125,9 +131,9 @@ def compare_frames(frames: Sequence[tuple[str, pd.DataFrame]], alpha: float = AL
         missing = [label for label, _frame in indexed if label not in present]
         reference = present.get(base_label)
         for label, row in present.items():
-            record = {"run_id": key[0], "mode": key[1], "run": label, "derived": row.get("derived") is True,
+            record = {"run_id": key[0], "mode": key[1], "run": label, "derived": is_true(row.get("derived")),
                       **{metric.column: _value(row, metric.column) for metric in METRICS.values()}}
-            notes = [note for note in (_problem(row),) if note]
+            notes = [_problem(row)] if _problem(row) else []
             if missing:
                 notes.append(f"missing from {', '.join(missing)}")
             if label != base_label and reference is not None:
@@ -139,11 +145,6 @@ def compare_frames(frames: Sequence[tuple[str, pd.DataFrame]], alpha: float = AL
             record["note"] = "; ".join(notes)
             records.append(record)
     return pd.DataFrame.from_records(records)
-
-
-def is_true(value: Any) -> bool:
-    """True for a boolean true only (pandas hands back numpy booleans, and NaN where unset)."""
-    return isinstance(value, (bool, np.bool_)) and bool(value)
 
 
 def regressions(comparison: pd.DataFrame, thresholds: Sequence[Threshold]) -> pd.DataFrame:
