@@ -85,13 +85,18 @@ def _plane(space, name: str):
     return next((plane for plane in space.planes if plane.name == name), None)
 
 
-def _stats(plane, stats) -> dict[str, Any]:
-    names = {key: meta.name for key, meta in plane.stat_metadata.items()}
-    values = {}
+def _stat_ids(plane) -> dict[str, int]:
+    """Stat name -> its metadata id in ``plane`` (each stat of an event names its metadata by id)."""
+    return {meta.name: key for key, meta in plane.stat_metadata.items()}
+
+
+def _stat_value(stats, stat_id: int | None) -> Any:
+    """The value of the stat with ``stat_id`` among ``stats``, or None."""
     for stat in stats:
-        kind = stat.WhichOneof("value")
-        values[names.get(stat.metadata_id, str(stat.metadata_id))] = getattr(stat, kind) if kind else None
-    return values
+        if stat.metadata_id == stat_id:
+            kind = stat.WhichOneof("value")
+            return getattr(stat, kind) if kind else None
+    return None
 
 
 def step_markers(space) -> list[tuple[int, float]]:
@@ -99,19 +104,20 @@ def step_markers(space) -> list[tuple[int, float]]:
     plane = _plane(space, HOST_PLANE)
     if plane is None:
         return []
+    ids = _stat_ids(plane)
+    step_num, root = ids.get("step_num"), ids.get("_r")
     steps = []
     for line in plane.lines:
         for event in line.events:
-            stats = _stats(plane, event.stats)
-            if "step_num" in stats and "_r" in stats:
-                steps.append((int(stats["step_num"]), event.duration_ps * PICOSECONDS))
+            present = {stat.metadata_id for stat in event.stats}
+            if step_num in present and root in present:
+                steps.append((int(_stat_value(event.stats, step_num)), event.duration_ps * PICOSECONDS))
     return sorted(steps)
 
 
-def _op_events(plane, line) -> Iterator[tuple[int, int, str, str, str]]:
-    """``(start_ps, duration_ps, kind, type, name)`` of the op events on one thread."""
-    names = {key: meta.name for key, meta in plane.stat_metadata.items()}
-    hlo_op = next((key for key, name in names.items() if name == "hlo_op"), None)
+def _op_events(plane, line, hlo_op: int | None) -> Iterator[tuple[int, int, str, str, str]]:
+    """``(start_ps, duration_ps, kind, type, name)`` of the op events on one thread (``hlo_op``: the
+    plane's id of that stat)."""
     for event in line.events:
         name = plane.event_metadata[event.metadata_id].name
         if hlo_op is not None and any(stat.metadata_id == hlo_op for stat in event.stats):
@@ -143,8 +149,9 @@ def op_times(space, group_by: str = "type") -> list[OpTime]:
         raise UserError(f"unknown grouping {group_by!r}: choose one of {', '.join(GROUPINGS)}")
     plane = _plane(space, HOST_PLANE)
     totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    hlo_op = _stat_ids(plane).get("hlo_op") if plane is not None else None
     for line in plane.lines if plane is not None else ():
-        for kind, op_type, name, own in _self_times(list(_op_events(plane, line))):
+        for kind, op_type, name, own in _self_times(list(_op_events(plane, line, hlo_op))):
             total = totals[(name if group_by == "name" else op_type, kind)]
             total[0] += 1
             total[1] += own
@@ -160,7 +167,7 @@ def profile_options(space) -> dict[str, Any]:
     from tensorflow.tsl.profiler.protobuf import profiler_options_pb2
 
     plane = _plane(space, ENVIRONMENT_PLANE)
-    recorded = _stats(plane, plane.stats).get("profile_options") if plane is not None else None
+    recorded = _stat_value(plane.stats, _stat_ids(plane).get("profile_options")) if plane is not None else None
     if not recorded:
         return {}
     options = profiler_options_pb2.ProfileOptions()
