@@ -12,7 +12,7 @@ Ctrl-C, so no measured result is lost.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import pytest
 from resnet_perf.config import RunConfig, expand_matrix
 from resnet_perf.data import NUM_CLASSES
 from resnet_perf.errors import UserError
+from resnet_perf.precision import compute_dtype
 from resnet_perf.train import TrainConfig
 
 MATRIX = pytest.StashKey[list]()
@@ -75,31 +76,38 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 class Recorder:
-    """Collects the session's rows; writes and prints them once at the end."""
+    """Collects the session's rows and matmul peak readings; writes and prints them once at the end."""
 
-    def __init__(self, results_dir: Path) -> None:
+    def __init__(self, results_dir: Path, peak_dtypes: Sequence[str]) -> None:
         self.results_dir = results_dir
+        self.peak_dtypes = list(peak_dtypes)
         self.rows: list[dict[str, Any]] = []
-        self.mirrors: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        self.peak_readings: dict[str, list[float]] = {}
         self.saved_to: Path | None = None
         self.save_error: str | None = None
 
-    def add(self, row: dict[str, Any], extra_info: dict[str, Any] | None = None) -> None:
-        """Record ``row``; ``extra_info`` (its pytest-benchmark copy) gets the final MFU at the end too."""
+    def add(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
-        if extra_info is not None:
-            self.mirrors.append((row, extra_info))
 
-    def save(self) -> None:
-        from resnet_perf.bench import rescale_to_session_peaks
-        from resnet_perf.results import save_rows
+    def probe_peaks(self) -> None:
+        """Take the fixed set of matmul peak readings (``resnet_perf.measure.probe_matmul_peaks``)."""
+        from resnet_perf.measure import probe_matmul_peaks
+
+        for dtype, readings in probe_matmul_peaks(self.peak_dtypes).items():
+            self.peak_readings.setdefault(dtype, []).extend(readings)
+
+    def session_data(self) -> dict[str, Any]:
+        """What belongs to the session, not to a row: the peak readings and the environment."""
         from resnet_perf.runtime import environment
 
-        peaks = rescale_to_session_peaks(self.rows)
-        for row, extra_info in self.mirrors:
-            extra_info.update({key: row.get(key) for key in ("peak_flops", "mfu")})
+        return {"matmul_peak_readings": self.peak_readings, "environment": environment()}
+
+    def save(self) -> None:
+        from resnet_perf.results import save_rows
+
+        data = self.session_data()
         try:
-            self.saved_to = save_rows(self.results_dir, "bench", self.rows, environment(), matmul_peak_flops=peaks)
+            self.saved_to = save_rows(self.results_dir, "bench", self.rows, data.pop("environment"), **data)
         except UserError as error:
             self.save_error = str(error)
 
@@ -107,6 +115,10 @@ class Recorder:
 def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config.option, "depths"):  # this conftest was not loaded at start-up
         return
+    # The memory and training cases measure in processes of their own: they request `benchmark` only
+    # so that --benchmark-only runs them and leave it unused, so that no process wall time is ever
+    # reported or compared (--benchmark-compare-fail) as a step time.  pytest-benchmark warns then.
+    config.addinivalue_line("filterwarnings", "ignore:Benchmark fixture was not used at all in this test")
     option = config.option
     try:
         matrix = expand_matrix(
@@ -139,7 +151,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from None
     config.stash[MATRIX] = matrix
     config.stash[TRAINING] = training
-    config.stash[RECORDER] = Recorder(Path(option.results_dir))
+    config.stash[RECORDER] = Recorder(Path(option.results_dir),
+                                      sorted({compute_dtype(run.precision) for run in matrix}))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -169,27 +182,44 @@ def release_models():
     gc.collect()
 
 
-# A wrapper called first: pytest-benchmark writes its JSON at the start of its own wrapper, and
-# its extra_info must already carry the final MFU.
-@pytest.hookimpl(hookwrapper=True, tryfirst=True)
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtestloop(session: pytest.Session):
+    """The session's closing peak readings, after the last case (and before pytest-benchmark writes
+    its JSON at session finish); none when no step case probed at the start or the run was stopped."""
+    outcome = yield
+    recorder = session.config.stash.get(RECORDER, None)
+    if recorder is not None and recorder.peak_readings and outcome.excinfo is None and not session.shouldstop:
+        recorder.probe_peaks()
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json: dict) -> None:
+    """Session data in pytest-benchmark's JSON, beside the rows in each benchmark's extra_info."""
+    from resnet_perf.results import PYTEST_BENCHMARK_KEY
+
+    recorder = config.stash.get(RECORDER, None)
+    if recorder is not None:
+        output_json[PYTEST_BENCHMARK_KEY] = recorder.session_data()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     recorder = session.config.stash.get(RECORDER, None)
     if recorder is not None and recorder.rows:
         recorder.save()
         if recorder.save_error:
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR if exitstatus == 0 else exitstatus
-    yield
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     recorder = config.stash.get(RECORDER, None)
     if recorder is None or not recorder.rows:
         return
+    from resnet_perf.flops import session_peaks, with_derived_metrics
     from resnet_perf.tables import format_table, format_training_table
 
     terminalreporter.section("resnet_perf results")
     if any(row["bench"] in ("step", "memory") for row in recorder.rows):
-        terminalreporter.write_line(format_table(recorder.rows))
+        terminalreporter.write_line(format_table(with_derived_metrics(recorder.rows,
+                                                                      session_peaks(recorder.peak_readings))))
     if any(row["bench"] == "train" for row in recorder.rows):
         terminalreporter.write_line(format_training_table(recorder.rows))
     if recorder.saved_to:

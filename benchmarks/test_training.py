@@ -2,7 +2,8 @@
 
 Each case runs ``python -m resnet_perf.train`` in a fresh process (replicas need the CPU split
 into logical devices before TensorFlow starts), or with ``--train-strategy multiworker`` the
-launcher's worker processes; the benchmark's time is that run's wall time.
+launcher's worker processes.  Like the memory cases it is not a pytest-benchmark benchmark (a
+process's wall time is no step time): its epoch rows go to the suite's JSON and training table.
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import subprocess
 import pytest
 
 from resnet_perf.data import DataError, locate
-from resnet_perf.runtime import environment
 from resnet_perf.subprocess_run import run_module
 from resnet_perf.train import TrainConfig
 
@@ -46,14 +46,6 @@ def test_fashion_mnist(benchmark, recorder, request, train_config, tmp_path):
         pytest.skip(str(error))
     config = dataclasses.replace(train_config, data_dir=str(folder))
     workers = request.config.option.train_workers
-    result = benchmark.pedantic(_train, args=(config, tmp_path / "train.json", workers), rounds=1, iterations=1)
+    result = _train(config, tmp_path / "train.json", workers)
     for row in result["rows"]:
         recorder.add(row)
-    last, summary = result["rows"][-1], result["summary"]
-    benchmark.extra_info.update(
-        run_id=train_config.run_id, replicas=summary["replicas"], workers=summary["workers"],
-        worker_epoch_time_s=[row["worker_epoch_time_s"] for row in result["rows"]], epochs=len(result["rows"]),
-        epoch_time_s=[row["epoch_time_s"] for row in result["rows"]],
-        images_per_sec=last["images_per_sec"], test_accuracy=last["test_accuracy"],
-        time_to_target_s=summary["time_to_target_s"], target_accuracy=config.target_accuracy,
-        data_verified=summary["data_verified"], config=config.as_dict(), environment=environment())

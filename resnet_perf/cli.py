@@ -3,10 +3,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 
-LAYOUTS: dict[str, str] = {"nhwc": "channels_last", "nchw": "channels_first"}
-"""Layout names on the command line and in configs -> Keras ``data_format``."""
+from resnet_perf.config import LAYOUTS, RunConfig
+from resnet_perf.precision import PRECISIONS
+from resnet_perf.specs import DEPTHS
 
+CONFIG_OPTIONS = ("depth", "batch_size", "image_size", "precision", "xla", "layout")
+"""RunConfig fields with a command-line flag of the same name (``--batch-size`` for ``batch_size``)."""
+ON_OFF = {"on": True, "off": False}
 
 def fail(error: BaseException, exit_code: int = 2) -> int:
     """Print ``error`` as one line on stderr and return the exit code to end with."""
@@ -33,3 +38,30 @@ def parse_shape(text: str) -> tuple[int, int, int]:
     if len(shape) != 3:
         raise argparse.ArgumentTypeError(f"expected three integers H,W,C, got {text!r}")
     return shape
+
+
+def add_config_options(parser: argparse.ArgumentParser, defaults: RunConfig,
+                       fields: Sequence[str] = CONFIG_OPTIONS, image_help: str = "synthetic images",
+                       batch_help: str = "images per step") -> None:
+    """Add the ``RunConfig`` flags named in ``fields`` with ``defaults``'s values: one definition
+    of each flag for every command (``config_kwargs`` reads them back)."""
+    helps = {
+        "depth": (dict(type=int), f"ResNet depth: one of {', '.join(map(str, DEPTHS))}"),
+        "batch_size": (dict(type=int), batch_help),
+        "image_size": (dict(type=int), f"height = width of the {image_help}, at least 32"),
+        "precision": (dict(), f"one of {', '.join(PRECISIONS)}"),
+        "xla": (dict(choices=tuple(ON_OFF)), "XLA jit_compile of the step functions"),
+        "layout": (dict(choices=tuple(LAYOUTS)), "tensor layout: nhwc (channels last) or nchw (channels first)"),
+    }
+    for field in fields:
+        kwargs, text = helps[field]
+        default = getattr(defaults, field)
+        if field == "xla":
+            default = "on" if default else "off"
+        parser.add_argument(f"--{field.replace('_', '-')}", default=default, help=f"{text} (default %(default)s)",
+                            **kwargs)
+
+
+def config_kwargs(args: argparse.Namespace, fields: Sequence[str] = CONFIG_OPTIONS) -> dict:
+    """The ``RunConfig`` fields ``add_config_options`` added, as keyword arguments."""
+    return {field: ON_OFF[args.xla] if field == "xla" else getattr(args, field) for field in fields}

@@ -41,11 +41,14 @@ COMPARISON_COLUMNS = {
     "mfu_pct": "MFU %",
     "mfu_change_pct": "Δ MFU %",
     "mfu_p": "p MFU",
-    "memory_mib": "memory MiB",
-    "peak_memory_change_pct": "Δ memory %",
+    "host_rss_added_mib": "host RSS added MiB",
+    "host_memory_change_pct": "Δ host RSS %",
+    "device_peak_mib": "device peak MiB",
+    "device_memory_change_pct": "Δ device peak %",
     "regressed_on": "regressed on",
     "note": "note",
 }
+MEMORY_CHANGES = {"host_rss_added_mib": "host_memory_change_pct", "device_peak_mib": "device_memory_change_pct"}
 
 
 def _measured_rows(result: ResultSet) -> list[dict]:
@@ -91,17 +94,21 @@ def _display_comparison(frame: pd.DataFrame) -> pd.DataFrame:
     shown = frame.reindex(columns=frame.columns.union(
         [f"{name}_{field}" for name in METRICS for field in ("change", "p")] + ["regressed_on"], sort=False))
     shown = shown.assign(
-        mfu_pct=shown["mfu"] * 100, memory_mib=shown["peak_memory_bytes"] / MIB,
+        mfu_pct=shown["mfu"] * 100, host_rss_added_mib=shown["host_rss_added_bytes"] / MIB,
+        device_peak_mib=shown["device_peak_bytes"] / MIB,
         **{f"{name}_change_pct": shown[f"{name}_change"] * 100 for name in METRICS},
         _order=shown["mode"].map(STEP_ORDER))
     shown = shown.sort_values(["run_id", "_order"], kind="stable")  # runs keep their order within a step
-    return shown.reindex(columns=list(COMPARISON_COLUMNS)).rename(columns=COMPARISON_COLUMNS).reset_index(drop=True)
+    shown = shown.reindex(columns=list(COMPARISON_COLUMNS))
+    # Host RSS (CPU) and device peak (GPU) are different quantities: show the one these runs measured.
+    unmeasured = [column for column in MEMORY_CHANGES if shown[column].isna().all()]
+    shown = shown.drop(columns=[*unmeasured, *(MEMORY_CHANGES[column] for column in unmeasured)])
+    return shown.rename(columns=COMPARISON_COLUMNS).reset_index(drop=True)
 
 
 def peaks_text(result: ResultSet) -> str:
     """``float32 318, bfloat16 1240 GFLOP/s``: the matmul peaks the run's MFU divided by."""
-    peaks = {row["compute_dtype"]: row["peak_flops"] for row in result.rows
-             if row.get("bench") == "step" and row.get("peak_flops") and row.get("compute_dtype")}
+    peaks = result.matmul_peaks
     return ", ".join(f"{dtype} {peak / 1e9:.0f}" for dtype, peak in sorted(peaks.items())) + " GFLOP/s" if peaks else "none"
 
 

@@ -12,18 +12,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from resnet_perf.cli import LAYOUTS
 from resnet_perf.errors import UserError
 from resnet_perf.precision import check_precision
 from resnet_perf.specs import TOTAL_STRIDE, get_spec
 
-MODES = ("forward", "fwd_bwd", "train")
-"""The steps a benchmark times (see ``resnet_perf.steps``)."""
+MODES = ("forward", "train_forward", "fwd_bwd", "train")
+"""The steps a benchmark times (see ``resnet_perf.steps``): ``forward`` is inference;
+``train_forward`` the forward pass of a training step (batch statistics) with its loss, the part of
+``fwd_bwd`` before the gradients, so ``backward = fwd_bwd - train_forward``."""
+BACKWARD_MODES = ("fwd_bwd", "train")
+"""Steps that also run the backward pass."""
 
-STEP_COST_IN_FORWARDS = {"forward": 1, "fwd_bwd": 3, "train": 3}
-"""FLOPs of a step as a multiple of one forward pass.  The backward pass computes gradients with
-respect to both activations and weights, each about one forward's worth of MACs, hence 3x; the
-optimizer update is O(parameters) and left out."""
+LAYOUTS: dict[str, str] = {"nhwc": "channels_last", "nchw": "channels_first"}
+"""Layout names on the command line and in configs -> Keras ``data_format``."""
 
 
 MODELS: dict[str, tuple[int, ...]] = {

@@ -172,6 +172,8 @@ def make_dataset(split: Images, *, batch_size: int, image_size: int = IMAGE_SIDE
     Images become float32 in [0, 1] with one channel, resized (bilinear) when ``image_size`` is not
     28, in the layout asked for.  Training shuffles with ``seed`` anew each epoch and drops the last
     partial batch, so every step has the same shape and nothing retraces; evaluation keeps it.
+    Both repeat without end: a run reads each through one iterator, a known number of batches at a
+    time (an epoch's worth, or the test set's), instead of making and destroying an iterator per pass.
     """
     import tensorflow as tf
 
@@ -187,4 +189,5 @@ def make_dataset(split: Images, *, batch_size: int, image_size: int = IMAGE_SIDE
     if training:
         dataset = dataset.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=training)  # batch first: preprocess whole batches
+    dataset = dataset.repeat()  # after batching, so that no batch spans two passes
     return dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

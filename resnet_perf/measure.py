@@ -59,6 +59,22 @@ def step_stats(times: Sequence[float]) -> StepStats:
                      min_s=ordered[0], stddev_s=stddev, cv=cv, unstable=cv > UNSTABLE_CV)
 
 
+def finish(outputs: Any, sync: bool = True) -> list:
+    """Wait for every device, then fetch every output to the host as numpy arrays: a step is
+    finished by construction, also where devices run asynchronously (GPUs).
+
+    ``sync=False`` only fetches: under MultiWorkerMirroredStrategy ``sync_devices`` fails
+    ("Haven't set up remote eager worker in this eager context"), and there the fetched values are
+    all-reduced over every replica, so fetching them waits for every replica's step.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    if sync:
+        tf.test.experimental.sync_devices()
+    return [np.asarray(tensor) for tensor in tf.nest.flatten(outputs)]
+
+
 def time_call(function: Callable[[], Any]) -> float:
     """Seconds one call takes; ``function`` must return only once its work is finished."""
     start = time.perf_counter()
@@ -73,13 +89,12 @@ def time_steps(step: Callable[[], Any], warmup: int, steps: int) -> list[float]:
     return [time_call(step) for _ in range(steps)]
 
 
-def throughput(batch_size: int, stats: StepStats) -> float:
-    """Images per second at the median step time."""
-    return batch_size / stats.median_s
+PEAK_READINGS = 3
+"""Readings of the matmul peak per dtype each time a session probes it (at its start and its end)."""
 
 
 def measure_matmul_peak(dtype: str, size: int = PEAK_PROBE_SIZE, repeats: int = PEAK_PROBE_REPEATS) -> float:
-    """One measurement of this machine's TensorFlow matmul FLOP/s in ``dtype`` (``float32``, ``bfloat16``, ``float16``).
+    """One reading of this machine's TensorFlow matmul FLOP/s in ``dtype`` (``float32``, ``bfloat16``, ``float16``).
 
     A square ``size`` matmul, timed ``repeats`` times after one warm-up, best time kept.
     """
@@ -94,39 +109,16 @@ def measure_matmul_peak(dtype: str, size: int = PEAK_PROBE_SIZE, repeats: int = 
     return 2 * size**3 / best
 
 
-_BEST_PEAKS: dict[str, float] = {}
+def probe_matmul_peaks(dtypes: Sequence[str], readings: int = PEAK_READINGS) -> dict[str, list[float]]:
+    """The fixed peak procedure: ``readings`` readings per dtype.
 
-
-def matmul_peak_flops(dtype: str, remeasure: bool = True) -> float:
-    """The best matmul peak for ``dtype`` seen in this process, measured again first (unless
-    ``remeasure`` is off and one is known): the practical peak MFU divides by.
-
-    Why the best of many: on a shared VM the probe falls into slow spells lasting seconds (this
-    project's VM read bf16 at ~600 or ~1250 GFLOP/s, fp32 at 160-313, minutes apart), which one
-    measurement per session passed on into MFU.  Measuring at every benchmark case and keeping the
-    maximum gives a denominator that is stable from session to session.
+    A session runs it at its start and at its end, whatever its number of cases, and keeps every
+    reading; MFU divides by the best of them when the results are read (``resnet_perf.flops``).
+    Why several: on a shared VM the probe falls into slow spells lasting seconds to minutes (this
+    project's Intel VM read bf16 at ~600 or ~1250 GFLOP/s, fp32 at 160-313), and one reading passed
+    them straight into MFU.
     """
-    if remeasure or dtype not in _BEST_PEAKS:
-        _BEST_PEAKS[dtype] = max(_BEST_PEAKS.get(dtype, 0.0), measure_matmul_peak(dtype))
-    return _BEST_PEAKS[dtype]
-
-
-@dataclass(frozen=True)
-class Throughput:
-    """What a step achieved against the analytic FLOP count and this machine's peak."""
-
-    images_per_sec: float
-    flops_per_step: int
-    achieved_flops: float
-    peak_flops: float
-    mfu: float
-
-
-def achieved(batch_size: int, stats: StepStats, flops_per_step: int, peak_flops: float) -> Throughput:
-    """Throughput, FLOP/s and MFU (achieved FLOP/s / measured matmul peak) at the median step."""
-    flops_per_sec = flops_per_step / stats.median_s
-    return Throughput(images_per_sec=throughput(batch_size, stats), flops_per_step=flops_per_step,
-                      achieved_flops=flops_per_sec, peak_flops=peak_flops, mfu=flops_per_sec / peak_flops)
+    return {dtype: [measure_matmul_peak(dtype) for _ in range(readings)] for dtype in dtypes}
 
 
 class HostMemorySampler:

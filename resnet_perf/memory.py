@@ -1,14 +1,16 @@
 """Peak memory of one configuration's step, measured in a process of its own.
 
 One process per case means no allocator cache, compiled program or earlier, larger peak of another
-case is counted in (or hides) this one.  The kinds of memory reported:
+case is counted in (or hides) this one.  Two different quantities, each in a field of its own:
 
-- ``device_peak`` (GPU): ``tf.config.experimental.get_memory_info("GPU:0")["peak"]`` after
-  ``reset_memory_stats``, around the first call, warm-up and timed steps: the bytes the model,
-  its activations, gradients and optimizer state occupy on the device at their peak.
-- ``host_rss_added`` (CPU): the process's peak resident memory during those steps minus its
-  resident memory after the model was built: what running the step adds (activations,
-  gradients, optimizer slots, compiled code, allocator caches), weights excluded.
+- ``device_peak_bytes`` (GPU): ``tf.config.experimental.get_memory_info("GPU:0")["peak"]`` after
+  ``reset_memory_stats``, around making the step (optimizer slots), its first call, warm-up and
+  timed steps: the bytes weights, activations, gradients and optimizer state occupy on the device
+  at their peak.
+- ``host_rss_added_bytes`` (CPU): the process's peak resident memory from making the step
+  (optimizer slots) through its first call, warm-up and timed steps, minus its resident memory
+  after the model was built: what running the step adds (activations, gradients, optimizer
+  slots, compiled code, allocator caches), weights excluded.
 
 The child is ``python -m resnet_perf.memory --config JSON --mode MODE``; it prints one JSON line.
 """
@@ -39,25 +41,33 @@ class MemoryProbeError(RuntimeError):
 
 
 def probe_here(config: RunConfig, mode: str) -> dict[str, Any]:
-    """Measure peak memory of ``mode`` for ``config`` in this process (the child's job)."""
+    """Measure peak memory of ``mode`` for ``config`` in this process (the child's job).
+
+    The model is built first (the baseline); the step, whose making builds the optimizer's slots,
+    is made inside the measurement, so optimizer state counts as the step's memory.
+    """
     import tensorflow as tf
 
     from resnet_perf.measure import HostMemorySampler, time_steps
     from resnet_perf.runtime import gpus
     from resnet_perf.steps import Step
+    from resnet_perf.workload import build_model
 
-    step = Step(config, mode)
+    model = build_model(config)
+
+    def run_step() -> None:
+        step = Step(config, mode, model)
+        step()
+        time_steps(step, PROBE_WARMUP, PROBE_STEPS)
+
     if gpus():
         tf.config.experimental.reset_memory_stats("GPU:0")
-        step()
-        time_steps(step, PROBE_WARMUP, PROBE_STEPS)
-        return {"peak_memory_bytes": tf.config.experimental.get_memory_info("GPU:0")["peak"],
-                "memory_kind": "device_peak"}
+        run_step()
+        return {"device_peak_bytes": tf.config.experimental.get_memory_info("GPU:0")["peak"]}
     with HostMemorySampler() as sampler:
-        step()
-        time_steps(step, PROBE_WARMUP, PROBE_STEPS)
-    return {"peak_memory_bytes": sampler.added_bytes, "memory_kind": "host_rss_added",
-            "baseline_rss_bytes": sampler.baseline_bytes, "peak_rss_bytes": sampler.peak_bytes}
+        run_step()
+    return {"host_rss_added_bytes": sampler.added_bytes, "baseline_rss_bytes": sampler.baseline_bytes,
+            "peak_rss_bytes": sampler.peak_bytes}
 
 
 def measure_peak_memory(config: RunConfig, mode: str, timeout: float = 3600) -> dict[str, Any]:

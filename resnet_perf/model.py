@@ -22,10 +22,11 @@ from collections.abc import Sequence
 import keras
 
 from resnet_perf import cli
+from resnet_perf.config import LAYOUTS, RunConfig
 from resnet_perf.errors import UserError
 from resnet_perf.flops import count_macs
-from resnet_perf.precision import PRECISIONS, dtype_policy
-from resnet_perf.specs import BOTTLENECK_EXPANSION, DEPTHS, TOTAL_STRIDE, ResNetSpec, get_spec
+from resnet_perf.precision import dtype_policy
+from resnet_perf.specs import BOTTLENECK_EXPANSION, TOTAL_STRIDE, ResNetSpec, get_spec
 
 DATA_FORMATS = ("channels_last", "channels_first")
 BN_MOMENTUM = 0.9
@@ -184,13 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m resnet_perf.model",
         description="Build a ResNet and print its stage-by-stage output shapes, parameter count and MACs.")
-    parser.add_argument("--depth", type=int, default=50, help=f"one of {', '.join(map(str, DEPTHS))} (default 50)")
+    cli.add_config_options(parser, RunConfig(), fields=("depth",))
     parser.add_argument("--input-shape", type=cli.parse_shape, default=(224, 224, 3), metavar="H,W,C",
                         help="image height, width and channels (default 224,224,3)")
     parser.add_argument("--classes", type=int, default=1000, help="output classes (default 1000)")
-    parser.add_argument("--layout", choices=sorted(cli.LAYOUTS), default="nhwc",
-                        help="tensor layout (default nhwc)")
-    parser.add_argument("--precision", default="fp32", help=f"one of {', '.join(PRECISIONS)} (default fp32)")
+    cli.add_config_options(parser, RunConfig(), fields=("layout", "precision"))
     return parser
 
 
@@ -198,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         model = build_resnet(args.depth, num_classes=args.classes, input_shape=args.input_shape,
-                             data_format=cli.LAYOUTS[args.layout], precision=args.precision)
+                             data_format=LAYOUTS[args.layout], precision=args.precision)
         print(f"{model.name}  input {args.input_shape} ({args.layout}), {args.classes} classes, {args.precision}")
         for label, kind, shape in stage_output_shapes(model):
             print(f"  {label:<10} {kind:<24} {shape}")

@@ -18,6 +18,8 @@ PRECISION_POLICIES: dict[str, str] = {
     "mixed_bf16": "mixed_bfloat16",
 }
 PRECISIONS: tuple[str, ...] = tuple(PRECISION_POLICIES)
+COMPUTE_DTYPES: dict[str, str] = {"fp32": "float32", "mixed_fp16": "float16", "mixed_bf16": "bfloat16"}
+"""The dtype the math runs in under each precision (what the policy's ``compute_dtype`` says)."""
 
 
 def check_precision(name: str) -> str:
@@ -36,4 +38,4 @@ def dtype_policy(name: str) -> keras.DTypePolicy:
 
 def compute_dtype(name: str) -> str:
     """The dtype the math runs in under ``name`` (``float32``, ``float16`` or ``bfloat16``)."""
-    return dtype_policy(name).compute_dtype
+    return COMPUTE_DTYPES[check_precision(name)]

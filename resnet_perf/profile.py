@@ -22,8 +22,6 @@ from typing import Any
 from resnet_perf import cli
 from resnet_perf.config import RunConfig
 from resnet_perf.errors import UserError
-from resnet_perf.precision import PRECISIONS
-from resnet_perf.specs import DEPTHS
 
 PROFILE_MODES = ("train", "forward")
 DEFAULT_TRACE_ROOT = Path("results") / "traces"
@@ -130,14 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m resnet_perf.profile",
         description="Capture a profiler trace of one configuration's step (after warm-up), print its step "
                     "times and top ops by self time, and say how to open it in TensorBoard.")
-    parser.add_argument("--depth", type=int, default=defaults.depth,
-                        help=f"one of {', '.join(map(str, DEPTHS))} (default %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per step (default %(default)s)")
-    parser.add_argument("--image-size", type=int, default=defaults.image_size,
-                        help="synthetic image height = width, at least 32 (default %(default)s)")
-    parser.add_argument("--precision", default=defaults.precision, help=f"one of {', '.join(PRECISIONS)} (default %(default)s)")
-    parser.add_argument("--xla", choices=("on", "off"), default="off", help="XLA jit_compile of the step (default %(default)s)")
-    parser.add_argument("--layout", choices=sorted(cli.LAYOUTS), default=defaults.layout, help="tensor layout (default %(default)s)")
+    cli.add_config_options(parser, defaults)
     parser.add_argument("--mode", choices=PROFILE_MODES, default="train",
                         help="train: forward, backward and SGD update; forward: inference (default %(default)s)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the first call, before tracing (default %(default)s)")
@@ -156,9 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        config = RunConfig(depth=args.depth, batch_size=args.batch_size, image_size=args.image_size,
-                           precision=args.precision, xla=args.xla == "on", layout=args.layout,
-                           warmup=args.warmup, steps=args.steps)
+        config = RunConfig(**cli.config_kwargs(args), warmup=args.warmup, steps=args.steps)
         options = TracerOptions(host_tracer_level=args.host_tracer_level, python_tracer_level=int(args.python_tracer))
         logdir = args.logdir or default_logdir(config, args.mode)
         check_writable(logdir)

@@ -4,7 +4,8 @@ Rows are matched by ``(run_id, mode)``.  A change is significant when a two-side
 test on the per-step values of both runs (each raw step time turned into the metric: images/s =
 batch / t, MFU = FLOPs / t / peak) gives p < alpha: rank-based, so a few slow outlier steps on a
 shared machine neither fake nor hide a change.  Peak memory is measured once per run, so there is
-nothing to test it with; its threshold alone decides.
+nothing to test it with; its threshold alone decides (host RSS added on CPU and device peak on
+GPU are different quantities, each its own metric).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from resnet_perf.errors import UserError
+from resnet_perf.flops import mfu
 
 ALPHA = 0.05
 
@@ -36,9 +38,10 @@ class Metric:
 METRICS = {
     metric.name: metric for metric in (
         Metric("images_per_sec", "images_per_sec", True, lambda row, t: row["batch_size"] / t),
-        Metric("mfu", "mfu", True, lambda row, t: row["flops_per_step"] / t / row["peak_flops"]),
+        Metric("mfu", "mfu", True, lambda row, t: mfu(row["flops_per_step"], t, row["peak_flops"])),
         Metric("median_s", "median_s", False, lambda row, t: t),
-        Metric("peak_memory", "peak_memory_bytes", False, None),
+        Metric("host_memory", "host_rss_added_bytes", False, None),
+        Metric("device_memory", "device_peak_bytes", False, None),
     )
 }
 

@@ -1,18 +1,26 @@
 """Result files: one versioned JSON schema, written atomically, never over an earlier file.
 
-A file is ``{"schema": "resnet_perf/results", "schema_version": 1, "kind": ..., "created": ...,
+A file is ``{"schema": "resnet_perf/results", "schema_version": 2, "kind": ..., "created": ...,
 "environment": {...}, ...metadata, "rows": [...]}``; ``kind`` is ``bench`` (the benchmark suite),
 ``train`` (``python -m resnet_perf.train``) or ``profile`` (``python -m resnet_perf.profile``); the
 environment holds the versions, devices and git commit.  Each row is flat (config fields,
-``mode``, metrics, raw ``step_times_s``) so pandas can pivot rows without special cases.
+``mode``, raw ``step_times_s`` and their stats, ``flops_per_step``) so pandas can pivot rows without
+special cases.  A bench file keeps its matmul peak readings once (``matmul_peak_readings``:
+``{dtype: [FLOP/s, ...]}``); images/s, FLOP/s and MFU are derived when a file is read.
+
+Version 2 (this one) changed what rows mean: raw inputs instead of stored MFU, backward derived
+from a training-mode forward, training FLOPs counted per layer, memory including optimizer state
+under a field named for its kind.  Version 1 files are refused with a line saying so.
 
 ``load_result_set`` also reads pytest-benchmark's JSON (``--benchmark-json`` or the ``.benchmarks/``
-autosave), whose ``extra_info`` carries the same rows.
+autosave): each benchmark's ``extra_info`` carries one of the same rows, and the session's data
+(peak readings, environment) sits under the file's ``resnet_perf`` key.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,9 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from resnet_perf.errors import UserError
+from resnet_perf.flops import session_peaks, with_derived_metrics
 
 SCHEMA = "resnet_perf/results"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+PYTEST_BENCHMARK_KEY = "resnet_perf"
+"""Where the suite puts its session data (peak readings, environment) in pytest-benchmark's JSON."""
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
@@ -85,6 +96,9 @@ def check_payload(path: Path, payload: Any) -> dict[str, Any]:
     """``payload`` if it is a result file of the schema version this code reads, else a ``UserError``."""
     if not isinstance(payload, dict) or payload.get("schema") != SCHEMA:
         raise UserError(f"{path} is not a resnet_perf result file (nor pytest-benchmark JSON)")
+    if payload.get("schema_version") == 1:
+        raise UserError(f"{path} has schema version 1, whose MFU, memory and backward figures were measured "
+                        f"differently; this resnet_perf reads version {SCHEMA_VERSION}: measure again")
     if payload.get("schema_version") != SCHEMA_VERSION:
         raise UserError(f"{path} has schema version {payload.get('schema_version')!r}; "
                         f"this resnet_perf reads version {SCHEMA_VERSION}")
@@ -108,41 +122,77 @@ def load_results(path: str | Path) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ResultSet:
-    """The rows of one result file, with where they came from."""
+    """The rows of one result file, with where they came from, their derived metrics added."""
 
     path: Path
     kind: str
     created: str | None
     environment: dict[str, Any]
     rows: list[dict[str, Any]]
+    matmul_peaks: dict[str, float]
 
     @property
     def label(self) -> str:
         return self.path.stem
 
 
+def _peak_readings(path: Path, readings: Any) -> dict[str, float]:
+    if readings is None:
+        return {}
+    if not isinstance(readings, dict) or not all(isinstance(values, list) for values in readings.values()):
+        raise UserError(f"{path}: matmul_peak_readings is not a {{dtype: [FLOP/s, ...]}} object")
+    return session_peaks(readings)
+
+
+def _result_set(path: Path, kind: str, created: Any, environment: Any, rows: list, readings: Any) -> ResultSet:
+    peaks = _peak_readings(path, readings)
+    return ResultSet(path=path, kind=kind, created=created if isinstance(created, str) else None,
+                     environment=environment if isinstance(environment, dict) else {},
+                     rows=with_derived_metrics(rows, peaks), matmul_peaks=peaks)
+
+
 def _from_pytest_benchmark(path: Path, payload: dict[str, Any]) -> ResultSet:
     """Rows from pytest-benchmark's JSON: each benchmark's ``extra_info`` is one of our rows."""
-    rows, environment = [], {}
+    rows = []
     for benchmark in payload["benchmarks"]:
         if not isinstance(benchmark, dict) or not isinstance(benchmark.get("extra_info"), dict):
             raise UserError(f"{path} has a benchmark entry without extra_info: not a pytest-benchmark JSON file")
-        info = dict(benchmark["extra_info"])
-        environment = info.pop("environment", None) or environment
-        if "bench" not in info:  # not one of this suite's rows (e.g. the training run's summary)
-            continue
-        if "step_times_s" not in info and info["bench"] == "step" and "data" in benchmark.get("stats", {}):
-            info["step_times_s"] = benchmark["stats"]["data"]
-        rows.append(info)
-    commit = payload.get("commit_info", {}).get("id")
-    environment = {**payload.get("machine_info", {}), **environment}
-    environment.setdefault("git_commit", commit)
-    return ResultSet(path=path, kind="bench", created=payload.get("datetime"), environment=environment, rows=rows)
+        info = benchmark["extra_info"]
+        if "bench" in info:  # one of this suite's rows
+            rows.append(info)
+    session = payload.get(PYTEST_BENCHMARK_KEY)
+    session = session if isinstance(session, dict) else {}
+    environment = {**payload.get("machine_info", {}), **(session.get("environment") or {})}
+    environment.setdefault("git_commit", payload.get("commit_info", {}).get("id"))
+    return _result_set(path, "bench", payload.get("datetime"), environment, rows,
+                       session.get("matmul_peak_readings"))
+
+
+_STAMPED_NAME = re.compile(r"(\d{8}T\d{6}Z)(?:-(\d+))?$")
+
+
+def _written_at(path: Path) -> tuple[str, int, str]:
+    """When a result file was written, for ordering: the UTC time in its name (``bench-20261126T145438Z``,
+    ``-2`` for a second file of that second), else the ``created`` time inside it."""
+    stamped = _STAMPED_NAME.search(path.stem)
+    if stamped:
+        moment = datetime.strptime(stamped.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+        return moment.isoformat(), int(stamped.group(2) or 1), path.name
+    payload = _read_json(path)
+    created = payload.get("created") if isinstance(payload, dict) else None
+    try:
+        moment = datetime.fromisoformat(created).astimezone(timezone.utc) if isinstance(created, str) else None
+    except ValueError:
+        moment = None
+    if moment is None:
+        raise UserError(f"{path} has no time in its name nor a 'created' time inside: cannot tell how new it is")
+    return moment.isoformat(timespec="seconds"), 1, path.name
 
 
 def newest_result_file(directory: Path) -> Path:
-    """The newest ``*.json`` in ``directory`` (names carry the UTC time, so the last by name)."""
-    files = sorted(directory.glob("*.json"), key=lambda path: (path.stat().st_mtime, path.name))
+    """The newest ``*.json`` in ``directory`` by the time it was written (see ``_written_at``), never by
+    modification time: a fresh clone's modification times follow checkout order."""
+    files = sorted(directory.glob("*.json"), key=_written_at)
     if not files:
         raise UserError(f"{directory} holds no result file (*.json)")
     return files[-1]
@@ -160,5 +210,5 @@ def load_result_set(path: str | Path) -> ResultSet:
     rows = payload.get("rows")
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise UserError(f"{path} has no list of rows: not a complete result file")
-    return ResultSet(path=path, kind=str(payload.get("kind")), created=payload.get("created"),
-                     environment=payload.get("environment") or {}, rows=rows)
+    return _result_set(path, str(payload.get("kind")), payload.get("created"), payload.get("environment"), rows,
+                       payload.get("matmul_peak_readings"))

@@ -1,10 +1,15 @@
-"""The three steps a benchmark times, as ``tf.function``s compiled (or not) with XLA per config.
+"""The steps a benchmark times, as ``tf.function``s compiled (or not) with XLA per config.
 
 - ``forward``: inference, ``training=False``.
-- ``fwd_bwd``: forward, loss and gradients, no update.  Backward time is reported as
-  ``fwd_bwd - forward`` (derived, not measured on its own: TensorFlow cannot run a backward pass
-  without its forward).
+- ``train_forward``: the forward pass of a training step, ``training=True`` (batch statistics,
+  moving averages updated) and the loss: the part of ``fwd_bwd`` before the gradients.
+- ``fwd_bwd``: ``train_forward`` plus all gradients, no update.  Backward time is reported as
+  ``fwd_bwd - train_forward`` (derived, not measured on its own: TensorFlow cannot run a backward
+  pass without its forward); both sides run the same training-mode forward.
 - ``train``: forward, loss, backward and an SGD-momentum update; loss scaling for ``mixed_fp16``.
+
+A step is finished when its outputs are on the host and every device has synchronised
+(``tf.test.experimental.sync_devices``), so a GPU's queued work is inside the timed step.
 """
 from __future__ import annotations
 
@@ -15,25 +20,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from resnet_perf.config import MODES, STEP_COST_IN_FORWARDS, RunConfig
+from resnet_perf.config import MODES, RunConfig
+from resnet_perf.flops import flops_per_step
+from resnet_perf.measure import finish
+from resnet_perf.objective import is_loss_scaled, logits_and_loss, make_optimizer
 from resnet_perf.runtime import global_auto_jit
 from resnet_perf.workload import build_model, synthetic_batch
 
 LEARNING_RATE = 0.01
-MOMENTUM = 0.9
-
-
-def _loss(model: keras.Model, images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-    logits = tf.cast(model(images, training=True), tf.float32)  # peer models may return bf16/fp16
-    return tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
-
-
-def make_optimizer(config: RunConfig) -> keras.optimizers.Optimizer:
-    """SGD with momentum, wrapped in dynamic loss scaling where float16 gradients could underflow."""
-    optimizer = keras.optimizers.SGD(learning_rate=LEARNING_RATE, momentum=MOMENTUM)
-    if config.precision == "mixed_fp16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
 
 
 def _forward_fn(model: keras.Model, config: RunConfig) -> Callable:
@@ -43,24 +37,32 @@ def _forward_fn(model: keras.Model, config: RunConfig) -> Callable:
     return forward
 
 
+def _train_forward_fn(model: keras.Model, config: RunConfig) -> Callable:
+    def train_forward(images, labels):
+        return logits_and_loss(model, images, labels)[1]
+    return train_forward
+
+
 def _fwd_bwd_fn(model: keras.Model, config: RunConfig) -> Callable:
     def fwd_bwd(images, labels):
         with tf.GradientTape() as tape:
-            loss = _loss(model, images, labels)
+            _, loss = logits_and_loss(model, images, labels)
         gradients = tape.gradient(loss, model.trainable_variables)
-        # Returning a value that depends on every gradient keeps graph pruning from dropping any.
-        return loss, tf.linalg.global_norm(gradients)
+        # One element of every gradient keeps graph pruning from dropping any, at O(1) cost each
+        # (a norm over all gradients would add a pass over every parameter that train does not do).
+        anchor = tf.add_n([tf.cast(tf.reshape(gradient, [-1])[0], tf.float32) for gradient in gradients])
+        return loss, anchor
     return fwd_bwd
 
 
 def _train_fn(model: keras.Model, config: RunConfig) -> Callable:
-    optimizer = make_optimizer(config)
+    optimizer = make_optimizer(config.precision, LEARNING_RATE)
     optimizer.build(model.trainable_variables)  # create slots now, not inside the traced step
-    scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    scaled = is_loss_scaled(optimizer)
 
     def train(images, labels):
         with tf.GradientTape() as tape:
-            loss = _loss(model, images, labels)
+            _, loss = logits_and_loss(model, images, labels)
             objective = optimizer.scale_loss(loss) if scaled else loss
         gradients = tape.gradient(objective, model.trainable_variables)
         optimizer.apply(gradients, model.trainable_variables)  # unscales first when loss-scaled
@@ -68,12 +70,8 @@ def _train_fn(model: keras.Model, config: RunConfig) -> Callable:
     return train
 
 
-_STEP_FUNCTIONS = {"forward": _forward_fn, "fwd_bwd": _fwd_bwd_fn, "train": _train_fn}
-
-
-def finish(outputs: Any) -> list[np.ndarray]:
-    """Fetch every output to the host: the step is finished only when its results exist."""
-    return [np.asarray(tensor) for tensor in tf.nest.flatten(outputs)]
+_STEP_FUNCTIONS = {"forward": _forward_fn, "train_forward": _train_forward_fn, "fwd_bwd": _fwd_bwd_fn,
+                   "train": _train_fn}
 
 
 class Step:
@@ -101,8 +99,9 @@ class Step:
         return "_XlaMustCompile" in attrs and attrs["_XlaMustCompile"].b
 
     @property
-    def cost_in_forwards(self) -> int:
-        return STEP_COST_IN_FORWARDS[self.mode]
+    def flops_per_step(self) -> int:
+        """Analytic FLOPs of one step over the batch (``resnet_perf.flops``)."""
+        return flops_per_step(self.model, self.mode, self.config.batch_size)
 
     def problems(self, tracing_count_before: int) -> list[str]:
         """What makes timings since ``tracing_count_before`` untrustworthy (empty when none).

@@ -1,8 +1,10 @@
 """Tables from result rows (pandas, printed with tabulate): the benchmark suite's report and compare's tables.
 
 Step rows (``bench == "step"``) and memory rows (``bench == "memory"``) of the same ``run_id`` and
-``mode`` become one table row.  Backward time is derived where both ``forward`` and ``fwd_bwd``
-were measured: ``backward = fwd_bwd - forward`` at the medians.
+``mode`` become one table row.  Backward time is derived where both ``train_forward`` and
+``fwd_bwd`` were measured: ``backward = fwd_bwd - train_forward`` at the medians (the same
+training-mode forward on both sides).  The rows come with their derived metrics
+(``resnet_perf.flops.with_derived_metrics``), as ``resnet_perf.results`` reads them.
 """
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ from typing import Any
 
 import pandas as pd
 
-from resnet_perf.config import MODES, STEP_COST_IN_FORWARDS
+from resnet_perf.flops import derived_step_metrics
+
+from resnet_perf.config import MODES
 
 MIB = 2**20
 
@@ -25,46 +29,45 @@ DISPLAY_COLUMNS = {
     "gflops_per_sec": "GFLOP/s",
     "mfu_pct": "MFU %",
     "compile_s": "compile s",
-    "memory_mib": "memory MiB",
-    "memory_kind": "memory kind",
+    "host_rss_added_mib": "host RSS added MiB",
+    "device_peak_mib": "device peak MiB",
     "note": "note",
 }
 
 
 def derive_backward(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows for ``mode == "backward"``: fwd_bwd minus forward at the medians, where both exist."""
+    """Rows for ``mode == "backward"``: fwd_bwd minus train_forward at the medians, where both exist."""
     measured = {(row["run_id"], row["mode"]): row for row in rows
                 if row.get("bench") == "step" and not row.get("error") and not row.get("skipped")}
     derived = []
     for (run_id, mode), both in measured.items():
-        forward = measured.get((run_id, "forward"))
+        forward = measured.get((run_id, "train_forward"))
         if mode != "fwd_bwd" or forward is None:
             continue
         seconds = both["median_s"] - forward["median_s"]
-        flops = forward["flops_per_step"] * (STEP_COST_IN_FORWARDS["fwd_bwd"] - 1)
+        flops = both["flops_per_step"] - forward["flops_per_step"]
         row = {key: both[key] for key in both if key not in ("step_times_s",)}
         row.update(mode="backward", derived=True, median_s=seconds, p90_s=None, cv=None, unstable=None,
-                   compile_s=None,
-                   images_per_sec=both["batch_size"] / seconds if seconds > 0 else None,
-                   flops_per_step=flops, achieved_flops=flops / seconds if seconds > 0 else None,
-                   mfu=flops / seconds / both["peak_flops"] if seconds > 0 else None)
+                   compile_s=None, flops_per_step=flops)
+        row.update(derived_step_metrics(row, {row["compute_dtype"]: both.get("peak_flops")}))
         derived.append(row)
     return derived
 
 
-NUMERIC_FIELDS = ("images_per_sec", "median_s", "p90_s", "cv", "achieved_flops", "mfu", "compile_s",
-                  "peak_memory_bytes")
+MEMORY_FIELDS = ("host_rss_added_bytes", "device_peak_bytes")
+"""The two kinds of peak memory a memory row holds one of (see ``resnet_perf.memory``)."""
+NUMERIC_FIELDS = ("images_per_sec", "median_s", "p90_s", "cv", "achieved_flops", "mfu", "compile_s", *MEMORY_FIELDS)
 
 
 def step_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """One row per (config, step) with throughput, latency, FLOP/s, MFU, compile time and memory."""
     steps = [row for row in rows if row.get("bench") == "step"]
     steps += derive_backward(steps)
-    memory = [{key: row.get(key) for key in ("run_id", "mode", "peak_memory_bytes", "memory_kind", "skipped", "error")}
+    memory = [{key: row.get(key) for key in ("run_id", "mode", *MEMORY_FIELDS, "skipped", "error")}
               for row in rows if row.get("bench") == "memory"]
     frame = pd.DataFrame(steps)
     frame = pd.concat([frame, pd.DataFrame(memory)], ignore_index=True) if memory else frame
-    frame = frame.reindex(columns=frame.columns.union(["run_id", "mode", "memory_kind", "skipped", "error",
+    frame = frame.reindex(columns=frame.columns.union(["run_id", "mode", "skipped", "error",
                                                        "unstable", "derived", *NUMERIC_FIELDS], sort=False))
     return frame.groupby(["run_id", "mode"], sort=False, as_index=False).first()
 
@@ -77,14 +80,14 @@ def _note(row: pd.Series) -> str:
     if row.get("unstable") is True:
         parts.append(f"unstable (cv {row['cv']:.0%})")
     if row.get("derived") is True:
-        parts.append("fwd_bwd - forward")
+        parts.append("fwd_bwd - train_forward")
     if isinstance(row.get("mfu"), float) and row["mfu"] > 1:
         parts.append("MFU > 100%: the matmul peak probe read low (noisy machine)")
     return "; ".join(parts)
 
 
-STEP_ORDER = {mode: index for index, mode in enumerate((*MODES[:2], "backward", *MODES[2:]))}
-"""Steps of one config in the order they are read: forward, fwd_bwd, backward, train."""
+STEP_ORDER = {mode: index for index, mode in enumerate((*MODES[:3], "backward", *MODES[3:]))}
+"""Steps of one config in the order they are read: forward, train_forward, fwd_bwd, backward, train."""
 
 
 def display_frame(rows: Sequence[dict[str, Any]], frame: pd.DataFrame | None = None,
@@ -105,11 +108,14 @@ def display_frame(rows: Sequence[dict[str, Any]], frame: pd.DataFrame | None = N
         "gflops_per_sec": frame["achieved_flops"] / 1e9,
         "mfu_pct": frame["mfu"] * 100,
         "compile_s": frame["compile_s"],
-        "memory_mib": frame["peak_memory_bytes"] / MIB,
-        "memory_kind": frame["memory_kind"],
+        "host_rss_added_mib": frame["host_rss_added_bytes"] / MIB,
+        "device_peak_mib": frame["device_peak_bytes"] / MIB,
         **{name: frame[column] for column, name in (extra or {}).items()},
         "note": [_note(row) for _, row in frame.iterrows()],
     })
+    # A CPU run has no device memory, a GPU run no host RSS figure: show only what was measured.
+    shown = shown.drop(columns=[column for column in ("host_rss_added_mib", "device_peak_mib")
+                                if shown[column].isna().all()])
     shown = shown.assign(_order=shown["mode"].map(STEP_ORDER)).sort_values(["run_id", "_order"], kind="stable")
     return shown.drop(columns="_order").rename(columns=DISPLAY_COLUMNS).reset_index(drop=True)
 
@@ -132,6 +138,10 @@ TRAINING_COLUMNS = {
     "replicas": "replicas",
     "epoch": "epoch",
     "epoch_time_s": "epoch s",
+    "compile_s": "first step s",
+    "step_time_sum_s": "steps s",
+    "data_wait_s": "input wait s",
+    "other_s": "other s",
     "images_per_sec": "img/s",
     "train_loss": "train loss",
     "train_accuracy": "train acc",

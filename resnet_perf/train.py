@@ -3,16 +3,23 @@
     python -m resnet_perf.train                      # the default recipe (see DEFAULT_RECIPE)
     python -m resnet_perf.train --replicas 2 --epochs 1 --limit-train 2048 --limit-test 512
 
-Per epoch it records the training wall time (from the first to the last step of the epoch, steps
-finished), images/s, mean training loss and accuracy, test accuracy and the learning rate; overall
-the time to first reach ``--target-accuracy`` (cumulative training time at the end of the first
-epoch whose test accuracy reached it; evaluation time excluded and reported apart), total time,
-final test accuracy, replicas, the config and the environment.  The result file is rewritten
+Per epoch it records the training wall time and what it is made of (see ``EpochTiming``: the
+steps' own times, waiting for input, the first step's tracing apart), images/s, mean training loss
+and accuracy, test accuracy and the learning rate; overall the time to first reach
+``--target-accuracy`` (cumulative training time at the end of the first epoch whose test accuracy
+reached it; evaluation time excluded and reported apart), total time, final test accuracy,
+replicas, the config and the environment.
+
+The input is one iterator over a repeated dataset for the whole run, ``steps_per_epoch`` batches
+an epoch (as Keras's ``fit`` does).  An iterator per epoch ended each epoch in its destructor,
+waiting for a background prefetch thread while the training ran beside it: tens of seconds per
+epoch that no step accounted for.  The result file is rewritten
 (atomically) after every epoch, so an interrupted run keeps the epochs it finished.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -26,8 +33,6 @@ from resnet_perf.cluster import current_task
 from resnet_perf.config import RunConfig
 from resnet_perf.data import IMAGE_SIDE, NUM_CLASSES
 from resnet_perf.errors import UserError
-from resnet_perf.precision import PRECISIONS
-from resnet_perf.specs import DEPTHS
 
 SCHEDULES = ("cosine", "constant")
 STRATEGIES = ("mirrored", "multiworker")
@@ -132,23 +137,22 @@ class Trainer:
     """Model, optimizer and the distributed train/eval steps, built in the strategy's scope."""
 
     def __init__(self, config: TrainConfig, strategy, steps_per_epoch: int) -> None:
-        import keras
         import tensorflow as tf
 
         from resnet_perf.model import build_resnet
+        from resnet_perf.objective import is_loss_scaled, logits_and_loss, make_optimizer
 
         run = config.run
         self.config, self.strategy = config, strategy
+        self.multiworker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
         with strategy.scope():
             self.model = build_resnet(run.depth, num_classes=run.num_classes, input_shape=run.input_shape,
                                       data_format=run.data_format, precision=run.precision)
-            optimizer = keras.optimizers.SGD(learning_rate(config, steps_per_epoch), momentum=0.9, nesterov=True,
-                                             weight_decay=config.weight_decay or None)
-            if run.precision == "mixed_fp16":
-                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            optimizer = make_optimizer(run.precision, learning_rate(config, steps_per_epoch), nesterov=True,
+                                       weight_decay=config.weight_decay)
             optimizer.build(self.model.trainable_variables)
             self.optimizer = optimizer
-        scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        scaled = is_loss_scaled(optimizer)
         model, global_batch = self.model, run.batch_size
 
         # XLA compiles the per-replica forward and backward; the update stays outside, because
@@ -156,9 +160,7 @@ class Trainer:
         @tf.function(jit_compile=run.xla)
         def gradients(images, labels):
             with tf.GradientTape() as tape:
-                logits = tf.cast(model(images, training=True), tf.float32)
-                per_image = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-                loss = tf.nn.compute_average_loss(per_image, global_batch_size=global_batch)
+                logits, loss = logits_and_loss(model, images, labels, global_batch_size=global_batch)
                 objective = optimizer.scale_loss(loss) if scaled else loss
             correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.int32))
             return tape.gradient(objective, model.trainable_variables), loss, correct
@@ -209,6 +211,64 @@ class Trainer:
         return float(lr.numpy() if hasattr(lr, "numpy") else lr)
 
 
+@dataclass
+class EpochTiming:
+    """Where an epoch's wall time went: ``wall_s = compile_s + sum(step_times_s) + data_wait_s + other_s``.
+
+    ``compile_s``: the run's first step (tracing, XLA), in the first epoch only; ``step_times_s``:
+    every other step, each finished (devices synced, results fetched); ``data_wait_s``: waiting for
+    the next batch; ``other_s``: the rest (progress bar, Python).
+    """
+
+    wall_s: float
+    compile_s: float
+    step_times_s: list[float]
+    data_wait_s: float
+
+    @property
+    def other_s(self) -> float:
+        return self.wall_s - self.compile_s - sum(self.step_times_s) - self.data_wait_s
+
+    def as_row(self, batch_size: int) -> dict[str, Any]:
+        """The epoch's timing fields; images/s over the timed steps only (the compile step left out)."""
+        timed = self.wall_s - self.compile_s
+        return {"epoch_time_s": self.wall_s, "compile_s": self.compile_s, "step_time_sum_s": sum(self.step_times_s),
+                "data_wait_s": self.data_wait_s, "other_s": self.other_s, "step_times_s": self.step_times_s,
+                "images_per_sec": len(self.step_times_s) * batch_size / timed if timed > 0 else None}
+
+
+def _run_epoch(trainer: Trainer, batches, steps: int, batch_size: int, first_epoch: bool) -> tuple[EpochTiming, dict]:
+    """Run ``steps`` training steps from the iterator ``batches``; return their timing and the epoch's
+    mean loss and accuracy."""
+    import keras
+
+    from resnet_perf.measure import finish
+
+    # A live bar on a terminal; into a pipe (CI logs, the launcher) one line per epoch, not per step.
+    bar = keras.utils.Progbar(steps, stateful_metrics=["loss", "acc", "img/s"],
+                              verbose=1 if sys.stdout.isatty() else 2)
+    timing = EpochTiming(wall_s=0.0, compile_s=0.0, step_times_s=[], data_wait_s=0.0)
+    loss_sum = correct = seen = 0.0
+    epoch_start = time.perf_counter()
+    for step in range(1, steps + 1):
+        asked = time.perf_counter()
+        batch = next(batches)
+        started = time.perf_counter()
+        loss, right = finish(trainer.train_step(batch), sync=not trainer.multiworker)
+        ended = time.perf_counter()
+        timing.data_wait_s += started - asked
+        if first_epoch and step == 1:
+            timing.compile_s = ended - started
+        else:
+            timing.step_times_s.append(ended - started)
+        loss_sum += float(loss)
+        correct += int(right)
+        seen += batch_size
+        bar.update(step, [("loss", loss_sum / step), ("acc", correct / seen), ("img/s", seen / (ended - epoch_start))])
+    timing.wall_s = time.perf_counter() - epoch_start
+    return timing, {"train_loss": loss_sum / steps, "train_accuracy": correct / seen}
+
+
 def _epoch_row(config: TrainConfig, replicas: int, epoch: int, **metrics: Any) -> dict[str, Any]:
     return {"bench": "train", **config.as_dict(), "replicas": replicas, "epoch": epoch, **metrics}
 
@@ -257,11 +317,12 @@ def train(config: TrainConfig, output: Path) -> dict[str, Any]:
     if writes_results:
         write_results(output, result_payload("train", rows, environment(), summary=summary))  # fail early if unwritable
     keras.utils.set_random_seed(config.seed)
-    train_data = strategy.experimental_distribute_dataset(_auto_shard_by_data(make_dataset(
+    train_batches = iter(strategy.experimental_distribute_dataset(_auto_shard_by_data(make_dataset(
         train_split, batch_size=run.batch_size, image_size=run.image_size, layout=run.layout, training=True,
-        seed=config.seed)))
-    test_data = strategy.experimental_distribute_dataset(_auto_shard_by_data(make_dataset(
-        test_split, batch_size=run.batch_size, image_size=run.image_size, layout=run.layout, training=False)))
+        seed=config.seed))))
+    test_batches = iter(strategy.experimental_distribute_dataset(_auto_shard_by_data(make_dataset(
+        test_split, batch_size=run.batch_size, image_size=run.image_size, layout=run.layout, training=False))))
+    test_steps = math.ceil(len(test_split) / run.batch_size)
     trainer = Trainer(config, strategy, steps_per_epoch)
 
     started = time.perf_counter()
@@ -270,40 +331,33 @@ def train(config: TrainConfig, output: Path) -> dict[str, Any]:
           f"{len(worker_names)} worker(s): {len(train_split)} train / {len(test_split)} test images from {folder}, "
           f"{config.epochs} epoch(s) of {steps_per_epoch} steps")
     for epoch in range(1, config.epochs + 1):
-        # A live bar on a terminal; into a pipe (CI logs, the launcher) one line per epoch, not per step.
-        bar = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "acc", "img/s"],
-                                  verbose=1 if sys.stdout.isatty() else 2)
-        loss_sum = correct = seen = 0.0
-        epoch_start = time.perf_counter()
-        for step, batch in enumerate(train_data, start=1):
-            loss, right = trainer.train_step(batch)
-            loss_sum += float(loss)  # fetching the result finishes the step
-            correct += int(right)
-            seen += run.batch_size
-            elapsed = time.perf_counter() - epoch_start
-            bar.update(step, [("loss", loss_sum / step), ("acc", correct / seen), ("img/s", seen / elapsed)])
-        epoch_time = time.perf_counter() - epoch_start
+        timing, metrics = _run_epoch(trainer, train_batches, steps_per_epoch, run.batch_size, first_epoch=epoch == 1)
+        epoch_time = timing.wall_s
         worker_times = trainer.per_worker(epoch_time, task.rank if task else 0, len(worker_names))
         eval_start = time.perf_counter()
-        test_correct = sum(int(trainer.eval_step(batch)) for batch in test_data)
+        test_correct = sum(int(trainer.eval_step(next(test_batches))) for _ in range(test_steps))
         eval_seconds = time.perf_counter() - eval_start
         train_time += epoch_time
         eval_time += eval_seconds
         test_accuracy = test_correct / len(test_split)
-        rows.append(_epoch_row(config, replicas, epoch, epoch_time_s=epoch_time, images_per_sec=seen / epoch_time,
-                               train_loss=loss_sum / steps_per_epoch, train_accuracy=correct / seen,
+        seen = steps_per_epoch * run.batch_size
+        rows.append(_epoch_row(config, replicas, epoch, **timing.as_row(run.batch_size), **metrics,
                                test_accuracy=test_accuracy, eval_time_s=eval_seconds, lr_end=trainer.current_lr(),
                                cumulative_train_time_s=train_time, workers=worker_names,
                                worker_epoch_time_s=worker_times,
                                # each worker trains on its 1/N of every global batch
                                worker_images_per_sec=[seen / len(worker_names) / t for t in worker_times]))
+        if epoch == 1:
+            summary["compile_s"] = timing.compile_s
         if summary["time_to_target_s"] is None and test_accuracy >= config.target_accuracy:
             summary.update(time_to_target_s=train_time, epochs_to_target=epoch)
         summary.update(total_train_time_s=train_time, total_eval_time_s=eval_time,
                        total_time_s=time.perf_counter() - started, final_test_accuracy=test_accuracy,
                        completed=epoch == config.epochs)
-        print(f"epoch {epoch}/{config.epochs}: {epoch_time:.1f} s, {seen / epoch_time:.0f} img/s, "
-              f"test accuracy {test_accuracy:.4f}")
+        row = rows[-1]
+        print(f"epoch {epoch}/{config.epochs}: {epoch_time:.1f} s (steps {row['step_time_sum_s']:.1f} s, "
+              f"first step {timing.compile_s:.1f} s, input wait {timing.data_wait_s:.1f} s, other "
+              f"{timing.other_s:.1f} s), {row['images_per_sec']:.0f} img/s, test accuracy {test_accuracy:.4f}")
         payload = result_payload("train", rows, environment(), summary=summary)
         if writes_results:
             write_results(output, payload)
@@ -316,19 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m resnet_perf.train",
         description="Train a ResNet on the full Fashion-MNIST under MirroredStrategy and time every epoch. "
                     "With no options: the default recipe.")
-    parser.add_argument("--depth", type=int, default=run.depth, help=f"one of {', '.join(map(str, DEPTHS))} (default %(default)s)")
+    cli.add_config_options(parser, run, image_help=f"Fashion-MNIST images (resized from {IMAGE_SIDE})",
+                           batch_help="global batch, split over the replicas")
     parser.add_argument("--epochs", type=int, default=recipe.epochs, help="epochs (default %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=run.batch_size,
-                        help="global batch, split over the replicas (default %(default)s)")
     parser.add_argument("--replicas", default=recipe.replicas,
                         help="'auto' (all GPUs, or 1 CPU device) or N (N GPUs, or N logical CPU devices); "
                              "default %(default)s")
-    parser.add_argument("--precision", default=run.precision, help=f"one of {', '.join(PRECISIONS)} (default %(default)s)")
-    parser.add_argument("--xla", choices=("on", "off"), default="on" if run.xla else "off",
-                        help="XLA jit_compile of the forward/backward (default %(default)s)")
-    parser.add_argument("--layout", choices=sorted(cli.LAYOUTS), default=run.layout, help="tensor layout (default %(default)s)")
-    parser.add_argument("--image-size", type=int, default=run.image_size,
-                        help=f"images are resized from {IMAGE_SIDE} to this, at least 32 (default %(default)s)")
     parser.add_argument("--lr", type=float, default=recipe.lr, help="peak learning rate (default %(default)s)")
     parser.add_argument("--schedule", choices=SCHEDULES, default=recipe.schedule,
                         help="cosine: linear warm-up over 10%% of the steps, then cosine decay to 0; "
@@ -357,8 +404,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             replicas = int(replicas)
         except ValueError:
             raise UserError(f"--replicas must be 'auto' or an integer, got {args.replicas!r}") from None
-    run = RunConfig(depth=args.depth, batch_size=args.batch_size, image_size=args.image_size, channels=1,
-                    num_classes=NUM_CLASSES, precision=args.precision, xla=args.xla == "on", layout=args.layout)
+    run = RunConfig(**cli.config_kwargs(args), channels=1, num_classes=NUM_CLASSES)
     return TrainConfig(run=run, epochs=args.epochs, lr=args.lr, schedule=args.schedule,
                        weight_decay=args.weight_decay, replicas=replicas, target_accuracy=args.target_accuracy,
                        seed=args.seed, data_dir=args.data_dir, limit_train=args.limit_train,
@@ -379,10 +425,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: the epochs already finished are in the result file", file=sys.stderr)
         return 130
-    from tabulate import tabulate
+    from resnet_perf.tables import format_training_table
 
-    columns = ["epoch", "epoch_time_s", "images_per_sec", "train_loss", "train_accuracy", "test_accuracy", "lr_end"]
-    print(tabulate([[row[c] for c in columns] for row in payload["rows"]], headers=columns, floatfmt=".4g"))
+    print(format_training_table(payload["rows"]))
     summary = payload["summary"]
     reached = (f"{summary['time_to_target_s']:.1f} s (epoch {summary['epochs_to_target']})"
                if summary["time_to_target_s"] is not None else "not reached")

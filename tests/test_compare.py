@@ -11,6 +11,7 @@ import pytest
 
 from resnet_perf import compare
 from resnet_perf.config import RunConfig
+from resnet_perf.precision import compute_dtype
 from resnet_perf.regression import mann_whitney_p, parse_threshold
 from resnet_perf.results import load_result_set, save_rows
 
@@ -18,18 +19,17 @@ PEAK = 1e11
 FLOPS = 2e9
 
 
-def step_row(config: RunConfig, mode: str, times: list[float], peak: float = PEAK) -> dict:
+def step_row(config: RunConfig, mode: str, times: list[float]) -> dict:
+    """A step row as the suite writes it: raw inputs only, ratios derived on reading."""
     median = statistics.median(times)
-    return {"bench": "step", **config.as_dict(), "mode": mode, "step_times_s": times, "median_s": median,
-            "p90_s": max(times), "cv": statistics.pstdev(times) / statistics.fmean(times),
-            "images_per_sec": config.batch_size / median, "flops_per_step": FLOPS,
-            "achieved_flops": FLOPS / median, "peak_flops": peak, "mfu": FLOPS / median / peak,
+    return {"bench": "step", **config.as_dict(), "mode": mode, "compute_dtype": compute_dtype(config.precision),
+            "step_times_s": times, "median_s": median, "p90_s": max(times),
+            "cv": statistics.pstdev(times) / statistics.fmean(times), "flops_per_step": FLOPS,
             "compile_s": 1.0, "unstable": False}
 
 
 def memory_row(config: RunConfig, mode: str, peak_bytes: int) -> dict:
-    return {"bench": "memory", **config.as_dict(), "mode": mode, "peak_memory_bytes": peak_bytes,
-            "memory_kind": "host_rss_added"}
+    return {"bench": "memory", **config.as_dict(), "mode": mode, "host_rss_added_bytes": peak_bytes}
 
 
 def steady(median: float, n: int = 10, spread: float = 0.01, seed: int = 0) -> list[float]:
@@ -45,7 +45,8 @@ XLA = FP32.replace(xla=True)
 
 def write_run(directory, name: str, rows: list[dict]):
     directory.mkdir(parents=True, exist_ok=True)
-    path = save_rows(directory, "bench", rows, {"tensorflow": "test"})
+    path = save_rows(directory, "bench", rows, {"tensorflow": "test"},
+                     matmul_peak_readings={"float32": [PEAK / 2, PEAK], "bfloat16": [PEAK]})
     return path.rename(directory / f"{name}.json")
 
 
@@ -104,10 +105,11 @@ def test_memory_growth_and_a_config_now_failing_are_regressions(tmp_path, capsys
     rows = baseline_rows(seed=7)
     rows[2] = memory_row(FP32, "train", 130 * 2**20)
     rows[1] = {"bench": "step", **BF16.as_dict(), "mode": "train", "error": "the step was retraced 1 time(s)"}
-    code, out, err = run(capsys, base, write_run(tmp_path, "new", rows), "--fail-on", "peak_memory:10%")
+    code, out, err = run(capsys, base, write_run(tmp_path, "new", rows), "--fail-on", "host_memory:10%")
     assert code == 1
     head = out.partition("\n\n")[0]
-    assert "peak_memory 30.0% worse > 10%" in head and "failed in this run" in head
+    assert "host_memory 30.0% worse > 10%" in head and "failed in this run" in head
+    assert "host RSS added MiB" in head and "device peak" not in out  # a CPU run measured host memory only
 
 
 def test_a_config_missing_from_one_run_is_reported(tmp_path, capsys):
@@ -159,15 +161,17 @@ def test_plot_is_a_png(tmp_path, capsys):
 def test_pytest_benchmark_json_is_read(tmp_path, capsys):
     rows = baseline_rows()
     payload = {"machine_info": {"node": "vm"}, "commit_info": {"id": "abc"}, "datetime": "2026-11-26T00:00:00",
-               "version": "5.2.3", "benchmarks": [
+               "version": "5.2.3", "resnet_perf": {"matmul_peak_readings": {"float32": [PEAK]}, "environment": {}},
+               "benchmarks": [
                    {"name": f"test_train[{row['run_id']}]", "stats": {"data": row["step_times_s"]},
-                    "extra_info": {**{k: v for k, v in row.items() if k != "step_times_s"}, "environment": {}}}
-                   for row in rows[:2]]}
+                    "extra_info": row} for row in rows[:2]]}
     path = tmp_path / "0001_run.json"
     path.write_text(json.dumps(payload))
     code, out, err = run(capsys, path, write_run(tmp_path, "ours", rows), "--fail-on", "images_per_sec:5%")
     assert code == 0, err
     assert f"| {BF16.run_id}" in out and "0001_run" in out
+    fp32 = next(row for row in load_result_set(path).rows if row["run_id"] == FP32.run_id)
+    assert fp32["mfu"] == pytest.approx(FLOPS / fp32["median_s"] / PEAK)  # the session's peak, from the file
 
 
 @pytest.mark.parametrize("content, message", [
@@ -175,6 +179,7 @@ def test_pytest_benchmark_json_is_read(tmp_path, capsys):
     ('{"something": "else"}', "is not a resnet_perf result file"),
     ('[1, 2, 3]', "is not a resnet_perf result file"),
     ('{"schema": "resnet_perf/results", "schema_version": 7, "rows": []}', "schema version 7"),
+    ('{"schema": "resnet_perf/results", "schema_version": 1, "rows": []}', "measured differently"),
 ])
 def test_truncated_or_foreign_file_is_one_error_line_and_exit_2(tmp_path, capsys, content, message):
     bad = tmp_path / "bad.json"
@@ -214,3 +219,15 @@ def test_a_training_result_prints_its_epochs(tmp_path, capsys):
     code, out, err = run(capsys, path, "--format", "csv")
     assert code == 0, err
     assert pd.read_csv(io.StringIO(out))["test acc"].tolist() == [0.85]
+
+
+def test_mfu_is_derived_on_reading_from_the_files_peak_readings(tmp_path):
+    """MFU = FLOPs / median / the best peak reading of the file, for any number of cases."""
+    few = load_result_set(write_run(tmp_path, "few", baseline_rows()[:1]))
+    many = load_result_set(write_run(tmp_path, "many", baseline_rows() * 8))
+    assert few.matmul_peaks == {"float32": PEAK, "bfloat16": PEAK}
+    for result in (few, many):
+        row = result.rows[0]
+        assert row["mfu"] == pytest.approx(FLOPS / row["median_s"] / PEAK)
+        assert row["images_per_sec"] == pytest.approx(FP32.batch_size / row["median_s"])
+    assert few.rows[0]["mfu"] == many.rows[0]["mfu"]

@@ -121,11 +121,15 @@ def test_the_real_files_are_verified():
 
 def test_training_pipeline_shapes_scale_and_layout(tmp_path):
     split = load_split(write_dataset(tmp_path, train=100), "train")
-    batches = list(make_dataset(split, batch_size=32, image_size=32, layout="nchw", training=True, seed=3))
-    assert len(batches) == 3  # 100 // 32: the partial batch is dropped
+    batches = list(make_dataset(split, batch_size=32, image_size=32, layout="nchw", training=True, seed=3).take(6))
+    # 100 // 32 = 3 full batches a pass (the partial one is dropped), then the next, reshuffled pass.
+    first_pass, second_pass = batches[:3], batches[3:]
     images, labels = batches[0]
     assert images.shape == (32, 1, 32, 32) and labels.dtype == "int32"
+    assert all(len(b[1]) == 32 for b in batches)
     assert 0.0 <= float(images.numpy().min()) and float(images.numpy().max()) <= 1.0
-    evaluation = list(make_dataset(split, batch_size=32, training=False))
-    assert [len(b[1]) for b in evaluation] == [32, 32, 32, 4] and evaluation[0][0].shape == (32, 28, 28, 1)
+    assert not all(np.array_equal(a[1].numpy(), b[1].numpy()) for a, b in zip(first_pass, second_pass))
+    evaluation = list(make_dataset(split, batch_size=32, training=False).take(5))
+    assert [len(b[1]) for b in evaluation] == [32, 32, 32, 4, 32] and evaluation[0][0].shape == (32, 28, 28, 1)
     assert np.array_equal(evaluation[0][1].numpy(), split.labels[:32])  # no shuffling for evaluation
+    assert np.array_equal(evaluation[4][1].numpy(), split.labels[:32])  # the next pass starts over

@@ -4,7 +4,7 @@ from __future__ import annotations
 import keras
 import pytest
 
-from resnet_perf.flops import count_macs
+from resnet_perf.flops import count_macs, flops_per_step, step_macs
 from resnet_perf.model import build_resnet
 
 # torchvision model zoo, "GFLOPS" column (really GMACs), ResNet v1.5 at 224x224x3.
@@ -51,3 +51,24 @@ def test_channels_first_counts_the_same():
     nhwc = count_macs(build_resnet(18, input_shape=(64, 64, 3)))
     nchw = count_macs(build_resnet(18, input_shape=(64, 64, 3), data_format="channels_first"))
     assert nchw.macs == nhwc.macs
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_a_training_step_counts_no_input_gradient_for_the_stem(depth):
+    """Backward = a weight gradient for every conv/dense layer and an input gradient for every one
+    but the stem convolution, whose input is the image: 3 x forward - stem."""
+    model = build_resnet(depth, input_shape=(64, 64, 3), num_classes=10)
+    forward = count_macs(model)
+    train = step_macs(model, "train")
+    assert train.macs == 3 * forward.macs - forward.per_layer["stem_conv"]
+    assert train.per_layer["stem_conv"] == 2 * forward.per_layer["stem_conv"]
+    assert train.per_layer["fc"] == 3 * forward.per_layer["fc"]
+    assert step_macs(model, "fwd_bwd") == train
+    assert step_macs(model, "train_forward") == step_macs(model, "forward") == forward
+    assert flops_per_step(model, "train", 4) == 2 * train.macs * 4
+
+
+def test_the_keras_reference_stem_is_found_behind_its_padding():
+    v1 = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3), classes=10)
+    forward = count_macs(v1)
+    assert step_macs(v1, "train").macs == 3 * forward.macs - forward.per_layer["conv1_conv"]

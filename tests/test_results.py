@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from resnet_perf.results import SCHEMA_VERSION, load_results, save_rows
+import os
+
+from resnet_perf.results import SCHEMA_VERSION, load_results, newest_result_file, result_payload, save_rows, write_results
 
 
 def test_save_and_load_round_trip_without_overwriting(tmp_path):
@@ -39,3 +41,25 @@ def test_bad_files_name_themselves(tmp_path, content, message):
 def test_missing_file(tmp_path):
     with pytest.raises(ValueError, match="cannot read"):
         load_results(tmp_path / "nope.json")
+
+
+def test_newest_result_is_chosen_by_the_time_it_was_written_not_by_modification_time(tmp_path):
+    """After a git clone, modification times follow checkout order, not age."""
+    older = write_results(tmp_path / "bench-20261126T145438Z.json", result_payload("bench", [], {}))
+    newer = write_results(tmp_path / "bench-20261127T090000Z.json", result_payload("bench", [], {}))
+    same_second = write_results(tmp_path / "bench-20261127T090000Z-2.json", result_payload("bench", [], {}))
+    os.utime(older, (2e9, 2e9))  # the oldest file was touched last, the others long ago
+    os.utime(newer, (1e9, 1e9))
+    os.utime(same_second, (1e9, 1e9))
+    assert newest_result_file(tmp_path) == same_second
+    same_second.unlink()
+    assert newest_result_file(tmp_path) == newer
+
+
+def test_a_name_without_a_time_is_ordered_by_its_created_time(tmp_path):
+    named = write_results(tmp_path / "train-default-recipe.json", {**result_payload("train", [], {}),
+                                                                   "created": "2026-11-28T09:00:00+00:00"})
+    stamped = write_results(tmp_path / "train-x-20261127T000000Z.json", result_payload("train", [], {}))
+    os.utime(named, (1e9, 1e9))
+    os.utime(stamped, (2e9, 2e9))
+    assert newest_result_file(tmp_path) == named

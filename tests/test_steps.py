@@ -5,7 +5,11 @@ import keras
 import numpy as np
 import pytest
 
-from resnet_perf.steps import Step, make_optimizer
+import tensorflow as tf
+
+from resnet_perf.config import MODES
+from resnet_perf.objective import make_optimizer
+from resnet_perf.steps import _STEP_FUNCTIONS, Step
 from resnet_perf.workload import build_model, synthetic_batch
 
 
@@ -20,12 +24,41 @@ def test_forward_returns_logits(tiny_config):
     assert logits.shape == (2, 10) and logits.dtype == np.float32
 
 
+def test_every_mode_has_a_step():
+    assert tuple(_STEP_FUNCTIONS) == MODES
+
+
 def test_fwd_bwd_computes_every_gradient_without_updating(tiny_config):
     step = Step(tiny_config, "fwd_bwd")
     before = [w.numpy().copy() for w in step.model.trainable_weights]
-    loss, gradient_norm = step()
-    assert np.isfinite(loss) and gradient_norm > 0
+    loss, anchor = step()
+    assert np.isfinite(loss) and np.isfinite(anchor)
     assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, step.model.trainable_weights))
+    graph = step.function.get_concrete_function(*step.args).graph
+    op_types = {op.type for op in graph.get_operations()}
+    assert "Conv2DBackpropFilter" in op_types and "Conv2DBackpropInput" in op_types
+    assert "L2Loss" not in op_types  # no pass over all gradients that the train step does not make
+
+
+def test_train_forward_runs_the_training_mode_forward_and_loss_only(tiny_config):
+    step = Step(tiny_config, "train_forward")
+    bn = step.model.get_layer("stem_bn")
+    before = bn.moving_mean.numpy().copy()
+    (loss,) = step()
+    assert np.isfinite(loss) and loss.shape == ()
+    assert not np.array_equal(before, bn.moving_mean.numpy())  # batch statistics, as in training
+    op_types = {op.type for op in step.function.get_concrete_function(*step.args).graph.get_operations()}
+    assert "Conv2DBackpropFilter" not in op_types
+
+
+def test_a_step_synchronises_the_devices_before_it_counts_as_finished(tiny_config, monkeypatch):
+    calls = []
+    sync = tf.test.experimental.sync_devices
+    monkeypatch.setattr(tf.test.experimental, "sync_devices", lambda: calls.append("sync") or sync())
+    step = Step(tiny_config, "forward")
+    step()
+    step()
+    assert calls == ["sync", "sync"]
 
 
 @pytest.mark.parametrize("precision", ["fp32", "mixed_bf16", "mixed_fp16"])
@@ -42,11 +75,9 @@ def test_train_step_updates_weights(tiny_config, precision):
     assert np.isfinite(loss) and not np.array_equal(before, kernel.numpy())
 
 
-def test_loss_scaling_only_for_float16(tiny_config):
-    assert isinstance(make_optimizer(tiny_config.replace(precision="mixed_fp16")),
-                      keras.optimizers.LossScaleOptimizer)
-    assert not isinstance(make_optimizer(tiny_config.replace(precision="mixed_bf16")),
-                          keras.optimizers.LossScaleOptimizer)
+def test_loss_scaling_only_for_float16():
+    assert isinstance(make_optimizer("mixed_fp16", 0.1), keras.optimizers.LossScaleOptimizer)
+    assert not isinstance(make_optimizer("mixed_bf16", 0.1), keras.optimizers.LossScaleOptimizer)
 
 
 def test_xla_nchw_train_step_runs(tiny_config):

@@ -10,7 +10,7 @@ import pytest
 
 from resnet_perf.config import RunConfig
 from resnet_perf.errors import UserError
-from resnet_perf.train import TrainConfig, main
+from resnet_perf.train import EpochTiming, TrainConfig, main, train
 from tests.fmnist_files import write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +76,47 @@ def test_two_replica_training_learns_and_records_every_field(tmp_path):
     assert summary["completed"] and summary["final_test_accuracy"] == rows[-1]["test_accuracy"]
     assert summary["train_images"] == 512 and summary["steps_per_epoch"] == 8 and not summary["data_verified"]
     assert summary["total_train_time_s"] == pytest.approx(sum(row["epoch_time_s"] for row in rows))
-    if summary["time_to_target_s"] is not None:
-        first = next(row for row in rows if row["test_accuracy"] >= 0.5)
-        assert summary["epochs_to_target"] == first["epoch"]
+    reached = [row["epoch"] for row in rows if row["test_accuracy"] >= 0.5]
+    assert summary["epochs_to_target"] == (reached[0] if reached else None)
+    assert (summary["time_to_target_s"] is None) == (not reached)
+    for row in rows:
+        assert (row["test_accuracy"] * 256).is_integer()  # a count of the 256 test images
+        assert len(row["step_times_s"]) == 8 - (row["epoch"] == 1)  # the first step is compile time
+        assert row["epoch_time_s"] == pytest.approx(
+            row["compile_s"] + row["step_time_sum_s"] + row["data_wait_s"] + row["other_s"])
+    assert rows[0]["compile_s"] > 0 and rows[1]["compile_s"] == 0 and summary["compile_s"] == rows[0]["compile_s"]
     assert result["environment"]["tensorflow"]
+
+
+def test_epoch_timing_accounts_for_its_wall_time_and_leaves_the_compile_step_out():
+    timing = EpochTiming(wall_s=10.0, compile_s=4.0, step_times_s=[1.0, 1.5, 2.0], data_wait_s=0.5)
+    row = timing.as_row(batch_size=32)
+    assert row["other_s"] == pytest.approx(10.0 - 4.0 - 4.5 - 0.5)
+    assert row["step_time_sum_s"] == 4.5 and row["step_times_s"] == [1.0, 1.5, 2.0]
+    assert row["images_per_sec"] == pytest.approx(3 * 32 / 6.0)  # 3 timed steps over the 6 s after compile
+
+
+def test_a_run_reads_its_training_data_through_one_iterator(tmp_path, monkeypatch):
+    """An iterator per epoch ended each epoch waiting in its destructor (the end-of-epoch tail)."""
+    import tensorflow as tf
+
+    iterators = []
+    distribute = tf.distribute.MirroredStrategy.experimental_distribute_dataset
+
+    class Counted:
+        def __init__(self, dataset):
+            self.dataset = dataset
+
+        def __iter__(self):
+            iterators.append(self)
+            return iter(self.dataset)
+
+    monkeypatch.setattr(tf.distribute.MirroredStrategy, "experimental_distribute_dataset",
+                        lambda self, dataset, *args: Counted(distribute(self, dataset, *args)))
+    folder = write_dataset(tmp_path / "data", train=64, test=32)
+    config = TrainConfig(run=RunConfig(depth=18, batch_size=16, image_size=32, channels=1, num_classes=10,
+                                       precision="fp32"), epochs=3, data_dir=str(folder))
+    payload = train(config, tmp_path / "train.json")
+    assert [row["epoch"] for row in payload["rows"]] == [1, 2, 3]
+    assert len(iterators) == 2  # one for training and one for evaluation, for all three epochs
+    assert [len(row["step_times_s"]) for row in payload["rows"]] == [3, 4, 4]
