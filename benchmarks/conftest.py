@@ -12,6 +12,8 @@ Ctrl-C, so no measured result is lost.
 """
 from __future__ import annotations
 
+import argparse
+import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,10 +23,13 @@ import pytest
 from resnet_perf.config import RunConfig, expand_matrix
 from resnet_perf.data import NUM_CLASSES
 from resnet_perf.errors import UserError
+from resnet_perf.fingerprint import fingerprint
 from resnet_perf.precision import compute_dtype
+from resnet_perf.results import check_writable
 from resnet_perf.train import TrainConfig
 
 MATRIX = pytest.StashKey[list]()
+TERMINATED = pytest.StashKey[bool]()
 TRAINING = pytest.StashKey[list]()
 RECORDER = pytest.StashKey["Recorder"]()
 
@@ -32,12 +37,15 @@ XLA_SWITCH = {"on": True, "off": False}
 
 
 def _comma_list(text: str, convert: Callable[[str], Any], option: str) -> list:
+    parts = [part.strip() for part in text.split(",")]
+    if not any(parts):
+        raise UserError(f"{option}: give at least one value")
+    if not all(parts):
+        raise UserError(f"{option}: {text!r} has an empty item")
     try:
-        values = [convert(part.strip()) for part in text.split(",") if part.strip()]
+        values = [convert(part) for part in parts]
     except (KeyError, ValueError):
         raise UserError(f"{option}: cannot read {text!r} as a comma-separated list") from None
-    if not values:
-        raise UserError(f"{option}: give at least one value")
     return values
 
 
@@ -55,6 +63,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--reference", choices=("keras",), default=None,
                     help="also measure keras.applications.ResNet50/101/152 on the same configs")
     group.addoption("--results-dir", default="results", help="where the session's JSON goes (default results/)")
+    group.addoption("--per-machine", action="store_true",
+                    help="write into RESULTS_DIR/<this machine's fingerprint id>/ (how baselines are kept)")
     group.addoption("--profile-dir", default=None,
                     help="also capture a profiler trace of every step case, after its timing, into "
                          "PROFILE_DIR/<run_id>-<step> (view: tensorboard --logdir PROFILE_DIR)")
@@ -112,6 +122,26 @@ class Recorder:
             self.save_error = str(error)
 
 
+def _stop_like_ctrl_c_on_sigterm(config: pytest.Config) -> None:
+    """CI runners and ``timeout`` stop a job with SIGTERM: stop as on Ctrl-C, so the session finishes and
+    saves every row measured so far, then exit with 128 + 15 (see ``pytest_sessionfinish``)."""
+    def terminate(signum, frame):
+        config.stash[TERMINATED] = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+
+
+def results_dir(option: argparse.Namespace) -> Path:
+    """``--results-dir`` (with ``--per-machine``: its folder for this machine), checked writable
+    before anything is measured."""
+    directory = Path(option.results_dir)
+    if option.per_machine:
+        directory /= fingerprint()["id"]
+    check_writable(directory, "results")
+    return directory
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config.option, "depths"):  # this conftest was not loaded at start-up
         return
@@ -119,6 +149,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # so that --benchmark-only runs them and leave it unused, so that no process wall time is ever
     # reported or compared (--benchmark-compare-fail) as a step time.  pytest-benchmark warns then.
     config.addinivalue_line("filterwarnings", "ignore:Benchmark fixture was not used at all in this test")
+    _stop_like_ctrl_c_on_sigterm(config)
     option = config.option
     try:
         matrix = expand_matrix(
@@ -142,17 +173,15 @@ def pytest_configure(config: pytest.Config) -> None:
         if option.train_workers < 1:
             raise UserError(f"--train-workers must be at least 1, got {option.train_workers}")
         if option.profile_dir:
-            from resnet_perf.profile import check_writable
-
-            check_writable(Path(option.profile_dir))
+            check_writable(Path(option.profile_dir), "traces")
             if option.profile_steps < 1:
                 raise UserError(f"--profile-steps must be at least 1, got {option.profile_steps}")
+        directory = results_dir(option)
     except UserError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[MATRIX] = matrix
     config.stash[TRAINING] = training
-    config.stash[RECORDER] = Recorder(Path(option.results_dir),
-                                      sorted({compute_dtype(run.precision) for run in matrix}))
+    config.stash[RECORDER] = Recorder(directory, sorted({compute_dtype(run.precision) for run in matrix}))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -207,6 +236,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         recorder.save()
         if recorder.save_error:
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR if exitstatus == 0 else exitstatus
+    if session.config.stash.get(TERMINATED, False):
+        session.exitstatus = 128 + signal.SIGTERM
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

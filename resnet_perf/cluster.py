@@ -75,7 +75,9 @@ def parse_tf_config(text: str | None) -> ClusterTask:
         raise UserError(f"TF_CONFIG task type {task_type!r} does not train: use one of {', '.join(TASK_TYPES)}")
     if task_type not in cluster:
         raise UserError(f"TF_CONFIG task type {task_type!r} is not a job of the cluster ({', '.join(cluster)})")
-    if not isinstance(task_index, int) or isinstance(task_index, bool) or not 0 <= task_index < len(cluster[task_type]):
+    if not isinstance(task_index, int) or isinstance(task_index, bool):
+        raise UserError(f"TF_CONFIG task index {task_index!r} is not an integer (write 0, not \"0\")")
+    if not 0 <= task_index < len(cluster[task_type]):
         raise UserError(f"TF_CONFIG task index {task_index!r} is out of range: job {task_type!r} has "
                         f"{len(cluster[task_type])} task(s)")
     return ClusterTask(cluster={job: list(addresses) for job, addresses in cluster.items()},

@@ -24,6 +24,7 @@ import pandas as pd
 
 from resnet_perf import cli
 from resnet_perf.errors import UserError
+from resnet_perf.fingerprint import differences, fingerprint, same_hardware
 from resnet_perf.regression import ALPHA, METRICS, compare_frames, parse_threshold, regressions
 from resnet_perf.results import ResultSet, load_result_set
 from resnet_perf.speedup import REFERENCE, parse_baseline, speedups, switch_text
@@ -112,6 +113,44 @@ def peaks_text(result: ResultSet) -> str:
     return ", ".join(f"{dtype} {peak / 1e9:.0f}" for dtype, peak in sorted(peaks.items())) + " GFLOP/s" if peaks else "none"
 
 
+def load_all(paths: Sequence[str], configs: str | None) -> list[ResultSet]:
+    """The result sets of ``paths``.  A first path that keeps results per machine
+    (``results/baseline/<id>/``) gives the folder of the machine the other runs were measured on."""
+    later = [only_configs(load_result_set(path), configs) for path in paths[1:]]
+    machine = next((result.machine["id"] for result in later if result.machine), None)
+    if machine is None and later:
+        machine = fingerprint()["id"]
+    return [only_configs(load_result_set(paths[0], machine), configs), *later]
+
+
+def machine_differences(results: Sequence[ResultSet]) -> list[str]:
+    """One line per run: its machine id, and how its fingerprint differs from the first run's."""
+    base = results[0]
+    lines = [f"machine of {base.label}: {(base.machine or {}).get('id', 'unknown (no fingerprint)')}"]
+    for result in results[1:]:
+        machine = result.machine or {}
+        changed = differences(base.machine, result.machine) if base.machine and result.machine else []
+        lines.append(f"machine of {result.label}: {machine.get('id', 'unknown (no fingerprint)')}"
+                     + (f"; differs from {base.label}: {'; '.join(changed)}" if changed else
+                        ("; same machine and software" if base.machine and result.machine else "")))
+    return lines
+
+
+def refuse_other_hardware(results: Sequence[ResultSet]) -> None:
+    """A ``UserError`` naming the difference when a run was measured on other hardware than the baseline."""
+    base = results[0]
+    for result in results[1:]:
+        if not same_hardware(base.machine, result.machine):
+            if not (base.machine and result.machine):
+                missing = base if not base.machine else result
+                raise UserError(f"{missing.label} has no machine fingerprint: cannot tell whether it ran on the same hardware "
+                                f"(--allow-other-machine to judge anyway)")
+            changed = [line for line in differences(base.machine, result.machine) if line.startswith("hardware.")]
+            raise UserError(f"{result.label} ran on other hardware than {base.label} ({base.machine['id']} -> "
+                            f"{result.machine['id']}: {'; '.join(changed)}): a CPU change is no regression of the "
+                            f"code; compare with a baseline of this machine, or pass --allow-other-machine")
+
+
 def render(frame: pd.DataFrame, table_format: str) -> str:
     """A table as github/plain text, CSV, or JSON records."""
     if table_format == "csv":
@@ -146,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--configs", metavar="REGEX",
                         help="only the configurations whose run_id matches, e.g. '^resnet50-' or 'b32-224$'")
     parser.add_argument("--plot", metavar="FILE.png", help="also write a bar chart of images/s and MFU per config")
+    parser.add_argument("--allow-other-machine", action="store_true",
+                        help="let --fail-on judge runs measured on different hardware (refused otherwise: a CPU "
+                             "change is no regression or speed-up of the code)")
     return parser
 
 
@@ -188,7 +230,11 @@ def _plot(frame: pd.DataFrame, path: str, title: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        results = [only_configs(load_result_set(path), args.configs) for path in args.files]
+        if args.plot:
+            from resnet_perf.plot import check_plot_path
+
+            check_plot_path(args.plot)  # before any work, not after it
+        results = load_all(args.files, args.configs)
         if not 0 < args.alpha < 1:
             raise UserError(f"--alpha must be between 0 and 1, got {args.alpha}")
         if len(results) == 1:
@@ -196,6 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UserError("--fail-on needs two or more files: a baseline, then the runs to judge")
             _print_single(results[0], args)
             return 0
+        machines = machine_differences(results)
+        if args.fail_on and not args.allow_other_machine:
+            refuse_other_hardware(results)
         table, failing = comparison_table(results, args.alpha, args.fail_on)
         if args.format in ("github", "plain"):
             if args.fail_on:
@@ -205,11 +254,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else:
                     print(f"REGRESSIONS against {results[0].label} ({rules}, Mann-Whitney U, alpha {args.alpha:g}):")
                     print(render(failing, args.format) + "\n")
+            print("\n".join(machines) + "\n")
             print(render(table, args.format) + "\n")
             for result in results:  # MFU's denominators: a run whose probe read low shows a higher MFU
                 print(f"matmul peaks of {result.label}: {peaks_text(result)}")
         elif args.format == "json":
             print(json.dumps({"baseline": str(results[0].path), "files": [str(r.path) for r in results],
+                              "machines": machines,
                               "regressions": json.loads(render(failing, "json")),
                               "comparison": json.loads(render(table, "json"))}, indent=1))
         else:

@@ -119,6 +119,8 @@ def _read_gzip(path: Path) -> bytes:
             return stream.read()
     except FileNotFoundError:
         raise DataError(f"{path}: file not found; {INSTALL_HINT}") from None
+    except PermissionError:
+        raise DataError(f"cannot read {path}: permission denied") from None
     except (OSError, EOFError, zlib.error) as error:
         raise DataError(f"{path}: not a valid gzip file ({error or 'truncated'}); {INSTALL_HINT}") from None
 

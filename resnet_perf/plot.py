@@ -9,6 +9,17 @@ from resnet_perf.errors import UserError
 from resnet_perf.regression import is_true
 
 
+def check_plot_path(path: str | Path) -> Path:
+    """``path`` if a PNG can be written under exactly that name (matplotlib would write ``DIR.png``
+    for a directory or a name without the suffix); a ``UserError`` otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"--plot {path} is a directory: give a file name ending in .png")
+    if path.suffix.lower() != ".png":
+        raise UserError(f"--plot {path}: give a file name ending in .png")
+    return path
+
+
 def plot_bars(frame: pd.DataFrame, path: str | Path, title: str) -> Path:
     """Write a PNG with images/s (top) and MFU % (bottom) per ``config step``, one bar per run.
 
@@ -38,7 +49,7 @@ def plot_bars(frame: pd.DataFrame, path: str | Path, title: str) -> Path:
     for axis in (top, bottom):
         axis.invert_yaxis()  # first config at the top, as in the tables
         axis.set_ylabel("")
-    path = Path(path)
+    path = check_plot_path(path)
     try:
         figure.savefig(path, dpi=100)
     except OSError as error:

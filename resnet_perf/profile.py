@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 from resnet_perf import cli
 from resnet_perf.config import RunConfig
 from resnet_perf.errors import UserError
+from resnet_perf.results import check_writable
 
 PROFILE_MODES = ("train", "forward")
 DEFAULT_TRACE_ROOT = Path("results") / "traces"
@@ -45,16 +45,6 @@ class TracerOptions:
         """The requested options the trace says were not in effect (empty when all were)."""
         return [f"{name}={wanted} (ran with {applied.get(name, 0)})" for name, wanted in asdict(self).items()
                 if int(applied.get(name, 0)) != wanted]
-
-
-def check_writable(directory: Path) -> None:
-    """Create ``directory`` and prove a file can be written there, before any work is done."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=directory):
-            pass
-    except OSError as error:
-        raise UserError(f"cannot write traces to {directory}: {error.strerror or error}") from None
 
 
 def capture(step, logdir: Path, steps: int, options: TracerOptions = TracerOptions()) -> Path:
@@ -148,9 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = RunConfig(**cli.config_kwargs(args), warmup=args.warmup, steps=args.steps)
+        if args.top < 1:
+            raise UserError(f"--top must be at least 1, got {args.top}")
         options = TracerOptions(host_tracer_level=args.host_tracer_level, python_tracer_level=int(args.python_tracer))
         logdir = args.logdir or default_logdir(config, args.mode)
-        check_writable(logdir)
+        check_writable(logdir, "traces")
         return _profile(config, args.mode, logdir, options, args.group_by, args.top)
     except UserError as error:
         return cli.fail(error)

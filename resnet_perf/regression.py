@@ -91,7 +91,7 @@ def _samples(metric: Metric, row: pd.Series) -> list[float]:
 
 def _value(row: pd.Series, column: str) -> float | None:
     value = row.get(column)
-    return float(value) if isinstance(value, numbers.Real) and not math.isnan(value) else None
+    return float(value) if isinstance(value, numbers.Real) and math.isfinite(value) else None
 
 
 def metric_change(metric: Metric, baseline: pd.Series, candidate: pd.Series, alpha: float = ALPHA) -> dict[str, Any]:
@@ -154,21 +154,34 @@ def regressions(comparison: pd.DataFrame, thresholds: Sequence[Threshold]) -> pd
     """The rows that break a threshold, with ``regressed_on`` saying which.
 
     A row breaks a threshold when its metric got worse by more than the percent and the change is
-    significant (or, for memory, untestable); a config measured in the baseline but failing now
-    breaks every threshold.  Derived (backward) rows are reported, never gated.
+    significant (or, for memory, untestable), or when the baseline has a value of the metric and
+    the row has none (missing, or not finite); a config measured in the baseline but failing now
+    breaks every threshold.  Derived (backward) rows are reported, never gated.  A ``UserError``
+    when thresholds are given and not one value could be judged: nothing compared is no pass.
     """
+    base_run = comparison["run"].iloc[0] if len(comparison) else None
+    baseline = {(row["run_id"], row["mode"]): row for _index, row in comparison.iterrows() if row["run"] == base_run}
     reasons: dict[Any, list[str]] = {}
+    judged = 0
     for index, row in comparison.iterrows():
-        if is_true(row["derived"]) or row["run"] == comparison["run"].iloc[0]:
+        if is_true(row["derived"]) or row["run"] == base_run:
             continue
         found = ["failed in this run"] if is_true(row.get("broken")) else []
+        reference = baseline.get((row["run_id"], row["mode"]))
         for threshold in thresholds:
-            name = threshold.metric.name
+            metric, name = threshold.metric, threshold.metric.name
             worse, significant = row.get(f"{name}_worse_pct"), row.get(f"{name}_significant")
-            confirmed = is_true(significant) or threshold.metric.per_step is None
-            if isinstance(worse, float) and worse > threshold.percent and confirmed:
-                found.append(f"{name} {worse:.1f}% worse > {threshold.percent:g}%")
+            if isinstance(worse, float) and math.isfinite(worse):
+                judged += 1
+                confirmed = is_true(significant) or metric.per_step is None
+                if worse > threshold.percent and confirmed:
+                    found.append(f"{name} {worse:.1f}% worse > {threshold.percent:g}%")
+            elif reference is not None and _value(reference, metric.column) is not None and not found:
+                found.append(f"no {name} to compare (missing or not finite)")
         if found:
             reasons[index] = found
+    if thresholds and judged == 0 and not reasons:
+        raise UserError("nothing to compare: the runs share no configuration with a finite value of "
+                        f"{', '.join(threshold.metric.name for threshold in thresholds)}")
     failing = comparison.loc[list(reasons)]
     return failing.assign(regressed_on=["; ".join(reasons[index]) for index in failing.index])

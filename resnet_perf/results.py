@@ -22,6 +22,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -37,11 +38,38 @@ PYTEST_BENCHMARK_KEY = "resnet_perf"
 """Where the suite puts its session data (peak readings, environment) in pytest-benchmark's JSON."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+PARTIAL_SUFFIX = ".partial"
+"""A file being written is ``.<name>.<random>.partial`` until it is renamed into place: no loader
+takes it for a result (they read ``*.json``), and one left by a killed writer is removed later."""
+STALE_PARTIAL_S = 3600
+"""A partial file older than this was left by a writer that died (a write takes milliseconds)."""
+
+
+def remove_stale_partials(directory: Path) -> list[Path]:
+    """Delete the partial files a killed writer left in ``directory``; return them."""
+    now, removed = time.time(), []
+    for leftover in directory.glob(f".*{PARTIAL_SUFFIX}"):
+        try:
+            if now - leftover.stat().st_mtime > STALE_PARTIAL_S:
+                leftover.unlink()
+                removed.append(leftover)
+        except OSError:  # gone already, or not ours to delete: leave it
+            pass
+    return removed
+
+
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Write ``payload`` to a temporary file beside ``path``, then rename: no half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=path.parent)
     try:
+        os.fchmod(handle, 0o666 & ~_umask())  # as a plain open() would (mkstemp makes 0600)
         with os.fdopen(handle, "w") as stream:
             json.dump(payload, stream, indent=1, default=str)
             stream.write("\n")
@@ -49,6 +77,17 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def check_writable(directory: Path, what: str) -> None:
+    """Create ``directory`` and prove a file can be written there, before any work is done; a
+    ``UserError`` (``cannot write {what} to ...``) otherwise."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise UserError(f"cannot write {what} to {directory}: {error.strerror or error}") from None
 
 
 def _unused_path(directory: Path, stem: str) -> Path:
@@ -88,6 +127,7 @@ def save_rows(directory: str | Path, kind: str, rows: Sequence[dict[str, Any]],
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UserError(f"cannot write results to {directory}: {error.strerror or error}") from None
+    remove_stale_partials(directory)
     stem = f"{kind}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
     return write_results(_unused_path(directory, stem), result_payload(kind, rows, environment, **metadata))
 
@@ -105,13 +145,65 @@ def check_payload(path: Path, payload: Any) -> dict[str, Any]:
     return payload
 
 
+MAX_FILE_BYTES = 256 * 2**20
+"""Larger files are refused before they are read: a result file of this suite is well under 1 MiB
+per hundred cases."""
+
+
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise UserError(f"{path} is {size / 2**20:.0f} MiB: larger than any result file "
+                            f"({MAX_FILE_BYTES // 2**20} MiB at most), not read")
+        with path.open("rb") as stream:
+            return json.loads(stream.read(MAX_FILE_BYTES + 1))
     except OSError as error:
         raise UserError(f"cannot read {path}: {error.strerror or error}") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise UserError(f"{path} is not valid JSON: truncated, or not a result file") from None
+    except RecursionError:
+        raise UserError(f"{path} is nested too deeply to be a result file") from None
+
+
+_NUMBER = (int, float)
+ROW_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "bench": (str,), "run_id": (str,), "mode": (str,), "model": (str,), "precision": (str,), "layout": (str,),
+    "compute_dtype": (str,), "error": (str,), "skipped": (str,), "trace": (str,),
+    "depth": (int,), "batch_size": (int,), "image_size": (int,), "channels": (int,), "num_classes": (int,),
+    "epoch": (int,), "replicas": (int, str), "xla": (bool,), "unstable": (bool,),
+    "median_s": _NUMBER, "mean_s": _NUMBER, "p90_s": _NUMBER, "p99_s": _NUMBER, "min_s": _NUMBER,
+    "stddev_s": _NUMBER, "cv": _NUMBER, "compile_s": _NUMBER, "flops_per_step": _NUMBER,
+    "host_rss_added_bytes": _NUMBER, "device_peak_bytes": _NUMBER, "epoch_time_s": _NUMBER,
+    "images_per_sec": _NUMBER, "train_loss": _NUMBER, "train_accuracy": _NUMBER, "test_accuracy": _NUMBER,
+    "step_times_s": (list,),
+}
+"""The types of the row fields this package reads; a row with another type is refused, naming it."""
+REQUIRED_FIELDS = {"step": ("run_id", "mode", "batch_size"), "memory": ("run_id", "mode"), "train": ("run_id",)}
+
+
+def check_rows(path: Path, rows: Any) -> list[dict[str, Any]]:
+    """``rows`` if every row is an object whose known fields have the types this package reads."""
+    if not isinstance(rows, list):
+        raise UserError(f"{path} has no list of rows: not a complete result file")
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise UserError(f"{path}: row {number} is not an object")
+        for field in REQUIRED_FIELDS.get(row.get("bench"), ()):
+            if field not in row:
+                raise UserError(f"{path}: row {number} ({row.get('bench')}) has no {field!r}")
+        for field, types in ROW_FIELD_TYPES.items():
+            value = row.get(field)
+            if value is None:
+                continue
+            wrong_bool = isinstance(value, bool) and bool not in types
+            if wrong_bool or not isinstance(value, types):
+                raise UserError(f"{path}: row {number} has {field} = {str(value)[:40]!r}, "
+                                f"not a {' or '.join(t.__name__ for t in types)}")
+        times = row.get("step_times_s") or []
+        if not all(isinstance(t, _NUMBER) and not isinstance(t, bool) for t in times):
+            raise UserError(f"{path}: row {number} has step_times_s that are not all numbers")
+    return rows
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
@@ -135,6 +227,12 @@ class ResultSet:
     def label(self) -> str:
         return self.path.stem
 
+    @property
+    def machine(self) -> dict[str, Any] | None:
+        """The fingerprint of the machine the results were measured on (``resnet_perf.fingerprint``)."""
+        machine = self.environment.get("machine")
+        return machine if isinstance(machine, dict) and isinstance(machine.get("id"), str) else None
+
 
 def _peak_readings(path: Path, readings: Any) -> dict[str, float]:
     if readings is None:
@@ -151,6 +249,10 @@ def _result_set(path: Path, kind: str, created: Any, environment: Any, rows: lis
                      rows=with_derived_metrics(rows, peaks), matmul_peaks=peaks)
 
 
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _from_pytest_benchmark(path: Path, payload: dict[str, Any]) -> ResultSet:
     """Rows from pytest-benchmark's JSON: each benchmark's ``extra_info`` is one of our rows."""
     rows = []
@@ -160,10 +262,11 @@ def _from_pytest_benchmark(path: Path, payload: dict[str, Any]) -> ResultSet:
         info = benchmark["extra_info"]
         if "bench" in info:  # one of this suite's rows
             rows.append(info)
-    session = payload.get(PYTEST_BENCHMARK_KEY)
-    session = session if isinstance(session, dict) else {}
-    environment = {**payload.get("machine_info", {}), **(session.get("environment") or {})}
-    environment.setdefault("git_commit", payload.get("commit_info", {}).get("id"))
+    check_rows(path, rows)
+    session = _object(payload.get(PYTEST_BENCHMARK_KEY))
+    machine_info, commit_info = _object(payload.get("machine_info")), _object(payload.get("commit_info"))
+    environment = {**machine_info, **_object(session.get("environment"))}
+    environment.setdefault("git_commit", commit_info.get("id"))
     return _result_set(path, "bench", payload.get("datetime"), environment, rows,
                        session.get("matmul_peak_readings"))
 
@@ -198,17 +301,31 @@ def newest_result_file(directory: Path) -> Path:
     return files[-1]
 
 
-def load_result_set(path: str | Path) -> ResultSet:
-    """Our result file, a pytest-benchmark JSON file, or the newest result file in a directory."""
+def machine_folder(directory: Path, machine: str | None) -> Path:
+    """The folder of ``directory`` that holds the results of ``machine`` (a fingerprint id), for
+    directories kept per machine (``results/baseline/<id>/``); ``directory`` itself otherwise."""
+    folders = sorted(path for path in directory.iterdir() if path.is_dir())
+    if any(directory.glob("*.json")) or not folders:
+        return directory
+    if machine is None:
+        raise UserError(f"{directory} keeps results per machine ({', '.join(f.name for f in folders)}): "
+                        f"cannot tell which machine's to use")
+    if not (directory / machine).is_dir():
+        raise UserError(f"{directory} has no results for this machine ({machine}; it has "
+                        f"{', '.join(f.name for f in folders)}): measure them on this machine, e.g. tox -e baseline")
+    return directory / machine
+
+
+def load_result_set(path: str | Path, machine: str | None = None) -> ResultSet:
+    """Our result file, a pytest-benchmark JSON file, or the newest result file in a directory
+    (in a directory kept per machine, in the folder of ``machine``, a fingerprint id)."""
     path = Path(path)
     if path.is_dir():
-        path = newest_result_file(path)
+        path = newest_result_file(machine_folder(path, machine))
     payload = _read_json(path)
     if isinstance(payload, dict) and isinstance(payload.get("benchmarks"), list) and "machine_info" in payload:
         return _from_pytest_benchmark(path, payload)
     payload = check_payload(path, payload)
-    rows = payload.get("rows")
-    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
-        raise UserError(f"{path} has no list of rows: not a complete result file")
+    rows = check_rows(path, payload.get("rows"))
     return _result_set(path, str(payload.get("kind")), payload.get("created"), payload.get("environment"), rows,
                        payload.get("matmul_peak_readings"))

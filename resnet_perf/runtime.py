@@ -19,9 +19,6 @@ from resnet_perf.config import RunConfig
 from resnet_perf.errors import UserError
 from resnet_perf.precision import PRECISION_POLICIES
 
-CPU_FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni",
-                         "amx_bf16", "amx_tile", "amx_int8")
-
 
 def gpus() -> list:
     """The physical GPUs TensorFlow sees (empty on this CPU-only machine)."""
@@ -120,22 +117,6 @@ def global_auto_jit() -> bool:
     return bool(tf.config.optimizer.get_jit()) or (level is not None and int(level.group(1)) > 0)
 
 
-def _cpu_model_and_flags() -> tuple[str, list[str]]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine(), []
-    model, flags = platform.processor(), []
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and value:
-            model = value.strip()
-        elif key.strip() == "flags":
-            flags = value.split()
-            break
-    return model, [flag for flag in CPU_FLAGS_OF_INTEREST if flag in flags]
-
-
 def _git_commit() -> str | None:
     here = Path(__file__).resolve().parent
     try:
@@ -150,35 +131,41 @@ def _git_commit() -> str | None:
 
 @lru_cache(maxsize=1)
 def environment() -> dict[str, Any]:
-    """What produced a result: versions, devices, CPU, oneDNN, threads, git commit."""
+    """What produced a result: the machine's fingerprint (hardware, and the software versions and
+    settings that change results), devices, thread pools, git commit."""
     import keras
     import tensorflow as tf
 
-    cpu_model, cpu_flags = _cpu_model_and_flags()
-    devices = [device.name for device in tf.config.list_logical_devices()]
-    gpu_names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus()]
+    from resnet_perf.fingerprint import fingerprint
+
+    build = tf.sysconfig.get_build_info()
+    versions = {"tensorflow": tf.__version__, "keras": keras.__version__,
+                "cuda": build.get("cuda_version"), "cudnn": build.get("cudnn_version")}
     return {
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "python": platform.python_version(),
+        "machine": fingerprint(extra_software=versions),
         "platform": platform.platform(),
         "hostname": platform.node(),
-        "cpu_model": cpu_model,
-        "cpu_flags": cpu_flags,
-        "cpu_count": os.cpu_count(),
-        "devices": devices,
-        "gpu_names": gpu_names,
-        # TensorFlow turns oneDNN on by default on x86 Linux; TF_ENABLE_ONEDNN_OPTS=0 turns it off.
-        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") not in ("0", "false", "False"),
+        "devices": [device.name for device in tf.config.list_logical_devices()],
+        "gpu_devices": [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+                        for gpu in gpus()],
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        # TensorFlow sizes its thread pools from these when set (the launcher sets the first per worker).
-        "tf_num_intraop_threads": os.environ.get("TF_NUM_INTRAOP_THREADS"),
-        "tf_num_interop_threads": os.environ.get("TF_NUM_INTEROP_THREADS"),
         "xla_auto_jit": global_auto_jit(),
         "git_commit": _git_commit(),
     }
+
+
+def lost_worker_reason(error: BaseException) -> str | None:
+    """One line for a collective that failed because another worker went away (it died, or stopped
+    answering); ``None`` for other errors."""
+    import tensorflow as tf
+
+    lost = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+            tf.errors.AbortedError)
+    if not isinstance(error, lost):
+        return None
+    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+    return f"lost contact with another worker ({type(error).__name__}: {first_line})"
 
 
 def unsupported_reason(error: BaseException) -> str | None:

@@ -14,7 +14,6 @@ A step is finished when its outputs are on the host and every device has synchro
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import keras
 import numpy as np

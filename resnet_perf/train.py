@@ -66,6 +66,9 @@ class TrainConfig:
                             "workers in TF_CONFIG times each worker's devices")
         if self.epochs < 1:
             raise UserError(f"epochs must be at least 1, got {self.epochs}")
+        for name in ("lr", "weight_decay", "target_accuracy"):
+            if not math.isfinite(getattr(self, name)):
+                raise UserError(f"{name.replace('_', ' ')} must be a finite number, got {getattr(self, name)}")
         if not self.lr > 0:
             raise UserError(f"lr must be positive, got {self.lr}")
         if self.schedule not in SCHEDULES:
@@ -261,6 +264,9 @@ def _run_epoch(trainer: Trainer, batches, steps: int, batch_size: int, first_epo
             timing.compile_s = ended - started
         else:
             timing.step_times_s.append(ended - started)
+        if not math.isfinite(float(loss)):
+            raise UserError(f"the training loss became {float(loss)} at step {step} of this epoch; the epochs "
+                            f"before it are kept (a lower --lr, or fp32, may train)")
         loss_sum += float(loss)
         correct += int(right)
         seen += batch_size
@@ -288,7 +294,7 @@ def train(config: TrainConfig, output: Path) -> dict[str, Any]:
     import keras
 
     from resnet_perf.data import load_split, locate, make_dataset
-    from resnet_perf.results import result_payload, write_results
+    from resnet_perf.results import check_writable, result_payload, write_results
     from resnet_perf.runtime import environment, make_multiworker_strategy, make_strategy
 
     task = current_task() if config.strategy == "multiworker" else None  # checked before TensorFlow starts
@@ -314,8 +320,8 @@ def train(config: TrainConfig, output: Path) -> dict[str, Any]:
                                "epochs_to_target": None, "completed": False}
     if task:
         summary["cluster"] = task.cluster
-    if writes_results:
-        write_results(output, result_payload("train", rows, environment(), summary=summary))  # fail early if unwritable
+    if writes_results:  # fail early if unwritable, without touching an existing --output before an epoch is done
+        check_writable(output.parent, "results")
     keras.utils.set_random_seed(config.seed)
     train_batches = iter(strategy.experimental_distribute_dataset(_auto_shard_by_data(make_dataset(
         train_split, batch_size=run.batch_size, image_size=run.image_size, layout=run.layout, training=True,
@@ -415,13 +421,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = config_from_args(args)
+        if config.strategy == "multiworker":
+            current_task()  # TF_CONFIG checked before TensorFlow starts (train() imports it)
         output = args.output or Path("results") / (
             f"train-{config.run.run_id}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json")
         payload = train(config, output)
     except UserError as error:
         return cli.fail(error)
     except Exception as error:
-        return cli.fail_if_unsupported(error)
+        from resnet_perf.runtime import lost_worker_reason
+
+        lost = lost_worker_reason(error) if args.strategy == "multiworker" else None
+        return cli.fail(lost, exit_code=1) if lost else cli.fail_if_unsupported(error)
     except KeyboardInterrupt:
         print("\ninterrupted: the epochs already finished are in the result file", file=sys.stderr)
         return 130

@@ -46,7 +46,7 @@ def test_tiny_matrix_end_to_end(tmp_path):
     assert len(result["matmul_peak_readings"]["float32"]) == 6
     memory = rows[("memory", "resnet18-fp32-noxla-nhwc-b2-32", "train")]
     assert memory["host_rss_added_bytes"] > 0 and "device_peak_bytes" not in memory
-    assert result["environment"]["tensorflow"]
+    assert result["environment"]["machine"]["software"]["tensorflow"] and result["environment"]["machine"]["id"]
 
     training = rows[("train", "resnet18-fp32-noxla-nhwc-b32-32-c1-k10-r2-e1", 1)]
     assert training["replicas"] == 2 and training["epoch_time_s"] > 0 and training["images_per_sec"] > 0
@@ -110,12 +110,34 @@ def test_training_case_with_multiworker_strategy(tmp_path):
     (["--depths", "19"], "unknown ResNet depth 19"),
     (["--precisions", "fp8"], "unknown precision 'fp8'"),
     (["--xla", "maybe"], "--xla: cannot read 'maybe'"),
+    (["--depths", "18,,50"], "--depths: '18,,50' has an empty item"),
     (["--batch-size", "0"], "batch_size must be an integer >= 1"),
     (["--train-replicas", "3"], "global batch 256 does not divide over 3 replicas"),
     (["--profile-dir", "/dev/null/traces"], "cannot write traces to /dev/null/traces"),
+    (["--results-dir", "/dev/null/results"], "cannot write results to /dev/null/results"),
 ])
 def test_bad_matrix_is_one_error_line_and_nonzero_exit(args, message):
     done = run_suite(*args, timeout=120)
     assert done.returncode == pytest.ExitCode.USAGE_ERROR
     errors = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("ERROR:")]
     assert len(errors) == 1 and message in errors[0]
+
+
+@pytest.mark.slow
+def test_sigterm_saves_the_rows_measured_so_far(tmp_path):
+    import signal
+
+    command = [sys.executable, "-m", "pytest", "benchmarks/", "--benchmark-only", "-v", "-p", "no:cacheprovider",
+               *TINY_MATRIX, "-k", "not fashion", "--results-dir", str(tmp_path)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    passed = 0
+    for line in process.stdout:  # bounded: the tiny matrix ends by itself
+        passed += " PASSED" in line
+        if passed == 3:
+            process.send_signal(signal.SIGTERM)
+            break
+    process.stdout.read()
+    assert process.wait(timeout=300) == 128 + signal.SIGTERM
+    (saved,) = tmp_path.glob("bench-*.json")
+    rows = json.loads(saved.read_text())["rows"]
+    assert 3 <= len(rows) < 2 * 4 + 2 * 2  # what was measured before the signal, not the whole matrix

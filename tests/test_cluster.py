@@ -38,7 +38,7 @@ def test_a_chief_task_is_the_chief_and_ranks_first():
     ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "evaluator", "index": 0}}', "does not train"),
     ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}', "not a job of the cluster"),
     ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}', "index 1 is out of range"),
-    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": "0"}}', "out of range"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": "0"}}', "index '0' is not an integer"),
 ])
 def test_malformed_or_incomplete_tf_config_is_one_clear_error(text, message):
     with pytest.raises(UserError, match=message) as caught:
@@ -48,3 +48,17 @@ def test_malformed_or_incomplete_tf_config_is_one_clear_error(text, message):
 
 def test_valid_two_worker_config():
     assert parse_tf_config(json.dumps(TWO_WORKERS)).name == "worker:1"
+
+
+def test_tf_config_is_checked_before_tensorflow_is_imported():
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom resnet_perf.train import main\n"
+            "status = main(['--strategy', 'multiworker'])\n"
+            "print(status, 'tensorflow' in sys.modules)\n")
+    env = {**os.environ, "TF_CONFIG": '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}'}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr
+    assert "TF_CONFIG task index 3 is out of range" in done.stderr

@@ -43,9 +43,17 @@ BF16 = FP32.replace(precision="mixed_bf16")
 XLA = FP32.replace(xla=True)
 
 
-def write_run(directory, name: str, rows: list[dict]):
+MACHINE = {"id": "amd-2c-0123abcd", "hardware": {"cpu_vendor": "AuthenticAMD", "cpu_model": "AMD EPYC", "cores": 2,
+                                                "isa_flags": ["avx512f", "avx512_bf16"]},
+           "software": {"tensorflow": "2.21.0"}}
+INTEL = {"id": "intel-2c-4567cdef", "hardware": {**MACHINE["hardware"], "cpu_vendor": "GenuineIntel",
+                                                 "cpu_model": "Intel Xeon", "isa_flags": ["avx512f", "amx_bf16"]},
+         "software": {"tensorflow": "2.21.0"}}
+
+
+def write_run(directory, name: str, rows: list[dict], machine: dict | None = MACHINE):
     directory.mkdir(parents=True, exist_ok=True)
-    path = save_rows(directory, "bench", rows, {"tensorflow": "test"},
+    path = save_rows(directory, "bench", rows, {"machine": machine} if machine else {},
                      matmul_peak_readings={"float32": [PEAK / 2, PEAK], "bfloat16": [PEAK]})
     return path.rename(directory / f"{name}.json")
 
@@ -161,7 +169,7 @@ def test_plot_is_a_png(tmp_path, capsys):
 def test_pytest_benchmark_json_is_read(tmp_path, capsys):
     rows = baseline_rows()
     payload = {"machine_info": {"node": "vm"}, "commit_info": {"id": "abc"}, "datetime": "2026-11-26T00:00:00",
-               "version": "5.2.3", "resnet_perf": {"matmul_peak_readings": {"float32": [PEAK]}, "environment": {}},
+               "version": "5.2.3", "resnet_perf": {"matmul_peak_readings": {"float32": [PEAK]}, "environment": {"machine": MACHINE}},
                "benchmarks": [
                    {"name": f"test_train[{row['run_id']}]", "stats": {"data": row["step_times_s"]},
                     "extra_info": row} for row in rows[:2]]}
@@ -231,3 +239,96 @@ def test_mfu_is_derived_on_reading_from_the_files_peak_readings(tmp_path):
         assert row["mfu"] == pytest.approx(FLOPS / row["median_s"] / PEAK)
         assert row["images_per_sec"] == pytest.approx(FP32.batch_size / row["median_s"])
     assert few.rows[0]["mfu"] == many.rows[0]["mfu"]
+
+
+def test_fingerprints_are_printed_and_other_hardware_is_not_judged(tmp_path, capsys):
+    base = write_run(tmp_path, "base", baseline_rows())
+    other = write_run(tmp_path, "other", baseline_rows(), machine=INTEL)
+    code, out, err = run(capsys, base, other)  # shown, with how the machines differ
+    assert code == 0, err
+    assert "machine of base: amd-2c-0123abcd" in out
+    assert "machine of other: intel-2c-4567cdef; differs from base:" in out and "+amx_bf16 -avx512_bf16" in out
+    code, out, err = run(capsys, base, other, "--fail-on", "images_per_sec:5%")  # refused
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "other ran on other hardware than base (amd-2c-0123abcd -> intel-2c-4567cdef" in err
+    assert "hardware.cpu_vendor: 'AuthenticAMD' -> 'GenuineIntel'" in err
+    code, out, err = run(capsys, base, other, "--fail-on", "images_per_sec:5%", "--allow-other-machine")
+    assert code == 0, err
+    unknown = write_run(tmp_path, "unknown", baseline_rows(), machine=None)
+    code, out, err = run(capsys, unknown, other, "--fail-on", "images_per_sec:5%")
+    assert code == 2 and "unknown has no machine fingerprint" in err
+
+
+def test_a_baseline_kept_per_machine_is_the_one_of_the_judged_run(tmp_path, capsys):
+    baselines = tmp_path / "baseline"
+    write_run(baselines / INTEL["id"], "bench-20261126T145438Z", baseline_rows(), machine=INTEL)
+    amd = write_run(baselines / MACHINE["id"], "bench-20261127T100000Z", baseline_rows())
+    run_path = write_run(tmp_path, "run", baseline_rows(seed=2))
+    code, out, err = run(capsys, baselines, run_path, "--fail-on", "images_per_sec:30%")
+    assert code == 0, err
+    assert f"no regression against {amd.stem}" in out
+    lonely = write_run(tmp_path / "elsewhere", "run", baseline_rows(), machine={**MACHINE, "id": "amd-4c-ffffffff"})
+    code, out, err = run(capsys, baselines, lonely, "--fail-on", "images_per_sec:30%")
+    assert code == 2 and "has no results for this machine (amd-4c-ffffffff" in err and "tox -e baseline" in err
+
+
+def test_nothing_compared_is_no_pass(tmp_path, capsys):
+    base = write_run(tmp_path, "base", [step_row(FP32, "train", steady(0.1))])
+    other = write_run(tmp_path, "other", [step_row(BF16, "train", steady(0.1))])
+    code, out, err = run(capsys, base, other, "--fail-on", "images_per_sec:5%")
+    assert code == 2 and out == "" and "nothing to compare" in err and err.count("\n") == 1
+
+
+def test_a_value_that_is_missing_or_not_finite_is_a_regression(tmp_path, capsys):
+    base = write_run(tmp_path, "base", baseline_rows())
+    broken = baseline_rows(seed=1)
+    broken[0] = {**broken[0], "median_s": float("nan"), "step_times_s": [float("inf")] * 3}
+    code, out, err = run(capsys, base, write_run(tmp_path, "broken", broken), "--fail-on", "images_per_sec:5%")
+    assert code == 1, out + err
+    head = out.partition("\n\n")[0]
+    assert "no images_per_sec to compare (missing or not finite)" in head and FP32.run_id in head
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([["not", "an", "object"]], "row 1 is not an object"),
+    ([{"bench": "step", "run_id": "r", "mode": "train"}], "row 1 (step) has no 'batch_size'"),
+    ([{"bench": "step", "run_id": "r", "mode": "train", "batch_size": "8"}], "has batch_size = '8', not a int"),
+    ([{"bench": "step", "run_id": ["r"], "mode": "train", "batch_size": 8}], "has run_id = \"['r']\", not a str"),
+    ([{"bench": "step", "run_id": "r", "mode": "train", "batch_size": 8, "median_s": True}], "median_s = 'True'"),
+    ([{"bench": "step", "run_id": "r", "mode": "train", "batch_size": 8, "step_times_s": [0.1, "x"]}],
+     "step_times_s that are not all numbers"),
+    ({"rows": "are not a list"}, "has no list of rows"),
+])
+def test_hostile_rows_are_one_error_line_naming_the_file(tmp_path, capsys, rows, message):
+    path = tmp_path / "hostile.json"
+    payload = {"schema": "resnet_perf/results", "schema_version": 2, "kind": "bench", "rows": rows}
+    path.write_text(json.dumps(payload))
+    before = path.read_bytes()
+    code, out, err = run(capsys, path, write_run(tmp_path, "ok", baseline_rows()), "--fail-on", "mfu:5%")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert str(path) in err and message in err
+    assert path.read_bytes() == before
+
+
+def test_deep_nesting_and_huge_files_are_refused_without_reading_them(tmp_path, capsys, monkeypatch):
+    from resnet_perf import results
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    code, _out, err = run(capsys, deep)
+    assert code == 2 and "nested too deeply" in err and err.count("\n") == 1
+    monkeypatch.setattr(results, "MAX_FILE_BYTES", 1000)
+    big = write_run(tmp_path, "big", baseline_rows())
+    code, _out, err = run(capsys, big)
+    assert code == 2 and "larger than any result file" in err and str(big) in err
+
+
+def test_plot_into_a_directory_or_without_png_is_refused_before_any_work(tmp_path, capsys):
+    base = write_run(tmp_path, "base", baseline_rows())
+    folder = tmp_path / "plots"
+    folder.mkdir()
+    code, out, err = run(capsys, base, "--plot", folder)
+    assert code == 2 and out == "" and f"--plot {folder} is a directory" in err
+    assert not (tmp_path / "plots.png").exists()
+    code, out, err = run(capsys, base, "--plot", tmp_path / "chart.svg")
+    assert code == 2 and "ending in .png" in err

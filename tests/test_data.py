@@ -133,3 +133,14 @@ def test_training_pipeline_shapes_scale_and_layout(tmp_path):
     assert [len(b[1]) for b in evaluation] == [32, 32, 32, 4, 32] and evaluation[0][0].shape == (32, 28, 28, 1)
     assert np.array_equal(evaluation[0][1].numpy(), split.labels[:32])  # no shuffling for evaluation
     assert np.array_equal(evaluation[4][1].numpy(), split.labels[:32])  # the next pass starts over
+
+
+def test_an_unreadable_file_says_so(tmp_path, monkeypatch):
+    folder = write_dataset(tmp_path, train=32, test=32)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(data.gzip, "open", denied)  # root reads any file: simulate the denial
+    with pytest.raises(DataError, match="cannot read .*train-images-idx3-ubyte.gz: permission denied$"):
+        load_split(folder, "train")

@@ -1,8 +1,6 @@
 """Profiler traces: written where promised, readable, summarised from the file; bad input is one line."""
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from resnet_perf import profile
@@ -91,6 +89,7 @@ def test_the_profiler_is_stopped_when_a_step_fails(tmp_path):
     (["--precision", "fp8"], "unknown precision 'fp8'"),
     (["--batch-size", "0"], "batch_size must be an integer >= 1"),
     (["--logdir", "/dev/null/traces"], "cannot write traces to /dev/null/traces"),
+    (["--top", "-1"], "--top must be at least 1, got -1"),
 ])
 def test_bad_input_is_one_error_line(capsys, args, message):
     code, out, err = _run(capsys, *args)

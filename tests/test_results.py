@@ -63,3 +63,23 @@ def test_a_name_without_a_time_is_ordered_by_its_created_time(tmp_path):
     os.utime(named, (1e9, 1e9))
     os.utime(stamped, (2e9, 2e9))
     assert newest_result_file(tmp_path) == named
+
+
+def test_result_files_follow_the_umask_like_any_other_file(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        path = save_rows(tmp_path, "bench", [], {})
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_partial_file_left_by_a_killed_writer_is_never_read_and_removed_later(tmp_path):
+    stale = tmp_path / ".bench-20261126T145438Z.json.k3j4h5.partial"
+    stale.write_text("")  # what SIGKILL during a write leaves
+    fresh = tmp_path / ".bench-20261128T000000Z.json.abcdef.partial"
+    fresh.write_text("{")  # another writer, busy right now
+    os.utime(stale, (1e9, 1e9))
+    first = save_rows(tmp_path, "bench", [], {})
+    assert newest_result_file(tmp_path) == first  # partial files are no results
+    assert not stale.exists() and fresh.exists()

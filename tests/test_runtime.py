@@ -26,9 +26,11 @@ def test_keras_defaults_are_restored_even_after_an_error(tiny_config):
 
 def test_environment_records_what_produced_a_result():
     env = environment()
-    assert env["tensorflow"] == tf.__version__ and env["keras"] == keras.__version__
-    assert env["devices"] and env["cpu_count"] >= 1
-    assert {"cpu_model", "cpu_flags", "onednn", "intra_op_threads", "git_commit", "xla_auto_jit"} <= set(env)
+    machine = env["machine"]
+    assert machine["software"]["tensorflow"] == tf.__version__ and machine["software"]["keras"] == keras.__version__
+    assert machine["hardware"]["cores"] >= 1 and machine["hardware"]["cpu_model"]
+    assert machine["id"].split("-")[1] == f"{machine['hardware']['cores']}c"
+    assert env["devices"] and {"intra_op_threads", "git_commit", "xla_auto_jit"} <= set(env)
 
 
 def test_two_replica_mirrored_strategy_on_cpu():
@@ -54,3 +56,11 @@ def test_out_of_memory_and_missing_kernels_are_unsupported_not_bugs():
         .startswith("out of memory: OOM when allocating")
     assert unsupported_reason(tf.errors.UnimplementedError(None, None, "no NCHW")).startswith("not supported")
     assert unsupported_reason(KeyError("bug")) is None
+
+
+def test_a_lost_worker_is_one_line_and_other_errors_are_not_taken_for_it():
+    from resnet_perf.runtime import lost_worker_reason
+
+    error = tf.errors.UnavailableError(None, None, "Socket closed\nAdditional GRPC error information: ...")
+    assert lost_worker_reason(error) == "lost contact with another worker (UnavailableError: Socket closed)"
+    assert lost_worker_reason(ValueError("no")) is None

@@ -28,6 +28,8 @@ def test_indivisible_global_batch_is_rejected():
     (["--precision", "fp64"], "unknown precision 'fp64'"),
     (["--epochs", "0"], "epochs must be at least 1"),
     (["--target-accuracy", "91"], "target accuracy must be in (0, 1]"),
+    (["--lr", "inf"], "lr must be a finite number, got inf"),
+    (["--weight-decay", "nan"], "weight decay must be a finite number, got nan"),
 ])
 def test_bad_arguments_are_one_line_and_exit_2(capsys, argv, message):
     assert main(argv) == 2
@@ -49,7 +51,7 @@ def test_unwritable_output_fails_before_training(capsys, tmp_path):
     assert main(["--data-dir", str(folder), "--output", str(blocker / "train.json"), "--batch-size", "32",
                  "--precision", "fp32"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"error: cannot write results to {blocker / 'train.json'}")
+    assert len(err) == 1 and err[0].startswith(f"error: cannot write results to {blocker}")
 
 
 @pytest.mark.slow
@@ -85,7 +87,7 @@ def test_two_replica_training_learns_and_records_every_field(tmp_path):
         assert row["epoch_time_s"] == pytest.approx(
             row["compile_s"] + row["step_time_sum_s"] + row["data_wait_s"] + row["other_s"])
     assert rows[0]["compile_s"] > 0 and rows[1]["compile_s"] == 0 and summary["compile_s"] == rows[0]["compile_s"]
-    assert result["environment"]["tensorflow"]
+    assert result["environment"]["machine"]["software"]["tensorflow"] and result["environment"]["machine"]["id"]
 
 
 def test_epoch_timing_accounts_for_its_wall_time_and_leaves_the_compile_step_out():
@@ -120,3 +122,41 @@ def test_a_run_reads_its_training_data_through_one_iterator(tmp_path, monkeypatc
     assert [row["epoch"] for row in payload["rows"]] == [1, 2, 3]
     assert len(iterators) == 2  # one for training and one for evaluation, for all three epochs
     assert [len(row["step_times_s"]) for row in payload["rows"]] == [3, 4, 4]
+
+
+def test_a_loss_that_becomes_nan_ends_the_run_keeping_the_finished_epochs(tmp_path, capsys, monkeypatch):
+    from resnet_perf import train as train_module
+
+    folder = write_dataset(tmp_path / "data", train=64, test=32)
+    output = tmp_path / "train.json"
+    real_run_epoch = train_module._run_epoch
+
+    def second_epoch_diverges(trainer, batches, steps, batch_size, first_epoch):
+        if not first_epoch:
+            trainer.train_step = lambda batch: (float("nan"), 0)
+        return real_run_epoch(trainer, batches, steps, batch_size, first_epoch)
+
+    monkeypatch.setattr(train_module, "_run_epoch", second_epoch_diverges)
+    code = main(["--data-dir", str(folder), "--output", str(output), "--batch-size", "32", "--precision", "fp32",
+                 "--epochs", "3", "--image-size", "32"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "the training loss became nan at step 1" in err[0]
+    rows = json.loads(output.read_text())["rows"]
+    assert [row["epoch"] for row in rows] == [1]  # the finished epoch is kept
+
+
+def test_an_interrupted_run_leaves_an_existing_output_file_as_it_was(tmp_path, capsys, monkeypatch):
+    from resnet_perf import train as train_module
+
+    folder = write_dataset(tmp_path / "data", train=64, test=32)
+    output = tmp_path / "train.json"
+    output.write_text('{"an earlier result": true}\n')
+    before = output.read_bytes()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "_run_epoch", interrupted)
+    code = main(["--data-dir", str(folder), "--output", str(output), "--batch-size", "32", "--precision", "fp32"])
+    assert code == 130 and "interrupted" in capsys.readouterr().err
+    assert output.read_bytes() == before
