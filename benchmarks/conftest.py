@@ -2,13 +2,14 @@
 
     pytest benchmarks/ --benchmark-only [--depths 18,50] [--precisions fp32,mixed_bf16] [--xla off,on]
         [--layouts nhwc] [--batch-size 16] [--image-size 112] [--steps 10] [--warmup 2]
-        [--reference keras] [--results-dir results] [--profile-dir DIR] [--profile-steps 3]
+        [--reference keras] [--results-dir results] [--per-machine] [--profile-dir DIR] [--profile-steps 3]
         [--train-depths 18] [--train-precisions mixed_bf16] [--train-replicas 1] [--train-epochs 1]
         [--train-strategy mirrored|multiworker] [--train-workers 2]
 
 At the end of the session every measured (and skipped) case is printed as one table and written
-to ``{results-dir}/bench-<UTC time>.json`` (never over an earlier file), also after a failure or
-Ctrl-C, so no measured result is lost.
+to ``{results-dir}/bench-<UTC time>.json`` (never over an earlier file), also after a failure,
+Ctrl-C or SIGTERM, so no measured result is lost.  The file keeps the session's matmul peak
+readings (taken before the first and after the last step case) once; MFU is derived on reading.
 """
 from __future__ import annotations
 

@@ -264,10 +264,11 @@ def _run_epoch(trainer: Trainer, batches, steps: int, batch_size: int, first_epo
             timing.compile_s = ended - started
         else:
             timing.step_times_s.append(ended - started)
-        if not math.isfinite(float(loss)):
-            raise UserError(f"the training loss became {float(loss)} at step {step} of this epoch; the epochs "
+        loss = float(loss)
+        if not math.isfinite(loss):
+            raise UserError(f"the training loss became {loss} at step {step} of this epoch; the epochs "
                             f"before it are kept (a lower --lr, or fp32, may train)")
-        loss_sum += float(loss)
+        loss_sum += loss
         correct += int(right)
         seen += batch_size
         bar.update(step, [("loss", loss_sum / step), ("acc", correct / seen), ("img/s", seen / (ended - epoch_start))])
