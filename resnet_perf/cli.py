@@ -13,6 +13,14 @@ CONFIG_OPTIONS = ("depth", "batch_size", "image_size", "precision", "xla", "layo
 """RunConfig fields with a command-line flag of the same name (``--batch-size`` for ``batch_size``)."""
 ON_OFF = {"on": True, "off": False}
 
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose bad-usage message is one ``error:`` line (argparse's own prints the
+    usage first), exit status 2 as argparse's."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def fail(error: BaseException, exit_code: int = 2) -> int:
     """Print ``error`` as one line on stderr and return the exit code to end with."""
     print(f"error: {error}", file=sys.stderr)

@@ -161,7 +161,7 @@ def render(frame: pd.DataFrame, table_format: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli.Parser(
         prog="python -m resnet_perf.compare",
         description="Tables, speed-ups, plots and regression verdicts from result files. One file: its configs "
                     "with the speed-up of each switch over the baseline config. Several: each config across the "

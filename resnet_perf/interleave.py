@@ -47,7 +47,7 @@ def summary_rows(times: dict[str, list[float]], batch_size: int) -> list[list]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli.Parser(
         prog="python -m resnet_perf.interleave",
         description="Time the steps of several precisions and modes of one configuration alternately in one "
                     "process (A B B A ...), so a shared machine's drift falls on all of them alike.")

@@ -116,7 +116,7 @@ def launch(count: int, train_args: Sequence[str], threads: int | None, sink: IO[
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli.Parser(
         prog="python -m resnet_perf.launch",
         description="Start N MultiWorkerMirroredStrategy workers of python -m resnet_perf.train on this machine "
                     "(loopback ports, one TF_CONFIG each), stream their output, stop them all if one fails.",

@@ -182,7 +182,7 @@ def count_params(model: keras.Model) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli.Parser(
         prog="python -m resnet_perf.model",
         description="Build a ResNet and print its stage-by-stage output shapes, parameter count and MACs.")
     cli.add_config_options(parser, RunConfig(), fields=("depth",))

@@ -114,7 +114,7 @@ def default_logdir(config: RunConfig, mode: str) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = RunConfig()
-    parser = argparse.ArgumentParser(
+    parser = cli.Parser(
         prog="python -m resnet_perf.profile",
         description="Capture a profiler trace of one configuration's step (after warm-up), print its step "
                     "times and top ops by self time, and say how to open it in TensorBoard.")

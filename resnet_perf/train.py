@@ -299,11 +299,13 @@ def train(config: TrainConfig, output: Path) -> dict[str, Any]:
     from resnet_perf.runtime import environment, make_multiworker_strategy, make_strategy
 
     task = current_task() if config.strategy == "multiworker" else None  # checked before TensorFlow starts
+    writes_results = task is None or task.is_chief
+    if writes_results:  # fail early if unwritable, without touching an existing --output before an epoch is done
+        check_writable(output.parent, "results")
     strategy = make_multiworker_strategy() if task else make_strategy(config.replicas)
     replicas = strategy.num_replicas_in_sync
     config.check_replicas(replicas)
     worker_names = task.worker_names if task else ["local"]
-    writes_results = task is None or task.is_chief
     run = config.run
     folder = locate(config.data_dir)
     train_split = load_split(folder, "train", config.limit_train)
@@ -321,8 +323,6 @@ def train(config: TrainConfig, output: Path) -> dict[str, Any]:
                                "epochs_to_target": None, "completed": False}
     if task:
         summary["cluster"] = task.cluster
-    if writes_results:  # fail early if unwritable, without touching an existing --output before an epoch is done
-        check_writable(output.parent, "results")
     keras.utils.set_random_seed(config.seed)
     train_batches = iter(strategy.experimental_distribute_dataset(_auto_shard_by_data(make_dataset(
         train_split, batch_size=run.batch_size, image_size=run.image_size, layout=run.layout, training=True,
@@ -373,7 +373,7 @@ def train(config: TrainConfig, output: Path) -> dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     recipe, run = DEFAULT_RECIPE, DEFAULT_RECIPE.run
-    parser = argparse.ArgumentParser(
+    parser = cli.Parser(
         prog="python -m resnet_perf.train",
         description="Train a ResNet on the full Fashion-MNIST under MirroredStrategy and time every epoch. "
                     "With no options: the default recipe.")
