@@ -143,8 +143,8 @@ def refuse_other_hardware(results: Sequence[ResultSet]) -> None:
         if not same_hardware(base.machine, result.machine):
             if not (base.machine and result.machine):
                 missing = base if not base.machine else result
-                raise UserError(f"{missing.label} has no machine fingerprint: cannot tell whether it ran on the same hardware "
-                                f"(--allow-other-machine to judge anyway)")
+                raise UserError(f"{missing.label} has no machine fingerprint: cannot tell whether it ran on the "
+                                f"same hardware (--allow-other-machine to judge anyway)")
             changed = [line for line in differences(base.machine, result.machine) if line.startswith("hardware.")]
             raise UserError(f"{result.label} ran on other hardware than {base.label} ({base.machine['id']} -> "
                             f"{result.machine['id']}: {'; '.join(changed)}): a CPU change is no regression of the "
