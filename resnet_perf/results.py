@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import tempfile
 import time
 from collections.abc import Sequence
@@ -36,12 +37,6 @@ SCHEMA = "resnet_perf/results"
 SCHEMA_VERSION = 2
 PYTEST_BENCHMARK_KEY = "resnet_perf"
 """Where the suite puts its session data (peak readings, environment) in pytest-benchmark's JSON."""
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 PARTIAL_SUFFIX = ".partial"
@@ -67,15 +62,16 @@ def remove_stale_partials(directory: Path) -> list[Path]:
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Write ``payload`` to a temporary file beside ``path``, then rename: no half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=path.parent)
+    # A fresh random name opened exclusively, like mkstemp, but with the umask's mode as any other
+    # file (mkstemp makes 0600, and reading the umask means setting it, for every thread at once).
+    temporary = path.parent / f".{path.name}.{secrets.token_hex(6)}{PARTIAL_SUFFIX}"
     try:
-        os.fchmod(handle, 0o666 & ~_umask())  # as a plain open() would (mkstemp makes 0600)
-        with os.fdopen(handle, "w") as stream:
+        with temporary.open("x") as stream:
             json.dump(payload, stream, indent=1, default=str)
             stream.write("\n")
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
 
 
@@ -123,10 +119,7 @@ def save_rows(directory: str | Path, kind: str, rows: Sequence[dict[str, Any]],
     An unwritable ``directory`` is a ``UserError`` naming it.
     """
     directory = Path(directory)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(f"cannot write results to {directory}: {error.strerror or error}") from None
+    check_writable(directory, "results")
     remove_stale_partials(directory)
     stem = f"{kind}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
     return write_results(_unused_path(directory, stem), result_payload(kind, rows, environment, **metadata))
