@@ -1,8 +1,8 @@
 """The benchmark suite: the configuration matrix from command-line options, the cases, the report.
 
     pytest benchmarks/ --benchmark-only [--depths 18,50] [--precisions fp32,mixed_bf16] [--xla off,on]
-        [--layouts nhwc] [--batch-size 16] [--image-size 112] [--steps 10] [--warmup 2]
-        [--reference keras] [--results-dir results] [--per-machine] [--profile-dir DIR] [--profile-steps 3]
+        [--layouts nhwc] [--batch-size 16] [--image-size 112] [--rounds 3] [--steps 3] [--warmup 2]
+        [--peak-readings 3] [--reference keras] [--results-dir results] [--per-machine] [--profile-dir DIR] [--profile-steps 3]
         [--train-depths 18] [--train-precisions mixed_bf16] [--train-replicas 1] [--train-epochs 1]
         [--train-strategy mirrored|multiworker] [--train-workers 2]
 
@@ -25,6 +25,7 @@ from resnet_perf.config import RunConfig, expand_matrix
 from resnet_perf.data import NUM_CLASSES
 from resnet_perf.errors import UserError
 from resnet_perf.fingerprint import fingerprint
+from resnet_perf.measure import PEAK_READINGS
 from resnet_perf.precision import compute_dtype
 from resnet_perf.results import check_writable
 from resnet_perf.train import TrainConfig
@@ -59,8 +60,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--layouts", default="nhwc", help="nhwc, nchw (default nhwc)")
     group.addoption("--batch-size", default="16", help="images per step (default 16)")
     group.addoption("--image-size", default="112", help="image height = width (default 112)")
-    group.addoption("--steps", type=int, default=10, help="timed steps per case (default 10)")
+    group.addoption("--rounds", type=int, default=3,
+                    help="rounds: every step case is timed once per round, round after round, so a slow spell "
+                         "of the machine falls on all cases alike; the per-round medians are the units of the "
+                         "speed-up intervals (default 3)")
+    group.addoption("--steps", type=int, default=3, help="timed steps per case in each round (default 3)")
     group.addoption("--warmup", type=int, default=2, help="untimed steps after the first call (default 2)")
+    group.addoption("--peak-readings", type=int, default=PEAK_READINGS,
+                    help="matmul peak readings per dtype at the session's start and end, the denominator of MFU "
+                         f"(default {PEAK_READINGS}; 0: no MFU, e.g. for A/B runs that judge images/s)")
     group.addoption("--reference", choices=("keras",), default=None,
                     help="also measure keras.applications.ResNet50/101/152 on the same configs")
     group.addoption("--results-dir", default="results", help="where the session's JSON goes (default results/)")
@@ -89,9 +97,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 class Recorder:
     """Collects the session's rows and matmul peak readings; writes and prints them once at the end."""
 
-    def __init__(self, results_dir: Path, peak_dtypes: Sequence[str]) -> None:
+    def __init__(self, results_dir: Path, peak_dtypes: Sequence[str], readings: int) -> None:
         self.results_dir = results_dir
         self.peak_dtypes = list(peak_dtypes)
+        self.readings = readings
         self.rows: list[dict[str, Any]] = []
         self.peak_readings: dict[str, list[float]] = {}
         self.saved_to: Path | None = None
@@ -104,7 +113,9 @@ class Recorder:
         """Take the fixed set of matmul peak readings (``resnet_perf.measure.probe_matmul_peaks``)."""
         from resnet_perf.measure import probe_matmul_peaks
 
-        for dtype, readings in probe_matmul_peaks(self.peak_dtypes).items():
+        if not self.readings:
+            return
+        for dtype, readings in probe_matmul_peaks(self.peak_dtypes, self.readings).items():
             self.peak_readings.setdefault(dtype, []).extend(readings)
 
     def session_data(self) -> dict[str, Any]:
@@ -160,7 +171,8 @@ def pytest_configure(config: pytest.Config) -> None:
             layouts=_comma_list(option.layouts, str, "--layouts"),
             batch_sizes=_comma_list(option.batch_size, int, "--batch-size"),
             image_sizes=_comma_list(option.image_size, int, "--image-size"),
-            warmup=option.warmup, steps=option.steps, reference=option.reference)
+            warmup=option.warmup, steps=option.steps, rounds=option.rounds,
+            reference=option.reference)
         training = [
             TrainConfig(run=RunConfig(depth=depth, batch_size=option.train_batch_size,
                                       image_size=option.train_image_size, channels=1, num_classes=NUM_CLASSES,
@@ -177,12 +189,15 @@ def pytest_configure(config: pytest.Config) -> None:
             check_writable(Path(option.profile_dir), "traces")
             if option.profile_steps < 1:
                 raise UserError(f"--profile-steps must be at least 1, got {option.profile_steps}")
+        if option.peak_readings < 0:
+            raise UserError(f"--peak-readings must be at least 0, got {option.peak_readings}")
         directory = results_dir(option)
     except UserError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[MATRIX] = matrix
     config.stash[TRAINING] = training
-    config.stash[RECORDER] = Recorder(directory, sorted({compute_dtype(run.precision) for run in matrix}))
+    config.stash[RECORDER] = Recorder(directory, sorted({compute_dtype(run.precision) for run in matrix}),
+                                       option.peak_readings)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -195,7 +210,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             case.run_id + (f"-w{workers}" if case.strategy == "multiworker" else "") for case in cases])
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def recorder(request: pytest.FixtureRequest) -> Recorder:
     return request.config.stash[RECORDER]
 

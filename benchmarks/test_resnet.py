@@ -1,10 +1,13 @@
 """Forward, training-mode forward, forward+backward and training-step throughput, and peak memory,
 per configuration.
 
-Each step case times its first call (trace + compile) on its own, then lets pytest-benchmark run
-``--warmup`` untimed and ``--steps`` timed rounds of one finished step each; the raw round times
-are the step times every statistic is derived from.  The first step case of the session takes the
-matmul peak readings MFU divides by (the last ones follow the last case: see conftest).
+The step cases are measured together, in rounds (``resnet_perf.rounds``): when the first of them
+runs, every selected step case is built (its first call, trace + compile, timed apart) and warmed
+up, then each round times ``--steps`` finished steps of every case, round-major, for ``--rounds``
+rounds, so a slow spell of a shared machine falls on all cases alike.  Each case stays one pytest
+test: it reports its own row (raw step times of every round) and fails or skips on its own.  The
+first step case also takes the matmul peak readings MFU divides by (the last ones follow the last
+case: see conftest).
 
 The memory cases measure in a process of their own and are not pytest-benchmark benchmarks: they
 request the ``benchmark`` fixture only so that ``--benchmark-only`` runs them, never time anything
@@ -13,75 +16,117 @@ Their figures are in the suite's own JSON and table.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from resnet_perf.bench import memory_row, skipped_row, step_row
-from resnet_perf.config import RunConfig
-from resnet_perf.measure import time_call
+from resnet_perf.bench import memory_row, skipped_row
 from resnet_perf.memory import MemoryProbeError, measure_peak_memory
 from resnet_perf.profile import capture
-from resnet_perf.runtime import unsupported_reason
-from resnet_perf.steps import Step
+from resnet_perf.rounds import StepCases
+
+STEP_TESTS = {"test_forward": "forward", "test_train_forward": "train_forward", "test_fwd_bwd": "fwd_bwd",
+              "test_train": "train"}
 
 
-def _or_skip(recorder, config: RunConfig, bench: str, mode: str, work: Callable[[], Any]) -> Any:
-    """Run ``work``; a case the device cannot run is recorded and skipped with the reason."""
-    try:
-        return work()
-    except Exception as error:
-        reason = unsupported_reason(error)
-        if reason is None:
-            raise
-    recorder.add(skipped_row(config, bench, mode, reason))
-    pytest.skip(reason)
+def _progress_writer(config: pytest.Config) -> Callable[[str], None]:
+    """Lines shown as they happen (pytest captures a test's output until it ends; the rounds of every
+    case run inside the first step test)."""
+    plugins = config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+
+    def write(line: str) -> None:
+        if reporter is None or capture is None:
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"resnet_perf: {line}")
+    return write
 
 
-def _trace(request: pytest.FixtureRequest, step: Step) -> str | None:
+class SuiteSteps:
+    """The session's step cases: measured once, all together, when the first of them runs."""
+
+    def __init__(self, session: pytest.Session, recorder) -> None:
+        cases = [(item.callspec.params["run_config"], STEP_TESTS[item.originalname])
+                 for item in session.items if getattr(item, "originalname", None) in STEP_TESTS
+                 and item.module.__name__ == __name__]
+        self.cases = StepCases(cases, report=_progress_writer(session.config))
+        self.recorder = recorder
+        self.rows: dict[tuple[str, str], dict[str, Any]] | None = None
+
+    def measure_once(self) -> None:
+        """Measure every case (once per session); the rows go to the recorder, also when stopped."""
+        if self.rows is not None:
+            return
+        if not self.recorder.peak_readings:
+            self.recorder.probe_peaks()
+        try:
+            self.cases.measure()
+        finally:  # Ctrl-C or SIGTERM during the rounds: keep every round completed so far
+            self.rows = self.cases.rows()
+            for row in self.rows.values():
+                self.recorder.add(row)
+
+
+@pytest.fixture(scope="module")
+def suite_steps(request: pytest.FixtureRequest, recorder) -> SuiteSteps:
+    return SuiteSteps(request.session, recorder)
+
+
+def _record_in_pytest_benchmark(benchmark, times: Sequence[float]) -> None:
+    """Hand the case's step times (measured in rounds, outside this test) to pytest-benchmark, for its
+    table, JSON and --benchmark-compare.  It has no public call for times measured elsewhere
+    (ionelmc/pytest-benchmark#52): this does what its ``pedantic()`` does with each timed round."""
+    benchmark._mode = "resnet_perf rounds"
+    stats = benchmark._make_stats(1)
+    for seconds in times:
+        stats.update(seconds)
+
+
+def _trace(request: pytest.FixtureRequest, step) -> str | None:
     """With ``--profile-dir``: a trace of the already measured step, so tracing costs no timed step."""
     option = request.config.option
-    if not option.profile_dir:
+    if not option.profile_dir or step is None:
         return None
     return str(capture(step, Path(option.profile_dir) / f"{step.config.run_id}-{step.mode}", option.profile_steps))
 
 
-def _measure_step(benchmark, recorder, request, config: RunConfig, mode: str) -> None:
+def _report_step(benchmark, request, suite_steps: SuiteSteps, config, mode: str) -> None:
     if benchmark.disabled:
         pytest.skip("pytest-benchmark is disabled: nothing is measured")
-    if not recorder.peak_readings:
-        recorder.probe_peaks()
-    step = _or_skip(recorder, config, "step", mode, lambda: Step(config, mode))
-    compile_s = _or_skip(recorder, config, "step", mode, lambda: time_call(step))
-    traced = step.tracing_count
-    _or_skip(recorder, config, "step", mode, lambda: benchmark.pedantic(
-        step, rounds=config.steps, warmup_rounds=config.warmup, iterations=1))
-    row = step_row(step, benchmark.stats.stats.data, compile_s, step.problems(traced))
+    suite_steps.measure_once()
+    key = (config.run_id, mode)
+    row = suite_steps.rows.get(key)
+    if row is None:
+        pytest.fail(f"{config.run_id} {mode}: not measured, the rounds ended early (see the first step case)")
+    step = suite_steps.cases.release(key)
+    if row.get("skipped"):
+        pytest.skip(row["skipped"])
+    _record_in_pytest_benchmark(benchmark, row["step_times_s"])
     trace = _trace(request, step)
     if trace:
         row["trace"] = trace
     benchmark.extra_info.update(row)  # the whole row, raw step times too: compare reads --benchmark-json
-    recorder.add(row)
     if row.get("error"):
         pytest.fail(f"{config.run_id} {mode}: {row['error']}")
 
 
-def test_forward(benchmark, recorder, request, run_config):
-    _measure_step(benchmark, recorder, request, run_config, "forward")
+def test_forward(benchmark, request, suite_steps, run_config):
+    _report_step(benchmark, request, suite_steps, run_config, "forward")
 
 
-def test_train_forward(benchmark, recorder, request, run_config):
-    _measure_step(benchmark, recorder, request, run_config, "train_forward")
+def test_train_forward(benchmark, request, suite_steps, run_config):
+    _report_step(benchmark, request, suite_steps, run_config, "train_forward")
 
 
-def test_fwd_bwd(benchmark, recorder, request, run_config):
-    _measure_step(benchmark, recorder, request, run_config, "fwd_bwd")
+def test_fwd_bwd(benchmark, request, suite_steps, run_config):
+    _report_step(benchmark, request, suite_steps, run_config, "fwd_bwd")
 
 
-def test_train(benchmark, recorder, request, run_config):
-    _measure_step(benchmark, recorder, request, run_config, "train")
+def test_train(benchmark, request, suite_steps, run_config):
+    _report_step(benchmark, request, suite_steps, run_config, "train")
 
 
 @pytest.mark.parametrize("mode", ["forward", "train"])

@@ -1,17 +1,20 @@
 """Result rows of one benchmark case: the pieces the pytest-benchmark suite assembles.
 
 A row is flat: ``bench`` (``step`` or ``memory``), the config's fields, ``mode``, and the raw
-measurements: a step row's ``step_times_s`` (with their stats), ``flops_per_step`` and
-``compute_dtype``; images/s, FLOP/s and MFU are derived from these when the results are read
+measurements: a step row's ``step_times_s`` (all rounds' blocks, in order, with their stats),
+its ``round_medians_s`` (the independent units: ``resnet_perf.intervals``),
+``flops_per_step`` and ``compute_dtype``; images/s, FLOP/s and MFU are derived from these when the results are read
 (``resnet_perf.flops``).  A row with ``error`` set carries no metric: a number measured under a
 broken condition (retrace, XLA not in effect) is not reported as if it were fine.
 """
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from typing import Any
 
 from resnet_perf.config import RunConfig
+from resnet_perf.intervals import spread
 from resnet_perf.measure import step_stats
 from resnet_perf.precision import compute_dtype
 from resnet_perf.steps import Step
@@ -21,14 +24,23 @@ def _base(config: RunConfig, bench: str, mode: str) -> dict[str, Any]:
     return {"bench": bench, **config.as_dict(), "mode": mode, "compute_dtype": compute_dtype(config.precision)}
 
 
-def step_row(step: Step, times: Sequence[float], compile_s: float, problems: Sequence[str]) -> dict[str, Any]:
-    """The row for a timed step: its raw times and their stats, its FLOPs, its compile time."""
+def step_row(step: Step, blocks: Sequence[Sequence[float]], compile_s: float, problems: Sequence[str]) -> dict[str, Any]:
+    """The row for a timed step: its raw times per round and their stats, its FLOPs, its compile time.
+
+    ``blocks`` holds one block of step times per completed round; fewer than the config's
+    ``rounds`` means the run was stopped, which the row says (``stopped``).
+    """
     row = _base(step.config, "step", step.mode)
-    row["step_times_s"] = list(times)
+    times = [time for block in blocks for time in block]
+    medians = [statistics.median(block) for block in blocks]
+    row.update(step_times_s=times, round_medians_s=medians)
+    if len(blocks) < step.config.rounds:
+        row["stopped"] = f"stopped after round {len(blocks)} of {step.config.rounds}"
     if problems:
         row["error"] = "; ".join(problems)
         return row
-    row.update(compile_s=compile_s, flops_per_step=step.flops_per_step, **step_stats(times).as_dict())
+    row.update(compile_s=compile_s, flops_per_step=step.flops_per_step, round_spread=spread(medians),
+               **step_stats(times).as_dict())
     return row
 
 

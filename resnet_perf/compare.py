@@ -2,11 +2,12 @@
 
     python -m resnet_perf.compare results/bench-A.json                  # one run: table + speed-ups
     python -m resnet_perf.compare results/baseline results/bench-B.json --fail-on mfu:25%
+    python -m resnet_perf.compare results/ab/ab-20261128T130000Z.json         # an A/B run
 
 One file: every configuration with its speed-up over its baseline configuration (fp32, XLA off,
 NHWC, same depth/batch/size/step).  Several files: each configuration side by side across the
-runs, the first being the baseline, with the changes in images/s, MFU and memory and whether they
-are significant (Mann-Whitney U on the raw step times).  A directory stands for the newest result
+runs, the first being the baseline, with the changes in images/s, MFU and memory and their 95%
+intervals over the runs' rounds (``resnet_perf.regression``).  A directory stands for the newest result
 file in it; pytest-benchmark JSON (``--benchmark-json``, ``.benchmarks/``) is read too.
 
 Exit status: 0, or 1 when ``--fail-on`` finds a regression, or 2 for bad input.
@@ -25,6 +26,7 @@ import pandas as pd
 from resnet_perf import cli
 from resnet_perf.errors import UserError
 from resnet_perf.fingerprint import differences, fingerprint, same_hardware
+from resnet_perf.intervals import ROUNDS_DISAGREE
 from resnet_perf.regression import ALPHA, METRICS, compare_frames, parse_threshold, regressions
 from resnet_perf.results import ResultSet, load_result_set
 from resnet_perf.speedup import REFERENCE, parse_baseline, speedups, switch_text
@@ -38,10 +40,10 @@ COMPARISON_COLUMNS = {
     "run": "run",
     "images_per_sec": "img/s",
     "images_per_sec_change_pct": "Δ img/s %",
-    "images_per_sec_p": "p img/s",
+    "images_per_sec_interval": "Δ img/s 95% CI",
     "mfu_pct": "MFU %",
     "mfu_change_pct": "Δ MFU %",
-    "mfu_p": "p MFU",
+    "mfu_interval": "Δ MFU 95% CI",
     "host_rss_added_mib": "host RSS added MiB",
     "host_memory_change_pct": "Δ host RSS %",
     "device_peak_mib": "device peak MiB",
@@ -67,11 +69,11 @@ def only_configs(result: ResultSet, pattern: str | None) -> ResultSet:
     return dataclasses.replace(result, rows=[row for row in result.rows if wanted.search(str(row.get("run_id")))])
 
 
-def single_run_table(result: ResultSet, reference: dict) -> pd.DataFrame:
+def single_run_table(result: ResultSet, reference: dict, alpha: float = ALPHA) -> pd.DataFrame:
     """The configurations of one run with their speed-up over their baseline configuration."""
     rows = _measured_rows(result)
-    frame = speedups(step_frame(rows), reference)
-    return display_frame(rows, frame, extra={"vs_baseline": "vs baseline", "speedup_p": "p"})
+    frame = speedups(step_frame(rows), reference, alpha)
+    return display_frame(rows, frame, extra={"vs_baseline": "vs baseline"})
 
 
 def comparison_table(results: Sequence[ResultSet], alpha: float, thresholds) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -93,11 +95,14 @@ def comparison_table(results: Sequence[ResultSet], alpha: float, thresholds) -> 
 
 def _display_comparison(frame: pd.DataFrame) -> pd.DataFrame:
     shown = frame.reindex(columns=frame.columns.union(
-        [f"{name}_{field}" for name in METRICS for field in ("change", "p")] + ["regressed_on"], sort=False))
+        [f"{name}_{field}" for name in METRICS for field in ("change", "low", "high")] + ["regressed_on"],
+        sort=False))
     shown = shown.assign(
         mfu_pct=shown["mfu"] * 100, host_rss_added_mib=shown["host_rss_added_bytes"] / MIB,
         device_peak_mib=shown["device_peak_bytes"] / MIB,
         **{f"{name}_change_pct": shown[f"{name}_change"] * 100 for name in METRICS},
+        **{f"{name}_interval": [_interval_text(low, high) for low, high in zip(shown[f"{name}_low"], shown[f"{name}_high"])]
+           for name in METRICS},
         _order=shown["mode"].map(STEP_ORDER))
     shown = shown.sort_values(["run_id", "_order"], kind="stable")  # runs keep their order within a step
     shown = shown.reindex(columns=list(COMPARISON_COLUMNS))
@@ -105,6 +110,13 @@ def _display_comparison(frame: pd.DataFrame) -> pd.DataFrame:
     unmeasured = [column for column in MEMORY_CHANGES if shown[column].isna().all()]
     shown = shown.drop(columns=[*unmeasured, *(MEMORY_CHANGES[column] for column in unmeasured)])
     return shown.rename(columns=COMPARISON_COLUMNS).reset_index(drop=True)
+
+
+def _interval_text(low: object, high: object) -> str | None:
+    """``[-4.1, +2.3]`` (percent), or nothing where there is no interval."""
+    if not (isinstance(low, float) and isinstance(high, float)) or pd.isna(low) or pd.isna(high):
+        return None
+    return f"[{low * 100:+.1f}, {high * 100:+.1f}]"
 
 
 def peaks_text(result: ResultSet) -> str:
@@ -165,8 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m resnet_perf.compare",
         description="Tables, speed-ups, plots and regression verdicts from result files. One file: its configs "
                     "with the speed-up of each switch over the baseline config. Several: each config across the "
-                    "runs (the first is the baseline) with the change and its significance (two-sided "
-                    "Mann-Whitney U on the raw step times).",
+                    "runs (the first is the baseline) with the change and its 95%% interval over the runs' "
+                    "rounds (Welch t on the logarithms of the round medians).",
         epilog="Exit status: 0 fine; 1 --fail-on found a regression; 2 bad input (unreadable or foreign file, "
                "bad option).")
     parser.add_argument("files", nargs="+", metavar="FILE",
@@ -175,10 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=FORMATS, default="github", help="table format (default %(default)s)")
     parser.add_argument("--fail-on", action="append", default=[], metavar="METRIC:PCT", type=parse_threshold_arg,
                         help=f"exit 1 when a config got worse in METRIC ({', '.join(METRICS)}) by more than PCT "
-                             "percent against the first file and the change is significant (memory: measured "
-                             "once, threshold only); repeatable")
+                             "percent against the first file and the interval excludes no change (memory: "
+                             "measured once, threshold only); repeatable")
     parser.add_argument("--alpha", type=float, default=ALPHA,
-                        help="significance level of the Mann-Whitney U test (default %(default)s)")
+                        help="the intervals are 1 - ALPHA: a change or speed-up is significant when its interval "
+                             "excludes no change (default %(default)s: 95%% intervals)")
     parser.add_argument("--baseline", type=parse_baseline_arg, default=REFERENCE, metavar="FIELD=VALUE,...",
                         help="the reference switches for speed-ups in one file "
                              "(default precision=fp32,xla=off,layout=nhwc)")
@@ -210,15 +223,32 @@ def _print_single(result: ResultSet, args: argparse.Namespace) -> None:
             print(render(training_frame(result.rows), args.format))
             return
         raise UserError(f"{result.path} has no benchmark or training rows to show (it holds {result.kind!r} results)")
-    table = single_run_table(result, args.baseline)
+    table = single_run_table(result, args.baseline, args.alpha)
     print(render(table, args.format))
     if args.format in ("github", "plain"):
         reference = "+".join(switch_text(field, value) for field, value in args.baseline.items())
-        print(f"\nvs baseline: images/s over the same config with {reference}; p: two-sided Mann-Whitney U "
-              f"on the step times (significant below {args.alpha:g})")
+        print(f"\nvs baseline: images/s over the same config with {reference}: the geometric mean of the "
+              f"per-round ratios and its {1 - args.alpha:.0%} interval over the rounds; claimed only where the "
+              f"interval excludes 1 and the per-round ratios agree (within {ROUNDS_DISAGREE:.0%} of each other)")
     if args.plot:
         frame = step_frame(_measured_rows(result)).assign(run=result.label)
         _plot(frame, args.plot, result.label)
+
+
+def _print_ab(result: ResultSet, args: argparse.Namespace) -> pd.DataFrame:
+    """An ``ab`` result (``python -m resnet_perf.ab``): B/A per configuration; the rows failing ``--fail-on``."""
+    from resnet_perf import abtest
+
+    frame = abtest.verdict_frame(result.rows, args.alpha)
+    failing = abtest.failures(frame, args.fail_on)
+    for name in ("a", "b"):
+        variant = result.metadata.get(name)
+        print(f"{name.upper()}: {variant.get('label') if isinstance(variant, dict) else 'unknown'}")
+    print(render(abtest.display(frame, args.alpha), args.format))
+    if args.fail_on and not failing.empty:
+        print(f"B SLOWER than A beyond {', '.join(map(str, args.fail_on))}: "
+              + ", ".join(f"{row['config']} {row['step']}" for _index, row in failing.iterrows()))
+    return failing
 
 
 def _plot(frame: pd.DataFrame, path: str, title: str) -> None:
@@ -237,6 +267,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = load_all(args.files, args.configs)
         if not 0 < args.alpha < 1:
             raise UserError(f"--alpha must be between 0 and 1, got {args.alpha}")
+        if any(result.kind == "ab" for result in results):
+            if len(results) > 1:
+                raise UserError("an ab result (python -m resnet_perf.ab) holds both sides already: give it alone")
+            return 1 if not _print_ab(results[0], args).empty else 0
         if len(results) == 1:
             if args.fail_on:
                 raise UserError("--fail-on needs two or more files: a baseline, then the runs to judge")
@@ -250,9 +284,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.fail_on:
                 rules = ", ".join(map(str, args.fail_on))
                 if failing.empty:
-                    print(f"no regression against {results[0].label} beyond {rules} (Mann-Whitney U, alpha {args.alpha:g})\n")
+                    print(f"no regression against {results[0].label} beyond {rules} "
+                          f"({1 - args.alpha:.0%} intervals over rounds)\n")
                 else:
-                    print(f"REGRESSIONS against {results[0].label} ({rules}, Mann-Whitney U, alpha {args.alpha:g}):")
+                    print(f"REGRESSIONS against {results[0].label} ({rules}, {1 - args.alpha:.0%} intervals over rounds):")
                     print(render(failing, args.format) + "\n")
             print("\n".join(machines) + "\n")
             print(render(table, args.format) + "\n")

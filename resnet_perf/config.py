@@ -43,6 +43,9 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
 class RunConfig:
     """What to build and how to run it: model, input, precision, XLA, layout and step counts.
 
+    ``steps`` timed steps per round, ``rounds`` rounds (the suite measures all its cases round by
+    round: ``resnet_perf.rounds``); one-off measurements (profile, interleave) have one round.
+
     ``model`` is ``resnet_perf`` (this package's ResNet v1.5) or ``keras`` (the
     ``keras.applications`` peer, for side-by-side rows).
     """
@@ -57,6 +60,7 @@ class RunConfig:
     layout: str = "nhwc"
     warmup: int = 3
     steps: int = 10
+    rounds: int = 1
     model: str = "resnet_perf"
 
     def __post_init__(self) -> None:
@@ -77,6 +81,7 @@ class RunConfig:
             raise UserError(f"unknown layout {self.layout!r}: choose one of {', '.join(LAYOUTS)}")
         _check_int("warmup", self.warmup, 0)
         _check_int("steps", self.steps, 1)
+        _check_int("rounds", self.rounds, 1)
 
     @property
     def run_id(self) -> str:
@@ -128,6 +133,7 @@ def expand_matrix(
     image_sizes: Sequence[int],
     warmup: int,
     steps: int,
+    rounds: int = 1,
     reference: str | None = None,
 ) -> list[RunConfig]:
     """Every combination of the lists, as validated configs (the first bad value raises ``UserError``).
@@ -141,7 +147,8 @@ def expand_matrix(
     for depth, precision, use_xla, layout, batch_size, image_size in itertools.product(
             depths, precisions, xla, layouts, batch_sizes, image_sizes):
         config = RunConfig(depth=depth, batch_size=batch_size, image_size=image_size, precision=precision,
-                           xla=use_xla, layout=layout, warmup=warmup, steps=steps)
+                           xla=use_xla, layout=layout, warmup=warmup, steps=steps,
+                           rounds=rounds)
         configs.append(config)
         if reference is not None and depth in MODELS[reference]:
             configs.append(config.replace(model=reference))

@@ -1,12 +1,13 @@
 """Steps of several configurations timed alternately in one process: a reference for ratios.
 
     python -m resnet_perf.interleave --depth 50 --image-size 112 --batch-size 16 \\
-        --precisions fp32,mixed_bf16 --modes train --rounds 10
+        --precisions fp32,mixed_bf16 --xla off,on --modes train --rounds 10
 
-The suite measures cases one after another, so a slow spell of a shared machine lands on whichever
-cases ran in it.  Here every step (configuration x mode) is built and warmed up first, then timed
-once per round, in A B ... B A order (reversed every other round), so drift falls on all of them
-alike.  Each step has a model of its own, so one's updates never touch another's weights.
+The suite times blocks of steps per case, round by round; here single steps alternate, the finest
+interleaving there is, as a reference for the suite's ratios.  Every step (configuration x mode) is
+built and warmed up first, then timed once per round, in A B ... B A order (reversed every other
+round), so drift falls on all of them alike.  Each step has a model of its own, so one's updates
+never touch another's weights.
 """
 from __future__ import annotations
 
@@ -20,11 +21,7 @@ from resnet_perf import cli
 from resnet_perf.config import MODES, RunConfig
 from resnet_perf.errors import UserError
 from resnet_perf.precision import PRECISIONS
-
-
-def alternating_order(labels: Sequence[str], rounds: int) -> list[str]:
-    """``labels`` once per round, forwards in even rounds and backwards in odd ones (A B B A ...)."""
-    return [label for number in range(rounds) for label in (labels if number % 2 == 0 else labels[::-1])]
+from resnet_perf.rounds import round_major
 
 
 def interleave(steps: dict[str, Callable[[], Any]], rounds: int, warmup: int,
@@ -34,7 +31,7 @@ def interleave(steps: dict[str, Callable[[], Any]], rounds: int, warmup: int,
         for _ in range(warmup):
             step()
     times: dict[str, list[float]] = {label: [] for label in steps}
-    for label in alternating_order(list(steps), rounds):
+    for _round, label in round_major(list(steps), rounds):
         times[label].append(time_call(steps[label]))
     return times
 
@@ -49,11 +46,12 @@ def summary_rows(times: dict[str, list[float]], batch_size: int) -> list[list]:
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.Parser(
         prog="python -m resnet_perf.interleave",
-        description="Time the steps of several precisions and modes of one configuration alternately in one "
+        description="Time the steps of several precisions, XLA settings and modes of one configuration alternately in one "
                     "process (A B B A ...), so a shared machine's drift falls on all of them alike.")
-    cli.add_config_options(parser, RunConfig(), fields=("depth", "batch_size", "image_size", "xla", "layout"))
+    cli.add_config_options(parser, RunConfig(), fields=("depth", "batch_size", "image_size", "layout"))
     parser.add_argument("--precisions", default="fp32", help=f"comma-separated, of {', '.join(PRECISIONS)} "
                                                               "(default %(default)s)")
+    parser.add_argument("--xla", default="off", help="comma-separated, of off, on (default %(default)s)")
     parser.add_argument("--modes", default="train", help=f"comma-separated, of {', '.join(MODES)} (default %(default)s)")
     parser.add_argument("--rounds", type=int, default=10, help="timed steps of each (default %(default)s)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps of each first (default %(default)s)")
@@ -70,13 +68,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"unknown mode {unknown[0]!r}: choose from {', '.join(MODES)}")
         if args.rounds < 1 or args.warmup < 0:
             raise UserError("--rounds must be at least 1 and --warmup at least 0")
-        configs = {precision: RunConfig(**cli.config_kwargs(args, ("depth", "batch_size", "image_size", "xla",
-                                                                   "layout")), precision=precision)
-                   for precision in precisions}
+        switches = {"off": False, "on": True}
+        xla = [part.strip() for part in args.xla.split(",")]
+        if not set(xla) <= set(switches):
+            raise UserError(f"--xla takes off, on or off,on, got {args.xla!r}")
+        common = cli.config_kwargs(args, ("depth", "batch_size", "image_size", "layout"))
+        configs = [RunConfig(**common, precision=precision, xla=switches[value])
+                   for value in xla for precision in precisions]
         from resnet_perf.measure import time_call
         from resnet_perf.steps import Step
 
-        steps = {f"{config.run_id} {mode}": Step(config, mode) for config in configs.values() for mode in modes}
+        steps = {f"{config.run_id} {mode}": Step(config, mode) for config in configs for mode in modes}
         times = interleave(steps, args.rounds, args.warmup, time_call)
     except UserError as error:
         return cli.fail(error)
@@ -85,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tabulate import tabulate
 
     print(tabulate(summary_rows(times, args.batch_size), headers=["step", "median ms", "img/s", "x first"],
-                   floatfmt=".3g", tablefmt="github"))
+                   floatfmt=("", ".1f", ".1f", ".3f"), tablefmt="github"))
     print(f"{args.rounds} alternating rounds after {args.warmup} warm-up step(s) each")
     return 0
 

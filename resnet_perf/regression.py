@@ -1,17 +1,20 @@
-"""Did a run get slower than a baseline?  Changes per configuration, their significance, the verdict.
+"""Did a run get slower than a baseline?  Changes per configuration, their intervals, the verdict.
 
-Rows are matched by ``(run_id, mode)``.  A change is significant when a two-sided Mann-Whitney U
-test on the per-step values of both runs (each raw step time turned into the metric: images/s =
-batch / t, MFU = FLOPs / t / peak) gives p < alpha: rank-based, so a few slow outlier steps on a
-shared machine neither fake nor hide a change.  Peak memory is measured once per run, so there is
-nothing to test it with; its threshold alone decides (host RSS added on CPU and device peak on
-GPU are different quantities, each its own metric).
+Rows are matched by ``(run_id, mode)``.  A change is the ratio of the two runs' geometric means over
+their rounds (each round median turned into the metric: images/s = batch / t, MFU = FLOPs / t /
+peak), with a Welch t interval on the logarithms (``resnet_perf.intervals``); it is significant
+when the interval excludes no change.  Rounds, not steps, are the units: consecutive steps share
+the machine's slow spells, so a test over steps calls noise significant.  A run measured in one
+round has no interval, so nothing in it is significant.  Peak memory is measured once per run, so
+there is nothing to test it with; its threshold alone decides (host RSS added on CPU and device
+peak on GPU are different quantities, each its own metric).
 """
 from __future__ import annotations
 
 import math
 import numbers
 import re
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +24,11 @@ import pandas as pd
 
 from resnet_perf.errors import UserError
 from resnet_perf.flops import mfu
+from resnet_perf.intervals import unpaired_ratio
+from resnet_perf.tables import round_notes
 
 ALPHA = 0.05
+"""1 - the confidence of the intervals (95%)."""
 
 
 @dataclass(frozen=True)
@@ -32,7 +38,7 @@ class Metric:
     name: str
     column: str
     higher_is_better: bool
-    per_step: Callable[[pd.Series, float], float] | None  # (row, one step time) -> value, None: no samples
+    per_step: Callable[[pd.Series, float], float] | None  # (row, a step time) -> value; None: measured once
 
 
 METRICS = {
@@ -68,25 +74,20 @@ def parse_threshold(text: str) -> Threshold:
     return Threshold(METRICS[name], percent)
 
 
-def mann_whitney_p(baseline: Sequence[float], candidate: Sequence[float]) -> float | None:
-    """Two-sided Mann-Whitney U p-value; ``None`` when either side has no samples."""
-    from scipy.stats import mannwhitneyu
-
-    if len(baseline) < 1 or len(candidate) < 1:
-        return None
-    if len(set(baseline) | set(candidate)) == 1:  # all equal: no evidence of any change
-        return 1.0
-    return float(mannwhitneyu(baseline, candidate, alternative="two-sided").pvalue)
-
-
-def _samples(metric: Metric, row: pd.Series) -> list[float]:
-    times = row.get("step_times_s")
-    if metric.per_step is None or not isinstance(times, list) or not times:
+def round_values(metric: Metric, row: pd.Series) -> list[float]:
+    """The metric at each round median of the row (one value from all its steps for a row without
+    rounds); empty when the metric has no per-step form or the row no times."""
+    medians = row.get("round_medians_s")
+    if not isinstance(medians, list) or not medians:
+        times = row.get("step_times_s")
+        medians = [statistics.median(times)] if isinstance(times, list) and times else []
+    if metric.per_step is None:
         return []
     try:
-        return [metric.per_step(row, t) for t in times if t > 0]
+        values = [metric.per_step(row, t) for t in medians if isinstance(t, numbers.Real) and t > 0]
     except (KeyError, TypeError, ZeroDivisionError):
         return []
+    return [value for value in values if isinstance(value, numbers.Real) and math.isfinite(value) and value > 0]
 
 
 def _value(row: pd.Series, column: str) -> float | None:
@@ -94,17 +95,28 @@ def _value(row: pd.Series, column: str) -> float | None:
     return float(value) if isinstance(value, numbers.Real) and math.isfinite(value) else None
 
 
+NO_CHANGE = {"change": None, "worse_pct": None, "low": None, "high": None, "significant": None}
+
+
 def metric_change(metric: Metric, baseline: pd.Series, candidate: pd.Series, alpha: float = ALPHA) -> dict[str, Any]:
-    """Relative change of ``metric`` (signed so that negative is worse), its p-value and significance."""
+    """Relative change of ``metric`` with its (1 - alpha) interval (``low``, ``high``), ``worse_pct``
+    signed so that positive is worse, and whether the interval excludes no change."""
     before, after = _value(baseline, metric.column), _value(candidate, metric.column)
     if before is None or after is None or before == 0:
-        return {"change": None, "worse_pct": None, "p": None, "significant": None}
-    change = (after - before) / before
-    worse = -change if metric.higher_is_better else change
+        return dict(NO_CHANGE)
     if metric.per_step is None:
-        return {"change": change, "worse_pct": worse * 100, "p": None, "significant": None}
-    p = mann_whitney_p(_samples(metric, baseline), _samples(metric, candidate))
-    return {"change": change, "worse_pct": worse * 100, "p": p, "significant": p is not None and p < alpha}
+        change = (after - before) / before
+        worse = -change if metric.higher_is_better else change
+        return {**NO_CHANGE, "change": change, "worse_pct": worse * 100}
+    then, now = round_values(metric, baseline), round_values(metric, candidate)
+    if not then or not now:
+        return dict(NO_CHANGE)
+    ratio = unpaired_ratio(now, then, 1 - alpha)
+    change = ratio.value - 1
+    worse = -change if metric.higher_is_better else change
+    return {"change": change, "worse_pct": worse * 100,
+            "low": None if ratio.low is None else ratio.low - 1,
+            "high": None if ratio.high is None else ratio.high - 1, "significant": ratio.significant}
 
 
 def is_true(value: Any) -> bool:
@@ -136,7 +148,7 @@ def compare_frames(frames: Sequence[tuple[str, pd.DataFrame]], alpha: float = AL
         for label, row in present.items():
             record = {"run_id": key[0], "mode": key[1], "run": label, "derived": is_true(row.get("derived")),
                       **{metric.column: _value(row, metric.column) for metric in METRICS.values()}}
-            notes = [_problem(row)] if _problem(row) else []
+            notes = ([_problem(row)] if _problem(row) else []) + round_notes(row)
             if missing:
                 notes.append(f"missing from {', '.join(missing)}")
             if label != base_label and reference is not None:

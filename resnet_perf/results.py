@@ -4,8 +4,9 @@ A file is ``{"schema": "resnet_perf/results", "schema_version": 2, "kind": ..., 
 "environment": {...}, ...metadata, "rows": [...]}``; ``kind`` is ``bench`` (the benchmark suite),
 ``train`` (``python -m resnet_perf.train``) or ``profile`` (``python -m resnet_perf.profile``); the
 environment holds the versions, devices and git commit.  Each row is flat (config fields,
-``mode``, raw ``step_times_s`` and their stats, ``flops_per_step``) so pandas can pivot rows without
-special cases.  A bench file keeps its matmul peak readings once (``matmul_peak_readings``:
+``mode``, raw ``step_times_s`` and their stats, ``round_medians_s`` (the suite measures in rounds:
+``resnet_perf.rounds``), ``flops_per_step``) so pandas can pivot rows without special cases.  A row
+without ``round_medians_s`` (older files) counts as one round.  A bench file keeps its matmul peak readings once (``matmul_peak_readings``:
 ``{dtype: [FLOP/s, ...]}``); images/s, FLOP/s and MFU are derived when a file is read.
 
 Version 2 (this one) changed what rows mean: raw inputs instead of stored MFU, backward derived
@@ -25,7 +26,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dataclass_field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -162,14 +163,15 @@ def _read_json(path: Path) -> Any:
 _NUMBER = (int, float)
 ROW_FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "bench": (str,), "run_id": (str,), "mode": (str,), "model": (str,), "precision": (str,), "layout": (str,),
-    "compute_dtype": (str,), "error": (str,), "skipped": (str,), "trace": (str,),
+    "compute_dtype": (str,), "error": (str,), "skipped": (str,), "trace": (str,), "stopped": (str,),
     "depth": (int,), "batch_size": (int,), "image_size": (int,), "channels": (int,), "num_classes": (int,),
-    "epoch": (int,), "replicas": (int, str), "xla": (bool,), "unstable": (bool,),
+    "epoch": (int,), "replicas": (int, str), "xla": (bool,), "unstable": (bool,), "rounds": (int,),
+    "cpu_threads": (int,), "cpu_time_s": _NUMBER, "steal_s": _NUMBER, "throttled_s": _NUMBER,
     "median_s": _NUMBER, "mean_s": _NUMBER, "p90_s": _NUMBER, "p99_s": _NUMBER, "min_s": _NUMBER,
-    "stddev_s": _NUMBER, "cv": _NUMBER, "compile_s": _NUMBER, "flops_per_step": _NUMBER,
+    "stddev_s": _NUMBER, "cv": _NUMBER, "compile_s": _NUMBER, "flops_per_step": _NUMBER, "round_spread": _NUMBER,
     "host_rss_added_bytes": _NUMBER, "device_peak_bytes": _NUMBER, "epoch_time_s": _NUMBER,
     "images_per_sec": _NUMBER, "train_loss": _NUMBER, "train_accuracy": _NUMBER, "test_accuracy": _NUMBER,
-    "step_times_s": (list,),
+    "step_times_s": (list,), "round_medians_s": (list,),
 }
 """The types of the row fields this package reads; a row with another type is refused, naming it."""
 REQUIRED_FIELDS = {"step": ("run_id", "mode", "batch_size"), "memory": ("run_id", "mode"), "train": ("run_id",)}
@@ -193,9 +195,9 @@ def check_rows(path: Path, rows: Any) -> list[dict[str, Any]]:
             if wrong_bool or not isinstance(value, types):
                 raise UserError(f"{path}: row {number} has {field} = {str(value)[:40]!r}, "
                                 f"not a {' or '.join(t.__name__ for t in types)}")
-        times = row.get("step_times_s") or []
-        if not all(isinstance(t, _NUMBER) and not isinstance(t, bool) for t in times):
-            raise UserError(f"{path}: row {number} has step_times_s that are not all numbers")
+        for field in ("step_times_s", "round_medians_s"):
+            if not all(isinstance(t, _NUMBER) and not isinstance(t, bool) for t in row.get(field) or []):
+                raise UserError(f"{path}: row {number} has {field} that are not all numbers")
     return rows
 
 
@@ -215,6 +217,8 @@ class ResultSet:
     environment: dict[str, Any]
     rows: list[dict[str, Any]]
     matmul_peaks: dict[str, float]
+    metadata: dict[str, Any] = dataclass_field(default_factory=dict)
+    """The file's other top-level fields (an ``ab`` file's variants, rounds and suite options)."""
 
     @property
     def label(self) -> str:
@@ -235,11 +239,12 @@ def _peak_readings(path: Path, readings: Any) -> dict[str, float]:
     return session_peaks(readings)
 
 
-def _result_set(path: Path, kind: str, created: Any, environment: Any, rows: list, readings: Any) -> ResultSet:
+def _result_set(path: Path, kind: str, created: Any, environment: Any, rows: list, readings: Any,
+                metadata: dict[str, Any] | None = None) -> ResultSet:
     peaks = _peak_readings(path, readings)
     return ResultSet(path=path, kind=kind, created=created if isinstance(created, str) else None,
                      environment=environment if isinstance(environment, dict) else {},
-                     rows=with_derived_metrics(rows, peaks), matmul_peaks=peaks)
+                     rows=with_derived_metrics(rows, peaks), matmul_peaks=peaks, metadata=metadata or {})
 
 
 def _object(value: Any) -> dict[str, Any]:
@@ -320,5 +325,6 @@ def load_result_set(path: str | Path, machine: str | None = None) -> ResultSet:
         return _from_pytest_benchmark(path, payload)
     payload = check_payload(path, payload)
     rows = check_rows(path, payload.get("rows"))
+    known = {"schema", "schema_version", "kind", "created", "environment", "rows", "matmul_peak_readings"}
     return _result_set(path, str(payload.get("kind")), payload.get("created"), payload.get("environment"), rows,
-                       payload.get("matmul_peak_readings"))
+                       payload.get("matmul_peak_readings"), {k: v for k, v in payload.items() if k not in known})

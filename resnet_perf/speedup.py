@@ -1,9 +1,14 @@
 """Which switch pays off: each configuration's throughput against its baseline configuration.
 
 The baseline of a config is the same model, depth, batch, image size and step with the switches at
-their reference values (fp32, XLA off, NHWC, unless told otherwise).  A speed-up is the ratio of
-images/s at the median step; whether it is significant comes from the raw step times (see
-``resnet_perf.regression``).
+their reference values (fp32, XLA off, NHWC, unless told otherwise).  A speed-up pairs the two
+configs' rounds (round ``i`` of both ran in the same stretch of time: ``resnet_perf.rounds``): the
+geometric mean of the per-round images/s ratios with a Student-t interval over the rounds
+(``resnet_perf.intervals.paired_ratio``).  It is claimed only when the interval excludes 1 and
+the per-round ratios agree (a spread within ``intervals.ROUNDS_DISAGREE``): a slow spell that hit one
+config's block of a round and not the other's shows as a round that disagrees.  Drift that hits
+both blocks of a round alike cancels in the pairing, so a config whose own rounds differ (noted
+``rounds disagree`` in its row) can still carry a claim.
 """
 from __future__ import annotations
 
@@ -13,7 +18,8 @@ import pandas as pd
 
 from resnet_perf.config import RunConfig
 from resnet_perf.errors import UserError
-from resnet_perf.regression import METRICS, is_true, metric_change
+from resnet_perf.intervals import ROUNDS_DISAGREE, paired_ratio, spread
+from resnet_perf.regression import ALPHA, METRICS, is_true, round_values
 
 SWITCHES = ("precision", "xla", "layout")
 REFERENCE = {"precision": "fp32", "xla": False, "layout": "nhwc"}
@@ -41,15 +47,27 @@ def parse_baseline(text: str) -> dict[str, Any]:
     return reference
 
 
-def speedups(frame: pd.DataFrame, reference: dict[str, Any] = REFERENCE) -> pd.DataFrame:
+def _verdict(new: str, old: str, ratio, per_round: list[float]) -> str:
+    claim = f"{new} = {ratio.value:.2f}x {old}"
+    if len(per_round) > 1 and spread(per_round) > ROUNDS_DISAGREE:
+        return (f"{new} vs {old}: rounds disagree ({min(per_round):.2f}x to {max(per_round):.2f}x), "
+                f"no speed-up claimed")
+    if not ratio.significant:
+        return f"{claim} (not significant: {ratio.interval_text()})"
+    return f"{claim} {ratio.interval_text()}"
+
+
+def speedups(frame: pd.DataFrame, reference: dict[str, Any] = REFERENCE, alpha: float = ALPHA) -> pd.DataFrame:
     """Per measured (non-derived) row: its baseline config, the switches that differ, the speed-up.
 
     Columns added: ``baseline`` (run_id), ``switches`` (e.g. ``mixed_bf16+xla``), ``speedup``
-    (images/s ratio), ``speedup_p``, ``speedup_significant``, ``vs_baseline`` (e.g.
-    ``mixed_bf16+xla = 1.52x fp32+noxla``).  Rows without a baseline in the frame get none.
+    (images/s ratio over paired rounds), ``speedup_low``/``speedup_high`` (its 1 - alpha interval),
+    ``speedup_significant`` (the interval excludes 1 and the per-round ratios agree), ``vs_baseline`` (e.g.
+    ``mixed_bf16+xla = 1.52x fp32+noxla [1.41, 1.63]``).  Rows without a baseline get none.
     """
     frame = frame.copy()
-    for column in ("baseline", "switches", "speedup", "speedup_p", "speedup_significant", "vs_baseline"):
+    for column in ("baseline", "switches", "speedup", "speedup_low", "speedup_high", "speedup_significant",
+                   "vs_baseline"):
         frame[column] = None
     if not set(SAME + SWITCHES) <= set(frame.columns):
         return frame
@@ -65,17 +83,19 @@ def speedups(frame: pd.DataFrame, reference: dict[str, Any] = REFERENCE) -> pd.D
         if base is None or derived[index]:
             continue
         changed = [field for field in SWITCHES if row[field] != base[field]]
-        change = metric_change(images_per_sec, base, row)
-        if change["change"] is None:
+        if not changed:
+            frame.loc[index, ["baseline", "switches", "vs_baseline"]] = [base["run_id"], "", "baseline"]
             continue
-        ratio = 1 + change["change"]
-        frame.loc[index, ["baseline", "speedup", "speedup_p", "speedup_significant"]] = [
-            base["run_id"], ratio, change["p"], change["significant"]]
-        if changed:
-            new = "+".join(switch_text(field, row[field]) for field in changed)
-            old = "+".join(switch_text(field, base[field]) for field in changed)
-            unsure = "" if change["significant"] else " (not significant)"
-            frame.loc[index, ["switches", "vs_baseline"]] = [new, f"{new} = {ratio:.2f}x {old}{unsure}"]
-        else:
-            frame.loc[index, ["switches", "vs_baseline", "speedup_p", "speedup_significant"]] = ["", "baseline", None, None]
+        mine, theirs = round_values(images_per_sec, row), round_values(images_per_sec, base)
+        if not mine or not theirs:
+            continue
+        ratio = paired_ratio(mine, theirs, 1 - alpha)
+        per_round = [a / b for a, b in zip(mine, theirs)]
+        agree = len(per_round) < 2 or spread(per_round) <= ROUNDS_DISAGREE
+        new = "+".join(switch_text(field, row[field]) for field in changed)
+        old = "+".join(switch_text(field, base[field]) for field in changed)
+        frame.loc[index, ["baseline", "switches", "speedup", "speedup_low", "speedup_high", "speedup_significant",
+                          "vs_baseline"]] = [
+            base["run_id"], new, ratio.value, ratio.low, ratio.high, ratio.significant and agree,
+            _verdict(new, old, ratio, per_round)]
     return frame

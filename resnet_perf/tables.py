@@ -13,9 +13,10 @@ from typing import Any
 
 import pandas as pd
 
-from resnet_perf.flops import derived_step_metrics
-
 from resnet_perf.config import MODES
+from resnet_perf.cpu_usage import starvation_note
+from resnet_perf.flops import derived_step_metrics
+from resnet_perf.intervals import ROUNDS_DISAGREE
 
 MIB = 2**20
 
@@ -46,7 +47,8 @@ def derive_backward(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         seconds = both["median_s"] - forward["median_s"]
         flops = both["flops_per_step"] - forward["flops_per_step"]
-        row = {key: both[key] for key in both if key not in ("step_times_s",)}
+        row = {key: both[key] for key in both if key not in ("step_times_s", "round_medians_s", "round_spread",
+                                                             "cpu_time_s")}
         row.update(mode="backward", derived=True, median_s=seconds, p90_s=None, cv=None, unstable=None,
                    compile_s=None, flops_per_step=flops)
         row.update(derived_step_metrics(row, {row["compute_dtype"]: both.get("peak_flops")}))
@@ -68,8 +70,24 @@ def step_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(steps)
     frame = pd.concat([frame, pd.DataFrame(memory)], ignore_index=True) if memory else frame
     frame = frame.reindex(columns=frame.columns.union(["run_id", "mode", "skipped", "error",
-                                                       "unstable", "derived", *NUMERIC_FIELDS], sort=False))
+                                                       "unstable", "derived", "stopped", "round_spread",
+                                                       *NUMERIC_FIELDS], sort=False))
     return frame.groupby(["run_id", "mode"], sort=False, as_index=False).first()
+
+
+def rounds_disagree(row: pd.Series | dict[str, Any]) -> float | None:
+    """The spread of a row's round medians when it is beyond ``ROUNDS_DISAGREE``, else ``None``."""
+    spread = row.get("round_spread")
+    return float(spread) if isinstance(spread, float) and spread > ROUNDS_DISAGREE else None
+
+
+def round_notes(row: pd.Series | dict[str, Any]) -> list[str]:
+    """What the rounds of a row say against trusting it: stopped early, rounds that disagree."""
+    notes = [row["stopped"]] if isinstance(row.get("stopped"), str) and row["stopped"] else []
+    spread = rounds_disagree(row)
+    if spread is not None:
+        notes.append(f"rounds disagree (spread {spread:.0%})")
+    return notes
 
 
 def _note(row: pd.Series) -> str:
@@ -77,6 +95,10 @@ def _note(row: pd.Series) -> str:
     for key in ("skipped", "error"):
         if isinstance(row.get(key), str) and row.get(key):
             parts.append(f"{key}: {row[key]}")
+    parts += round_notes(row)
+    starved = starvation_note(row)
+    if starved:
+        parts.append(starved)
     if row.get("unstable") is True:
         parts.append(f"unstable (cv {row['cv']:.0%})")
     if row.get("derived") is True:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet_perf import compare, interleave, launch, model, profile, train
+from resnet_perf import ab, compare, interleave, launch, model, profile, train
 from resnet_perf.results import result_payload, write_results
 from tests.fmnist_files import write_dataset
 
@@ -74,10 +74,19 @@ CASES = [
     (interleave, ["--modes", "backward"], {}, "unknown mode 'backward'"),
     (interleave, ["--precisions", "fp8"], {}, "unknown precision 'fp8'"),
     (interleave, ["--rounds", "0"], {}, "--rounds must be at least 1"),
+    (interleave, ["--xla", "off,maybe"], {}, "--xla takes off, on or off,on"),
+    (ab, [], {}, "A and B are the same"),
+    (ab, ["--base", "HEAD", "--rounds", "1"], {}, "--rounds must be at least 2"),
+    (ab, ["--base", "no-such-revision"], {}, "'no-such-revision' names no commit"),
+    (ab, ["--a-env", "NOVALUE"], {}, "--a-env expects NAME=VALUE"),
+    (ab, ["--a-python", "{ws}/no-python"], {}, "cannot run it"),
+    (ab, ["--base", "HEAD", "--fail-on", "mfu:5%"], {}, "ab judges images_per_sec"),
+    (ab, ["--base", "HEAD", "--results-dir", "{ws}/existing.json/ab"], {}, "cannot write A/B results to"),
 ]
 SUITE_CASES = [
     (["--depths", "18,,50"], "has an empty item"),
     (["--precisions", "fp8"], "unknown precision 'fp8'"),
+    (["--rounds", "0"], "rounds must be an integer >= 1"),
     (["--results-dir", "{ws}/existing.json/results"], "cannot write results to"),
 ]
 

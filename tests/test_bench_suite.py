@@ -13,7 +13,7 @@ from tests.fmnist_files import write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_MATRIX = ["--depths", "18", "--precisions", "fp32", "--xla", "off,on", "--image-size", "32",
-               "--batch-size", "2", "--steps", "2", "--warmup", "1"]
+               "--batch-size", "2", "--rounds", "2", "--steps", "2", "--warmup", "1"]
 TINY_TRAINING = ["--train-precisions", "fp32", "--train-replicas", "2", "--train-batch-size", "32",
                  "--train-limit", "128"]
 
@@ -40,7 +40,10 @@ def test_tiny_matrix_end_to_end(tmp_path):
     train = rows[("step", "resnet18-fp32-xla-nhwc-b2-32", "train")]
     for key in ("median_s", "p90_s", "p99_s", "cv", "flops_per_step", "compile_s"):
         assert train[key] > 0, key
-    assert len(train["step_times_s"]) == 2 and train["xla"] is True
+    assert len(train["step_times_s"]) == 4 and train["xla"] is True  # 2 rounds of 2 steps
+    assert len(train["round_medians_s"]) == 2 and train["rounds"] == 2 and "stopped" not in train
+    # round-major: every case was built before round 1, then timed once a round, as the progress says
+    assert done.stdout.index("built 8/8") < done.stdout.index("round 1/2 done") < done.stdout.index("round 2/2 done")
     assert "mfu" not in train  # derived when read, from the file's peak readings
     # The fixed peak procedure: 3 readings at the session's start and 3 at its end, whatever the cases.
     assert len(result["matmul_peak_readings"]["float32"]) == 6
@@ -61,7 +64,7 @@ def test_tiny_matrix_end_to_end(tmp_path):
     assert output["resnet_perf"]["matmul_peak_readings"] == result["matmul_peak_readings"]
     forward = next(b for b in output["benchmarks"] if b["name"] == "test_forward[resnet18-fp32-noxla-nhwc-b2-32]")
     assert forward["extra_info"]["step_times_s"] == forward["stats"]["data"]
-    assert forward["stats"]["rounds"] == 2
+    assert forward["stats"]["rounds"] == 4  # pytest-benchmark's "rounds": its count of timed calls
     from resnet_perf.results import load_result_set
 
     ours = {(r["run_id"], r["mode"]): r for r in load_result_set(saved).rows if r["bench"] == "step"}
@@ -125,19 +128,22 @@ def test_bad_matrix_is_one_error_line_and_nonzero_exit(args, message):
 
 @pytest.mark.slow
 def test_sigterm_saves_the_rows_measured_so_far(tmp_path):
+    """Stopped in the middle of the rounds: every step case keeps the rounds it completed, and says so."""
     import signal
 
     command = [sys.executable, "-m", "pytest", "benchmarks/", "--benchmark-only", "-v", "-p", "no:cacheprovider",
-               *TINY_MATRIX, "-k", "not fashion", "--results-dir", str(tmp_path)]
+               *TINY_MATRIX, "--rounds", "500", "-k", "not fashion", "--results-dir", str(tmp_path)]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    passed = 0
     for line in process.stdout:  # bounded: the tiny matrix ends by itself
-        passed += " PASSED" in line
-        if passed == 3:
+        if "round 2/500 done" in line:
             process.send_signal(signal.SIGTERM)
             break
     process.stdout.read()
     assert process.wait(timeout=300) == 128 + signal.SIGTERM
     (saved,) = tmp_path.glob("bench-*.json")
     rows = json.loads(saved.read_text())["rows"]
-    assert 3 <= len(rows) < 2 * 4 + 2 * 2  # what was measured before the signal, not the whole matrix
+    assert len(rows) == 2 * 4 and all(row["bench"] == "step" for row in rows)  # no memory case ran
+    for row in rows:
+        completed = len(row["round_medians_s"])
+        assert 2 <= completed < 500 and len(row["step_times_s"]) == 2 * completed
+        assert row["stopped"] == f"stopped after round {completed} of 500"

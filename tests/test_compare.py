@@ -1,4 +1,4 @@
-"""python -m resnet_perf.compare on result files the tests write: tables, speed-ups, significance, verdicts."""
+"""python -m resnet_perf.compare on result files the tests write: tables, speed-ups, intervals, verdicts."""
 from __future__ import annotations
 
 import io
@@ -12,18 +12,21 @@ import pytest
 from resnet_perf import compare
 from resnet_perf.config import RunConfig
 from resnet_perf.precision import compute_dtype
-from resnet_perf.regression import mann_whitney_p, parse_threshold
+from resnet_perf.intervals import round_medians, spread
+from resnet_perf.regression import parse_threshold
 from resnet_perf.results import load_result_set, save_rows
 
 PEAK = 1e11
 FLOPS = 2e9
 
 
-def step_row(config: RunConfig, mode: str, times: list[float]) -> dict:
-    """A step row as the suite writes it: raw inputs only, ratios derived on reading."""
-    median = statistics.median(times)
-    return {"bench": "step", **config.as_dict(), "mode": mode, "compute_dtype": compute_dtype(config.precision),
-            "step_times_s": times, "median_s": median, "p90_s": max(times),
+def step_row(config: RunConfig, mode: str, times: list[float], rounds: int = 3) -> dict:
+    """A step row as the suite writes it (``times`` in ``rounds`` equal blocks): raw inputs only,
+    ratios derived on reading."""
+    median, medians = statistics.median(times), round_medians(times, rounds)
+    return {"bench": "step", **config.replace(rounds=rounds, steps=len(times) // rounds).as_dict(), "mode": mode,
+            "compute_dtype": compute_dtype(config.precision), "step_times_s": times, "round_medians_s": medians,
+            "round_spread": spread(medians), "median_s": median, "p90_s": max(times),
             "cv": statistics.pstdev(times) / statistics.fmean(times), "flops_per_step": FLOPS,
             "compile_s": 1.0, "unstable": False}
 
@@ -32,10 +35,10 @@ def memory_row(config: RunConfig, mode: str, peak_bytes: int) -> dict:
     return {"bench": "memory", **config.as_dict(), "mode": mode, "host_rss_added_bytes": peak_bytes}
 
 
-def steady(median: float, n: int = 10, spread: float = 0.01, seed: int = 0) -> list[float]:
-    """Step times within ±spread of ``median``: a quiet machine."""
+def steady(median: float, n: int = 9, jitter: float = 0.01, seed: int = 0) -> list[float]:
+    """Step times within ±jitter of ``median``: a quiet machine."""
     rng = random.Random(seed)
-    return [median * (1 + rng.uniform(-spread, spread)) for _ in range(n)]
+    return [median * (1 + rng.uniform(-jitter, jitter)) for _ in range(n)]
 
 
 FP32 = RunConfig(depth=18, batch_size=8, image_size=32)
@@ -87,25 +90,32 @@ def test_consistent_20_percent_slowdown_fails_and_is_printed_first(tmp_path, cap
     head, _, full = out.partition("\n\n")
     assert head.startswith("REGRESSIONS against base")
     offending = [line for line in head.splitlines() if "resnet18-mixed_bf16" in line]
-    assert len(offending) == 1 and "images_per_sec 20.0% worse > 5%" in offending[0]
+    assert len(offending) == 1 and "images_per_sec 19.8% worse > 5%" in offending[0]
     assert "resnet18-fp32-noxla" not in head and "resnet18-fp32-noxla" in full
 
 
-def test_noisy_overlapping_step_times_are_not_significant(tmp_path, capsys):
-    rng = random.Random(3)
-    noisy = lambda median: [median * rng.choice((0.6, 1.0, 1.5)) for _ in range(10)]  # noqa: E731
-    base = write_run(tmp_path, "base", [step_row(FP32, "train", noisy(0.10))])
-    other = write_run(tmp_path, "other", [step_row(FP32, "train", noisy(0.11))])
+def test_rounds_that_disagree_are_no_regression_and_are_marked(tmp_path, capsys):
+    """A run whose first round fell into a slow spell: 20% slower in images/s, but its rounds do
+    not agree, so the interval over them includes no change (steps alone would have said p < 0.001)."""
+    base = write_run(tmp_path, "base", [step_row(FP32, "train", steady(0.10))])
+    spell = steady(0.10, seed=2)
+    spell[:3] = [t * 1.9 for t in spell[:3]]
+    other = write_run(tmp_path, "other", [step_row(FP32, "train", spell)])
     code, out, err = run(capsys, base, other, "--fail-on", "images_per_sec:5%", "--format", "json")
     assert code == 0, out + err
     (changed,) = [row for row in json.loads(out)["comparison"] if row["run"] == "other"]
-    assert changed["p img/s"] > 0.05
+    low, high = (float(bound) for bound in changed["Δ img/s 95% CI"].strip("[]").split(","))
+    assert changed["Δ img/s %"] < -15 and low < 0 < high
+    assert changed["note"].startswith("rounds disagree (spread 9")
 
 
-def test_mann_whitney_separates_shifted_samples_only():
-    assert mann_whitney_p(steady(1.0), steady(1.2, seed=1)) < 0.001
-    assert mann_whitney_p([1.0, 1.0], [1.0, 1.0]) == 1.0
-    assert mann_whitney_p([], [1.0]) is None
+def test_a_run_of_one_round_has_no_interval_and_gates_nothing(tmp_path, capsys):
+    base = write_run(tmp_path, "base", [step_row(FP32, "train", steady(0.10), rounds=1)])
+    slow = write_run(tmp_path, "slow", [step_row(FP32, "train", steady(0.15), rounds=1)])
+    code, out, err = run(capsys, base, slow, "--fail-on", "images_per_sec:5%", "--format", "json")
+    assert code == 0, out + err
+    (changed,) = [row for row in json.loads(out)["comparison"] if row["run"] == "slow"]
+    assert changed["Δ img/s %"] < -30 and changed["Δ img/s 95% CI"] is None
 
 
 def test_memory_growth_and_a_config_now_failing_are_regressions(tmp_path, capsys):
@@ -135,7 +145,7 @@ def test_one_file_shows_speedups_of_each_switch(tmp_path, capsys):
     code, out, err = run(capsys, write_run(tmp_path, "one", rows))
     assert code == 0, err
     lines = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| resnet")}
-    assert "mixed_bf16 = 1.25x fp32 |" in lines[BF16.run_id].replace("  ", " ").replace("  ", " ")
+    assert "mixed_bf16 = 1.25x fp32 [1.2" in lines[BF16.run_id]
     assert "xla = 0.80x noxla" in lines[XLA.run_id] and "baseline" in lines[FP32.run_id]
 
 

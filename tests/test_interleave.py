@@ -3,12 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from resnet_perf.interleave import alternating_order, interleave, main, summary_rows
-
-
-def test_the_order_alternates_a_b_b_a():
-    assert alternating_order(["a", "b"], 4) == ["a", "b", "b", "a", "a", "b", "b", "a"]
-    assert alternating_order(["a", "b", "c"], 2) == ["a", "b", "c", "c", "b", "a"]
+from resnet_perf.interleave import interleave, main, summary_rows
 
 
 def test_warm_up_is_untimed_and_each_step_is_timed_once_a_round():

@@ -69,10 +69,12 @@ def test_the_peak_procedure_takes_a_fixed_number_of_readings(monkeypatch):
 def test_step_row_keeps_raw_inputs_and_no_ratio(tiny_config):
     step = Step(tiny_config, "train")
     step()
-    row = step_row(step, [0.2, 0.25, 0.3], compile_s=1.5, problems=[])
+    row = step_row(step, [[0.2, 0.25, 0.3], [0.4, 0.2, 0.3]], compile_s=1.5, problems=[])
     assert row["flops_per_step"] == 2 * step_macs(step.model, "train").macs * tiny_config.batch_size
-    assert row["median_s"] == 0.25 and row["compute_dtype"] == "float32"
-    assert row["compile_s"] == 1.5 and row["step_times_s"] == [0.2, 0.25, 0.3]
+    assert row["median_s"] == 0.275 and row["compute_dtype"] == "float32"
+    assert row["compile_s"] == 1.5 and row["step_times_s"] == [0.2, 0.25, 0.3, 0.4, 0.2, 0.3]
+    assert row["round_medians_s"] == [0.25, 0.3] and row["round_spread"] == pytest.approx(0.2)
+    assert "stopped" not in row  # the tiny config asks for one round: all measured
     assert row["run_id"] == tiny_config.run_id and row["mode"] == "train"
     # Ratios are derived when results are read (resnet_perf.flops), never stored.
     assert not {"images_per_sec", "achieved_flops", "peak_flops", "mfu"} & set(row)
@@ -80,7 +82,7 @@ def test_step_row_keeps_raw_inputs_and_no_ratio(tiny_config):
 
 def test_a_problem_withholds_every_metric(tiny_config):
     step = Step(tiny_config, "forward")
-    row = step_row(step, [0.1, 0.1], compile_s=1.0, problems=["the step was retraced 1 time(s)"])
+    row = step_row(step, [[0.1, 0.1]], compile_s=1.0, problems=["the step was retraced 1 time(s)"])
     assert row["error"].startswith("the step was retraced")
     assert "images_per_sec" not in row and "mfu" not in row and row["step_times_s"] == [0.1, 0.1]
 

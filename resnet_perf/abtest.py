@@ -1,0 +1,159 @@
+"""Interleaved A/B: the same benchmark matrix under two variants, in alternating fresh processes.
+
+Round ``i`` runs the suite once under A and once under B, in A B, B A, A B, ... order, so the
+machine's drift (a neighbour, a slow spell, the CPU warming up) falls on both alike.  A process's
+median step time per configuration is one unit; round ``i``'s A and B units ran side by side, so
+the B/A images/s ratio is the geometric mean of the per-round ratios with a Student-t interval
+over the rounds (``resnet_perf.intervals.paired_ratio``).
+"""
+from __future__ import annotations
+
+import math
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from resnet_perf.errors import UserError
+from resnet_perf.intervals import paired_ratio
+from resnet_perf.regression import ALPHA, Threshold
+from resnet_perf.results import load_result_set
+from resnet_perf.rounds import round_major
+from resnet_perf.variants import Variant
+
+PROCESS_TIMEOUT_S = 4 * 3600
+CONFIG_FIELDS = ("run_id", "mode", "model", "depth", "batch_size", "image_size", "precision", "xla", "layout")
+JUDGED_METRICS = ("images_per_sec",)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One suite process: which variant, which round, its result file and wall time."""
+
+    variant: str
+    round: int
+    result_file: Path
+    wall_s: float
+
+
+def run_process(variant: Variant, number: int, suite_args: Sequence[str], directory: Path) -> Measured:
+    """Run the suite once under ``variant``; its output goes to a log beside its results."""
+    results = directory / f"round{number + 1}-{variant.name}"
+    results.mkdir(parents=True, exist_ok=True)
+    log = results / "suite.log"
+    started = time.perf_counter()
+    with log.open("w") as output:
+        try:
+            done = subprocess.run(variant.suite_command(suite_args, results), cwd=variant.tree,
+                                  env=variant.environment(), stdout=output, stderr=subprocess.STDOUT,
+                                  timeout=PROCESS_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise UserError(f"{variant.name} ({variant.label}) round {number + 1} ran past "
+                            f"{PROCESS_TIMEOUT_S} s: see {log}") from None
+    files = sorted(results.glob("bench-*.json"))
+    if done.returncode != 0 or not files:
+        tail = (log.read_text(errors="replace").strip().splitlines() or ["(no output)"])[-1]
+        raise UserError(f"{variant.name} ({variant.label}) round {number + 1} failed (exit {done.returncode}): "
+                        f"{tail[:200]} (log: {log})")
+    return Measured(variant.name, number, files[-1], time.perf_counter() - started)
+
+
+def alternate(variants: Sequence[Variant], rounds: int, suite_args: Sequence[str], directory: Path,
+              report: Callable[[str], None] = print) -> list[Measured]:
+    """Every variant once per round, in alternating order (A B, B A, ...); stops at the first failure."""
+    measured = []
+    for number, variant in round_major(list(variants), rounds):
+        done = run_process(variant, number, suite_args, directory)
+        measured.append(done)
+        report(f"round {number + 1}/{rounds}: {variant.name} ({variant.label}) in {done.wall_s:.0f} s")
+    return measured
+
+
+def _step_rows(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(row["run_id"], row["mode"]): row for row in load_result_set(path).rows if row.get("bench") == "step"}
+
+
+def _median(row: dict[str, Any] | None) -> float | None:
+    value = None if row is None or row.get("error") or row.get("skipped") else row.get("median_s")
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) and value > 0 else None
+
+
+def ab_rows(measured: Sequence[Measured]) -> list[dict[str, Any]]:
+    """One row per configuration and step: A's and B's per-round median step times (``None`` where a
+    process did not measure it), the config's fields; ratios are derived when read."""
+    rounds = 1 + max(done.round for done in measured)
+    per_process = {(done.variant, done.round): _step_rows(done.result_file) for done in measured}
+    keys = list(dict.fromkeys(key for rows in per_process.values() for key in rows))
+    rows = []
+    for key in keys:
+        template = next(rows[key] for rows in per_process.values() if key in rows)
+        row = {"bench": "ab", **{name: template.get(name) for name in CONFIG_FIELDS}}
+        for variant in ("A", "B"):
+            row[f"{variant.lower()}_medians_s"] = [_median(per_process.get((variant, number), {}).get(key))
+                                                   for number in range(rounds)]
+        rows.append(row)
+    return rows
+
+
+def _paired(row: dict[str, Any] | pd.Series) -> tuple[list[float], list[float]]:
+    pairs = [(a, b) for a, b in zip(row["a_medians_s"], row["b_medians_s"]) if a and b]
+    return [a for a, _b in pairs], [b for _a, b in pairs]
+
+
+def verdict_frame(rows: Sequence[dict[str, Any]], alpha: float = ALPHA) -> pd.DataFrame:
+    """Per configuration and step: A's and B's images/s, B/A with its interval, and the verdict."""
+    records = []
+    for row in rows:
+        a_times, b_times = _paired(row)
+        record = {"config": row["run_id"], "step": row["mode"], "rounds": len(a_times)}
+        if not a_times:
+            records.append({**record, "verdict": "not measured on both sides"})
+            continue
+        ratio = paired_ratio(a_times, b_times, 1 - alpha)  # A's time over B's: B's images/s over A's
+        verdict = "within noise"
+        if ratio.significant:
+            verdict = "B faster" if ratio.value > 1 else "B slower"
+        batch = row["batch_size"]
+        records.append({**record, "A img/s": batch / _geometric_mean(a_times), "B img/s": batch / _geometric_mean(b_times),
+                        "B/A": ratio.value, "low": ratio.low, "high": ratio.high, "significant": ratio.significant,
+                        "verdict": verdict})
+    return pd.DataFrame.from_records(records)
+
+
+def _geometric_mean(values: Sequence[float]) -> float:
+    return math.exp(sum(math.log(value) for value in values) / len(values))
+
+
+def check_thresholds(thresholds: Sequence[Threshold]) -> None:
+    """A ``UserError`` for a metric an A/B run does not judge."""
+    for threshold in thresholds:
+        if threshold.metric.name not in JUDGED_METRICS:
+            raise UserError(f"ab judges {', '.join(JUDGED_METRICS)} (B/A over rounds), not {threshold.metric.name}")
+
+
+def failures(frame: pd.DataFrame, thresholds: Sequence[Threshold]) -> pd.DataFrame:
+    """The rows where B is slower than A by more than a threshold and the interval excludes no change."""
+    check_thresholds(thresholds)
+    if frame.empty or "B/A" not in frame:
+        return frame.iloc[0:0]
+    slower_pct = (1 - pd.to_numeric(frame["B/A"])) * 100
+    below_one = pd.to_numeric(frame["high"]) < 1  # no interval (one round): NaN, never below
+    failing = pd.Series(False, index=frame.index)
+    for threshold in thresholds:
+        failing |= (slower_pct > threshold.percent) & below_one
+    return frame[failing]
+
+
+def display(frame: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
+    """``verdict_frame`` with the interval as text (``[0.93, 0.98]``), ready to print."""
+    if frame.empty or "B/A" not in frame:
+        return frame
+    interval = [f"[{low:.3f}, {high:.3f}]" if isinstance(low, float) and isinstance(high, float)
+                and not (math.isnan(low) or math.isnan(high)) else "no interval (1 round)"
+                for low, high in zip(frame["low"], frame["high"])]
+    shown = frame.drop(columns=["low", "high", "significant"]).assign(**{f"{1 - alpha:.0%} CI": interval})
+    return shown[["config", "step", "rounds", "A img/s", "B img/s", "B/A", f"{1 - alpha:.0%} CI", "verdict"]]

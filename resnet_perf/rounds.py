@@ -1,0 +1,111 @@
+"""The suite's step cases measured together in rounds, round-major, so a slow spell of a shared
+machine falls on every case alike instead of on the few that happened to run in it.
+
+Every case is built first: its model and step, its first call timed apart (trace + compile), then
+``warmup`` untimed steps.  Then round 1 times a block of ``steps`` steps of every case, round 2
+another block of every case (in reverse order: A B C, C B A, ... so no case always runs first),
+and so on.  A case keeps its raw step times per round; the per-round medians are the independent
+units its statistics use (``resnet_perf.intervals``); the CPU time, steal and throttling each block
+got are summed per case (``resnet_perf.cpu_usage``).  Interrupted (Ctrl-C, SIGTERM), every case
+keeps the rounds it completed.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from resnet_perf.config import RunConfig
+from resnet_perf.cpu_usage import CpuCounters, read_counters, row_fields
+
+Key = TypeVar("Key")
+
+CaseKey = tuple[str, str]
+"""A step case: ``(run_id, mode)``."""
+
+
+def round_major(keys: Sequence[Key], rounds: int) -> Iterator[tuple[int, Key]]:
+    """``(round, key)`` for every round and key: all keys in round 0, then all in round 1, ...,
+    forwards in even rounds and backwards in odd ones (A B C, C B A, A B C, ...)."""
+    for number in range(rounds):
+        for key in (keys if number % 2 == 0 else keys[::-1]):
+            yield number, key
+
+
+class StepCases:
+    """Builds, warms up and times the suite's step cases in rounds; one result row per case."""
+
+    def __init__(self, cases: Sequence[tuple[RunConfig, str]], report: Callable[[str], None] = print) -> None:
+        self.cases = {(config.run_id, mode): (config, mode) for config, mode in cases}
+        first = cases[0][0] if cases else RunConfig()
+        if any((config.rounds, config.steps, config.warmup) != (first.rounds, first.steps, first.warmup)
+               for config, _mode in cases):
+            raise ValueError("the cases measured in rounds together share their rounds, steps and warm-up")
+        self.rounds, self.steps, self.warmup = first.rounds, first.steps, first.warmup
+        self.report = report
+        self.steps_built: dict[CaseKey, Any] = {}
+        self.compile_s: dict[CaseKey, float] = {}
+        self.tracing_counts: dict[CaseKey, int] = {}
+        self.blocks: dict[CaseKey, list[list[float]]] = {key: [] for key in self.cases}
+        self.usage: dict[CaseKey, list[CpuCounters]] = {key: [] for key in self.cases}
+        self.skipped: dict[CaseKey, str] = {}
+        self.measured = False
+
+    def _build(self, key: CaseKey) -> None:
+        from resnet_perf.measure import time_call
+        from resnet_perf.runtime import unsupported_reason
+        from resnet_perf.steps import Step
+
+        config, mode = self.cases[key]
+        try:
+            step = Step(config, mode)
+            self.compile_s[key] = time_call(step)
+            for _ in range(self.warmup):
+                step()
+        except Exception as error:
+            reason = unsupported_reason(error)
+            if reason is None:
+                raise
+            self.skipped[key] = reason
+            return
+        self.steps_built[key] = step
+        self.tracing_counts[key] = step.tracing_count
+
+    def measure(self) -> None:
+        """Build every case, then time ``rounds`` rounds of ``steps`` steps of each, round-major;
+        the configs' ``rounds``, ``steps`` and ``warmup``."""
+        from resnet_perf.measure import time_steps
+
+        started = time.perf_counter()
+        for number, key in enumerate(self.cases, 1):
+            self._build(key)
+            self.report(f"built {number}/{len(self.cases)}: {' '.join(key)}"
+                        + (f" (skipped: {self.skipped[key]})" if key in self.skipped else
+                           f" (first call {self.compile_s[key]:.1f} s)"))
+        self.report(f"{len(self.steps_built)} step cases built in {time.perf_counter() - started:.0f} s; "
+                    f"timing {self.rounds} round(s) of {self.steps} step(s) each, round-major")
+        measuring = list(self.steps_built)
+        for number, key in round_major(measuring, self.rounds):
+            before = read_counters()
+            block = time_steps(self.steps_built[key], 0, self.steps)
+            self.usage[key].append(read_counters().since(before))
+            self.blocks[key].append(block)
+            if key == (measuring[-1] if number % 2 == 0 else measuring[0]):
+                self.report(f"round {number + 1}/{self.rounds} done at {time.perf_counter() - started:.0f} s")
+        self.measured = True
+
+    def rows(self) -> dict[CaseKey, dict[str, Any]]:
+        """A row per case that was skipped or completed at least one round (all of them once measured)."""
+        from resnet_perf.bench import skipped_row, step_row
+
+        rows = {key: skipped_row(self.cases[key][0], "step", key[1], reason) for key, reason in self.skipped.items()}
+        for key, blocks in self.blocks.items():
+            if blocks:
+                step = self.steps_built[key]
+                rows[key] = {**step_row(step, blocks, self.compile_s[key], step.problems(self.tracing_counts[key])),
+                             **row_fields(self.usage[key])}
+        return rows
+
+    def release(self, key: CaseKey) -> Any:
+        """Hand over a case's step (for a trace after its timing) and drop this object's reference."""
+        return self.steps_built.pop(key, None)

@@ -1,0 +1,117 @@
+"""python -m resnet_perf.ab: the alternation, the B/A intervals and verdicts, the gate, a real --base run."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from resnet_perf import abtest
+from resnet_perf.ab import split_suite_args
+from resnet_perf.abtest import Measured, ab_rows, failures, verdict_frame
+from resnet_perf.config import RunConfig
+from resnet_perf.regression import parse_threshold
+from resnet_perf.results import save_rows
+from resnet_perf.variants import Variant, parse_env
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = RunConfig(depth=18, batch_size=16, image_size=64)
+
+
+def test_suite_options_are_everything_after_the_double_dash():
+    assert split_suite_args(["--rounds", "4", "--", "--depths", "18", "-k", "test_forward"]) == (
+        ["--rounds", "4"], ["--depths", "18", "-k", "test_forward"])
+    assert split_suite_args(["--base", "HEAD"]) == (["--base", "HEAD"], [])
+    assert parse_env(["A=1", "B=x=y"], "--a-env") == {"A": "1", "B": "x=y"}
+
+
+def test_processes_alternate_a_b_b_a(monkeypatch, tmp_path):
+    order = []
+    monkeypatch.setattr(abtest, "run_process", lambda variant, number, args, directory: order.append(
+        (number, variant.name)) or Measured(variant.name, number, tmp_path, 1.0))
+    abtest.alternate([Variant("A", "a"), Variant("B", "b")], 3, [], tmp_path, report=lambda _: None)
+    assert order == [(0, "A"), (0, "B"), (1, "B"), (1, "A"), (2, "A"), (2, "B")]
+
+
+def measured(tmp_path: Path, a_medians: list[float], b_medians: list[float]) -> list[Measured]:
+    """Result files as the suite writes them, one per process, with the given median step times."""
+    done = []
+    for variant, medians in (("A", a_medians), ("B", b_medians)):
+        for number, median in enumerate(medians):
+            row = {"bench": "step", **CONFIG.as_dict(), "mode": "forward", "step_times_s": [median],
+                   "median_s": median, "flops_per_step": 1e9}
+            folder = tmp_path / f"round{number + 1}-{variant}"
+            done.append(Measured(variant, number, save_rows(folder, "bench", [row], {}), 1.0))
+    return done
+
+
+def test_a_5_percent_slowdown_in_every_round_is_slower_and_fails_a_5_percent_gate_only_beyond_it(tmp_path):
+    rows = ab_rows(measured(tmp_path, [0.100, 0.102, 0.099, 0.101], [0.107, 0.109, 0.106, 0.108]))
+    assert rows[0]["a_medians_s"] == [0.100, 0.102, 0.099, 0.101]
+    frame = verdict_frame(rows)
+    (row,) = frame.to_dict("records")
+    assert row["verdict"] == "B slower" and row["B/A"] == pytest.approx(1 / 1.0685, abs=0.002)
+    assert row["high"] < 1 and row["rounds"] == 4
+    assert len(failures(frame, [parse_threshold("images_per_sec:5%")])) == 1
+    assert failures(frame, [parse_threshold("images_per_sec:10%")]).empty
+
+
+def test_drift_that_hits_both_sides_of_a_round_is_within_noise(tmp_path):
+    pace = [1.0, 1.4, 0.9]  # the machine's speed changed between rounds, alike for A and B
+    frame = verdict_frame(ab_rows(measured(tmp_path, [0.1 * p for p in pace], [0.1 * p * e for p, e in zip(pace, (1.003, 0.998, 1.001))])))
+    assert frame["verdict"].tolist() == ["within noise"] and abs(frame["B/A"][0] - 1) < 0.002
+    assert failures(frame, [parse_threshold("images_per_sec:5%")]).empty
+
+
+def test_rounds_that_disagree_are_within_noise_even_past_the_threshold(tmp_path):
+    frame = verdict_frame(ab_rows(measured(tmp_path, [0.10, 0.10, 0.10], [0.13, 0.09, 0.105])))
+    (row,) = frame.to_dict("records")
+    assert row["B/A"] < 0.95 and row["verdict"] == "within noise"
+    assert failures(frame, [parse_threshold("images_per_sec:5%")]).empty
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-C", str(repo), *args],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.mark.slow
+def test_base_revision_runs_from_a_worktree_against_the_working_tree(tmp_path):
+    """A is the committed revision (imported from a temporary worktree), B the edited working tree."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("resnet_perf", "benchmarks"):
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", repo)
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "base")
+    commit = _git(repo, "rev-parse", "HEAD")
+    with (repo / "resnet_perf" / "specs.py").open("a") as specs:
+        specs.write("# an edit of the working tree\n")
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    done = subprocess.run(
+        [sys.executable, "-m", "resnet_perf.ab", "--base", "HEAD", "--rounds", "2", "--results-dir",
+         str(tmp_path / "ab"), "--fail-on", "images_per_sec:50%", "--",
+         "--depths", "18", "--precisions", "fp32", "--xla", "off", "--image-size", "32", "--batch-size", "2",
+         "--steps", "3", "--warmup", "1", "-k", "test_forward"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"A: HEAD ({commit[:10]})" in done.stdout and "B: working tree" in done.stdout
+    (saved,) = (tmp_path / "ab").glob("ab-*.json")
+    result = json.loads(saved.read_text())
+    assert result["kind"] == "ab" and result["rounds"] == 2 and len(result["process_files"]) == 4
+    commits = {Path(path).parent.name: json.loads(Path(path).read_text())["environment"]["git_commit"]
+               for path in result["process_files"]}
+    assert commits == {"round1-A": commit, "round2-A": commit, "round1-B": f"{commit}-dirty",
+                       "round2-B": f"{commit}-dirty"}
+    (row,) = result["rows"]
+    assert row["run_id"] == "resnet18-fp32-noxla-nhwc-b2-32" and len(row["b_medians_s"]) == 2
+    assert not list((tmp_path / "repo").glob("*worktree*")) and _git(repo, "worktree", "list").count("\n") == 0
+    shown = subprocess.run([sys.executable, "-m", "resnet_perf.compare", str(saved)], cwd=repo, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0 and "resnet18-fp32-noxla-nhwc-b2-32" in shown.stdout and "B/A" in shown.stdout
