@@ -69,6 +69,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--peak-readings", type=int, default=PEAK_READINGS,
                     help="matmul peak readings per dtype at the session's start and end, the denominator of MFU "
                          f"(default {PEAK_READINGS}; 0: no MFU, e.g. for A/B runs that judge images/s)")
+    group.addoption("--turns", default=None, metavar="PIPES/NAME",
+                    help="for python -m resnet_perf.ab: time each block of steps only when the A/B coordinator "
+                         "gives this process the turn (named pipes PIPES/NAME.go and PIPES/NAME.done)")
     group.addoption("--reference", choices=("keras",), default=None,
                     help="also measure keras.applications.ResNet50/101/152 on the same configs")
     group.addoption("--results-dir", default="results", help="where the session's JSON goes (default results/)")
@@ -189,6 +192,10 @@ def pytest_configure(config: pytest.Config) -> None:
             check_writable(Path(option.profile_dir), "traces")
             if option.profile_steps < 1:
                 raise UserError(f"--profile-steps must be at least 1, got {option.profile_steps}")
+        if option.turns:
+            from resnet_perf.turns import Turns
+
+            Turns(option.turns)  # its pipes must exist
         if option.peak_readings < 0:
             raise UserError(f"--peak-readings must be at least 0, got {option.peak_readings}")
         directory = results_dir(option)

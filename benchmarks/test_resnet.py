@@ -26,6 +26,7 @@ from resnet_perf.bench import memory_row, skipped_row
 from resnet_perf.memory import MemoryProbeError, measure_peak_memory
 from resnet_perf.profile import capture
 from resnet_perf.rounds import StepCases
+from resnet_perf.turns import Turns
 
 STEP_TESTS = {"test_forward": "forward", "test_train_forward": "train_forward", "test_fwd_bwd": "fwd_bwd",
               "test_train": "train"}
@@ -52,7 +53,8 @@ class SuiteSteps:
         cases = [(item.callspec.params["run_config"], STEP_TESTS[item.originalname])
                  for item in session.items if getattr(item, "originalname", None) in STEP_TESTS
                  and item.module.__name__ == __name__]
-        self.cases = StepCases(cases, report=_progress_writer(session.config))
+        turns = session.config.option.turns
+        self.cases = StepCases(cases, report=_progress_writer(session.config), turns=Turns(turns) if turns else None)
         self.recorder = recorder
         self.rows: dict[tuple[str, str], dict[str, Any]] | None = None
 

@@ -5,9 +5,11 @@
     python -m resnet_perf.ab --a-python ~/tf220/bin/python --b-python ~/tf221/bin/python -- --depths 50
     python -m resnet_perf.ab --a-env TF_ENABLE_ONEDNN_OPTS=0 --b-env TF_ENABLE_ONEDNN_OPTS=1 -- --depths 50
 
-Everything after ``--`` goes to the benchmark suite (``pytest benchmarks/ --benchmark-only``).  The
-suite runs ``--rounds`` times under each variant, in fresh processes, alternating A B, B A, ...
-(``resnet_perf.abtest``).  Per configuration and step: B/A images/s with its interval over the
+Everything after ``--`` goes to the benchmark suite (``pytest benchmarks/ --benchmark-only``).  By
+default one suite process per variant runs, both at once, timing their blocks of steps in turn so
+that A's and B's block of a case and round run back to back (A B, B A, ...), for ``--rounds``
+rounds; ``--fresh-processes`` runs the whole suite ``--rounds`` times per variant in fresh
+processes instead (``resnet_perf.abtest``).  Per configuration and step: B/A images/s with its interval over the
 rounds, and a verdict.  One result file (kind ``ab``) goes to ``--results-dir``, with the suite's
 own files of every process in a folder beside it; ``python -m resnet_perf.compare FILE`` prints it.
 
@@ -26,7 +28,7 @@ from resnet_perf import cli
 from resnet_perf.errors import UserError
 from resnet_perf.regression import ALPHA, parse_threshold
 
-DEFAULT_ROUNDS = 3
+DEFAULT_ROUNDS = 10
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--b-env", nargs="+", action="extend", default=[], metavar="K=V",
                         help="environment variables set for B")
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
-                        help="suite processes per variant, alternating; the units of the interval (default %(default)s)")
+                        help="rounds: blocks of steps per case and variant, A's and B's back to back (with "
+                             "--fresh-processes: suite processes per variant); the units of the interval "
+                             "(default %(default)s)")
+    parser.add_argument("--fresh-processes", action="store_true",
+                        help="run each round as a fresh suite process per variant instead of two processes taking "
+                             "turns (for a base revision whose suite has no --turns; pairs are a minute apart)")
     parser.add_argument("--fail-on", action="append", default=[], metavar="METRIC:PCT", type=_threshold,
                         help="exit 1 when B's images/s is lower than A's by more than PCT percent and the interval "
                              "excludes no change, e.g. images_per_sec:5%%; repeatable")
@@ -104,14 +111,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             b = variants.Variant("B", _label("working tree", args.b_python, b_env), variants.PACKAGE_ROOT,
                                  pythons["b"], b_env)
             print(f"A: {a.label}\nB: {b.label}\nsuite options: {' '.join(suite_args) or '(defaults)'}", flush=True)
-            measured = abtest.alternate([a, b], args.rounds, suite_args, args.results_dir / f"ab-{stamp}",
-                                        report=lambda line: print(line, flush=True))
-        rows = abtest.ab_rows(measured)
+            report = lambda line: print(line, flush=True)  # noqa: E731
+            folder = args.results_dir / f"ab-{stamp}"
+            if args.fresh_processes:
+                measured = abtest.alternate([a, b], args.rounds, suite_args, folder, report=report)
+                rows, files = abtest.ab_rows(measured), [str(done.result_file) for done in measured]
+            else:
+                by_variant = abtest.take_turns([a, b], args.rounds, suite_args, folder, report=report)
+                rows, files = abtest.turn_rows(by_variant), [str(path) for path in by_variant.values()]
         from resnet_perf.fingerprint import fingerprint
 
         saved = save_rows(args.results_dir, "ab", rows, {"machine": fingerprint()}, a=a.describe(), b=b.describe(),
-                          rounds=args.rounds, suite_args=suite_args,
-                          process_files=[str(done.result_file) for done in measured])
+                          rounds=args.rounds, mode="fresh processes" if args.fresh_processes else "in turn",
+                          suite_args=suite_args, process_files=files)
         frame = abtest.verdict_frame(rows, args.alpha)
         failing = abtest.failures(frame, args.fail_on)
     except UserError as error:

@@ -1,10 +1,16 @@
-"""Interleaved A/B: the same benchmark matrix under two variants, in alternating fresh processes.
+"""Interleaved A/B: the same benchmark matrix under two variants, so that the machine's drift (a
+neighbour, a slow spell, the CPU warming up) falls on both alike.  Two ways:
 
-Round ``i`` runs the suite once under A and once under B, in A B, B A, A B, ... order, so the
-machine's drift (a neighbour, a slow spell, the CPU warming up) falls on both alike.  A process's
-median step time per configuration is one unit; round ``i``'s A and B units ran side by side, so
-the B/A images/s ratio is the geometric mean of the per-round ratios with a Student-t interval
-over the rounds (``resnet_perf.intervals.paired_ratio``).
+- In turn (the default, ``take_turns``): one suite process per variant, both alive; they time their
+  blocks of steps in turn, block ``i`` of A and of B back to back (A B, B A, ...), for ``--rounds``
+  rounds of every case.  Round ``i``'s two blocks of a case ran seconds apart, so they are a pair.
+- Fresh processes (``alternate``): round ``i`` runs the whole suite once under A and once under B
+  in fresh processes (A B, B A, ...); each process's median per case is one unit.  It needs nothing
+  of the base revision's suite, but its pairs are a minute apart: on this project's shared VM the
+  machine drifts by 10-20% over that time, which swamps a 5% change (README, "Interleaved A/B").
+
+Either way the B/A images/s ratio is the geometric mean of the per-round ratios with a Student-t
+interval over the rounds (``resnet_perf.intervals.paired_ratio``).
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ from resnet_perf.intervals import paired_ratio
 from resnet_perf.regression import ALPHA, Threshold
 from resnet_perf.results import load_result_set
 from resnet_perf.rounds import round_major
+from resnet_perf.turns import Coordinator, alternate_blocks, make_pipes
 from resnet_perf.variants import Variant
 
 PROCESS_TIMEOUT_S = 4 * 3600
@@ -73,6 +80,69 @@ def alternate(variants: Sequence[Variant], rounds: int, suite_args: Sequence[str
     return measured
 
 
+def take_turns(variants: Sequence[Variant], rounds: int, suite_args: Sequence[str], directory: Path,
+               report: Callable[[str], None] = print) -> dict[str, Path]:
+    """One suite process per variant, both alive at once, timing their blocks of steps in turn
+    (``resnet_perf.turns``): block ``i`` of A and of B back to back, A B, B A, ...  Returns each
+    variant's result file."""
+    pipes = directory / "pipes"
+    pipes.mkdir(parents=True, exist_ok=True)
+    make_pipes(pipes, [variant.name for variant in variants])
+    labels = {variant.name: f"{variant.name} ({variant.label})" for variant in variants}
+    processes: dict[str, subprocess.Popen] = {}
+    logs = {}
+    try:
+        for variant in variants:
+            results = directory / variant.name
+            results.mkdir(parents=True, exist_ok=True)
+            logs[variant.name] = results / "suite.log"
+            with logs[variant.name].open("w") as output:
+                processes[variant.name] = subprocess.Popen(
+                    variant.suite_command([*suite_args, "--rounds", str(rounds), "--turns",
+                                           str(pipes / variant.name)], results),
+                    cwd=variant.tree, env=variant.environment(), stdout=output, stderr=subprocess.STDOUT,
+                    start_new_session=True)
+        report(f"both suites building their cases (logs: {', '.join(map(str, logs.values()))})")
+        coordinator = Coordinator(pipes, processes, PROCESS_TIMEOUT_S, describe=lambda name: labels[name])
+        try:
+            alternate_blocks(coordinator, tuple(processes), report)
+        except UserError as error:
+            raise UserError(f"{error} (logs: {', '.join(map(str, logs.values()))})") from None
+        finally:
+            coordinator.close()
+        files = {}
+        for name, process in processes.items():
+            code = process.wait(timeout=PROCESS_TIMEOUT_S)
+            found = sorted((directory / name).glob("bench-*.json"))
+            if code != 0 or not found:
+                tail = (logs[name].read_text(errors="replace").strip().splitlines() or ["(no output)"])[-1]
+                raise UserError(f"{labels[name]} failed (exit {code}): {tail[:200]} (log: {logs[name]})")
+            files[name] = found[-1]
+        return files
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def turn_rows(files: dict[str, Path]) -> list[dict[str, Any]]:
+    """One row per configuration and step: A's and B's round medians (round ``i`` of both ran back
+    to back), ``None`` for a side that did not measure it."""
+    per_variant = {name: _step_rows(path) for name, path in files.items()}
+    keys = list(dict.fromkeys(key for rows in per_variant.values() for key in rows))
+    rows = []
+    for key in keys:
+        template = next(rows[key] for rows in per_variant.values() if key in rows)
+        row = {"bench": "ab", **{name: template.get(name) for name in CONFIG_FIELDS}}
+        for name in ("A", "B"):
+            measured = per_variant.get(name, {}).get(key)
+            usable = measured is not None and not measured.get("error") and not measured.get("skipped")
+            row[f"{name.lower()}_medians_s"] = list(measured.get("round_medians_s") or []) if usable else []
+        rows.append(row)
+    return rows
+
+
 def _step_rows(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
     return {(row["run_id"], row["mode"]): row for row in load_result_set(path).rows if row.get("bench") == "step"}
 
@@ -100,7 +170,7 @@ def ab_rows(measured: Sequence[Measured]) -> list[dict[str, Any]]:
 
 
 def _paired(row: dict[str, Any] | pd.Series) -> tuple[list[float], list[float]]:
-    pairs = [(a, b) for a, b in zip(row["a_medians_s"], row["b_medians_s"]) if a and b]
+    pairs = [(a, b) for a, b in zip(row["a_medians_s"], row["b_medians_s"]) if a and b]  # common rounds
     return [a for a, _b in pairs], [b for _a, b in pairs]
 
 

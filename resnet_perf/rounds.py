@@ -7,7 +7,8 @@ another block of every case (in reverse order: A B C, C B A, ... so no case alwa
 and so on.  A case keeps its raw step times per round; the per-round medians are the independent
 units its statistics use (``resnet_perf.intervals``); the CPU time, steal and throttling each block
 got are summed per case (``resnet_perf.cpu_usage``).  Interrupted (Ctrl-C, SIGTERM), every case
-keeps the rounds it completed.
+keeps the rounds it completed.  Under ``python -m resnet_perf.ab`` two such processes take turns
+block by block (``resnet_perf.turns``).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 
 from resnet_perf.config import RunConfig
 from resnet_perf.cpu_usage import CpuCounters, read_counters, row_fields
+from resnet_perf.turns import Turns
 
 Key = TypeVar("Key")
 
@@ -35,14 +37,15 @@ def round_major(keys: Sequence[Key], rounds: int) -> Iterator[tuple[int, Key]]:
 class StepCases:
     """Builds, warms up and times the suite's step cases in rounds; one result row per case."""
 
-    def __init__(self, cases: Sequence[tuple[RunConfig, str]], report: Callable[[str], None] = print) -> None:
+    def __init__(self, cases: Sequence[tuple[RunConfig, str]], report: Callable[[str], None] = print,
+                 turns: Turns | None = None) -> None:
         self.cases = {(config.run_id, mode): (config, mode) for config, mode in cases}
         first = cases[0][0] if cases else RunConfig()
         if any((config.rounds, config.steps, config.warmup) != (first.rounds, first.steps, first.warmup)
                for config, _mode in cases):
             raise ValueError("the cases measured in rounds together share their rounds, steps and warm-up")
         self.rounds, self.steps, self.warmup = first.rounds, first.steps, first.warmup
-        self.report = report
+        self.report, self.turns = report, turns
         self.steps_built: dict[CaseKey, Any] = {}
         self.compile_s: dict[CaseKey, float] = {}
         self.tracing_counts: dict[CaseKey, int] = {}
@@ -85,11 +88,17 @@ class StepCases:
         self.report(f"{len(self.steps_built)} step cases built in {time.perf_counter() - started:.0f} s; "
                     f"timing {self.rounds} round(s) of {self.steps} step(s) each, round-major")
         measuring = list(self.steps_built)
+        if self.turns:
+            self.turns.announce(len(measuring) * self.rounds)
         for number, key in round_major(measuring, self.rounds):
+            if self.turns:
+                self.turns.wait()
             before = read_counters()
             block = time_steps(self.steps_built[key], 0, self.steps)
             self.usage[key].append(read_counters().since(before))
             self.blocks[key].append(block)
+            if self.turns:
+                self.turns.done()
             if key == (measuring[-1] if number % 2 == 0 else measuring[0]):
                 self.report(f"round {number + 1}/{self.rounds} done at {time.perf_counter() - started:.0f} s")
         self.measured = True

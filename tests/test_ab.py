@@ -104,13 +104,13 @@ def test_base_revision_runs_from_a_worktree_against_the_working_tree(tmp_path):
     assert f"A: HEAD ({commit[:10]})" in done.stdout and "B: working tree" in done.stdout
     (saved,) = (tmp_path / "ab").glob("ab-*.json")
     result = json.loads(saved.read_text())
-    assert result["kind"] == "ab" and result["rounds"] == 2 and len(result["process_files"]) == 4
+    assert result["kind"] == "ab" and result["rounds"] == 2 and result["mode"] == "in turn"
     commits = {Path(path).parent.name: json.loads(Path(path).read_text())["environment"]["git_commit"]
                for path in result["process_files"]}
-    assert commits == {"round1-A": commit, "round2-A": commit, "round1-B": f"{commit}-dirty",
-                       "round2-B": f"{commit}-dirty"}
+    assert commits == {"A": commit, "B": f"{commit}-dirty"}  # A imported from the worktree, B from the tree
     (row,) = result["rows"]
     assert row["run_id"] == "resnet18-fp32-noxla-nhwc-b2-32" and len(row["b_medians_s"]) == 2
+    assert "block 2/2 of each" in done.stdout
     assert not list((tmp_path / "repo").glob("*worktree*")) and _git(repo, "worktree", "list").count("\n") == 0
     shown = subprocess.run([sys.executable, "-m", "resnet_perf.compare", str(saved)], cwd=repo, env=env,
                            capture_output=True, text=True, timeout=300)

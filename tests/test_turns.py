@@ -1,0 +1,59 @@
+"""Two processes timing their blocks in turn (resnet_perf.turns): the order, a process that dies."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from resnet_perf.errors import UserError
+from resnet_perf.turns import Coordinator, alternate_blocks, make_pipes
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def fake_suite(pipes: Path, name: str, blocks: int, log: Path, die_after: int | None = None) -> subprocess.Popen:
+    """A process that announces ``blocks`` blocks and logs each one it is given, as the suite does."""
+    script = textwrap.dedent(f"""
+        import sys
+        from resnet_perf.turns import Turns
+        turns = Turns({str(pipes / name)!r})
+        turns.announce({blocks})
+        for index in range({blocks}):
+            if index == {die_after!r}:
+                sys.exit(3)
+            turns.wait()
+            with open({str(log)!r}, "a") as out:
+                out.write("{name}%d " % index)
+            turns.done()
+    """)
+    return subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+
+
+def test_block_i_of_a_and_b_run_back_to_back_in_alternating_order(tmp_path):
+    make_pipes(tmp_path, ["A", "B"])
+    log = tmp_path / "order.txt"
+    processes = {"A": fake_suite(tmp_path, "A", 4, log), "B": fake_suite(tmp_path, "B", 3, log)}
+    coordinator = Coordinator(tmp_path, processes, turn_timeout_s=60)
+    counts = alternate_blocks(coordinator, ("A", "B"), report=lambda _: None)
+    coordinator.close()
+    assert [process.wait(timeout=60) for process in processes.values()] == [0, 0]
+    assert counts == {"A": 4, "B": 3}
+    assert log.read_text().split() == ["A0", "B0", "B1", "A1", "A2", "B2", "A3"]  # A's extra block alone
+
+
+def test_a_process_that_dies_is_named_instead_of_waited_for(tmp_path):
+    make_pipes(tmp_path, ["A", "B"])
+    log = tmp_path / "order.txt"
+    processes = {"A": fake_suite(tmp_path, "A", 3, log), "B": fake_suite(tmp_path, "B", 3, log, die_after=1)}
+    coordinator = Coordinator(tmp_path, processes, turn_timeout_s=60, describe=lambda name: f"variant {name}")
+    try:
+        with pytest.raises(UserError, match="variant B ended \\(exit 3\\)"):
+            alternate_blocks(coordinator, ("A", "B"), report=lambda _: None)
+    finally:
+        coordinator.close()
+        for process in processes.values():
+            process.kill()
+            process.wait()
