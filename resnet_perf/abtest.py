@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,17 +128,27 @@ def take_turns(variants: Sequence[Variant], rounds: int, suite_args: Sequence[st
 
 def turn_rows(files: dict[str, Path]) -> list[dict[str, Any]]:
     """One row per configuration and step: A's and B's round medians (round ``i`` of both ran back
-    to back), ``None`` for a side that did not measure it."""
+    to back); an empty list for a side that did not measure it."""
     per_variant = {name: _step_rows(path) for name, path in files.items()}
-    keys = list(dict.fromkeys(key for rows in per_variant.values() for key in rows))
+
+    def medians(variant: str, key: tuple[str, str]) -> list[float]:
+        row = per_variant.get(variant, {}).get(key)
+        usable = row is not None and not row.get("error") and not row.get("skipped")
+        return list(row.get("round_medians_s") or []) if usable else []
+    return _rows_per_config(per_variant.values(), medians)
+
+
+def _rows_per_config(sources: Collection[dict[tuple[str, str], dict[str, Any]]],
+                     medians: Callable[[str, tuple[str, str]], list]) -> list[dict[str, Any]]:
+    """A row per configuration and step found in any of ``sources`` (``{(run_id, mode): row}``
+    each), with the config's fields and ``medians(variant, key)`` for A and B."""
+    keys = list(dict.fromkeys(key for rows in sources for key in rows))
     rows = []
     for key in keys:
-        template = next(rows[key] for rows in per_variant.values() if key in rows)
+        template = next(rows[key] for rows in sources if key in rows)
         row = {"bench": "ab", **{name: template.get(name) for name in CONFIG_FIELDS}}
-        for name in ("A", "B"):
-            measured = per_variant.get(name, {}).get(key)
-            usable = measured is not None and not measured.get("error") and not measured.get("skipped")
-            row[f"{name.lower()}_medians_s"] = list(measured.get("round_medians_s") or []) if usable else []
+        for variant in ("A", "B"):
+            row[f"{variant.lower()}_medians_s"] = medians(variant, key)
         rows.append(row)
     return rows
 
@@ -157,16 +167,10 @@ def ab_rows(measured: Sequence[Measured]) -> list[dict[str, Any]]:
     process did not measure it), the config's fields; ratios are derived when read."""
     rounds = 1 + max(done.round for done in measured)
     per_process = {(done.variant, done.round): _step_rows(done.result_file) for done in measured}
-    keys = list(dict.fromkeys(key for rows in per_process.values() for key in rows))
-    rows = []
-    for key in keys:
-        template = next(rows[key] for rows in per_process.values() if key in rows)
-        row = {"bench": "ab", **{name: template.get(name) for name in CONFIG_FIELDS}}
-        for variant in ("A", "B"):
-            row[f"{variant.lower()}_medians_s"] = [_median(per_process.get((variant, number), {}).get(key))
-                                                   for number in range(rounds)]
-        rows.append(row)
-    return rows
+
+    def medians(variant: str, key: tuple[str, str]) -> list[float | None]:
+        return [_median(per_process.get((variant, number), {}).get(key)) for number in range(rounds)]
+    return _rows_per_config(per_process.values(), medians)
 
 
 def _paired(row: dict[str, Any] | pd.Series) -> tuple[list[float], list[float]]:
