@@ -111,13 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             b = variants.Variant("B", _label("working tree", args.b_python, b_env), variants.PACKAGE_ROOT,
                                  pythons["b"], b_env)
             print(f"A: {a.label}\nB: {b.label}\nsuite options: {' '.join(suite_args) or '(defaults)'}", flush=True)
-            report = lambda line: print(line, flush=True)  # noqa: E731
             folder = args.results_dir / f"ab-{stamp}"
             if args.fresh_processes:
-                measured = abtest.alternate([a, b], args.rounds, suite_args, folder, report=report)
+                measured = abtest.alternate([a, b], args.rounds, suite_args, folder, report=_say)
                 rows, files = abtest.ab_rows(measured), [str(done.result_file) for done in measured]
             else:
-                by_variant = abtest.take_turns([a, b], args.rounds, suite_args, folder, report=report)
+                by_variant = abtest.take_turns([a, b], args.rounds, suite_args, folder, report=_say)
                 rows, files = abtest.turn_rows(by_variant), [str(path) for path in by_variant.values()]
         from resnet_perf.fingerprint import fingerprint
 
@@ -128,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         failing = abtest.failures(frame, args.fail_on)
     except UserError as error:
         return cli.fail(error)
+    except KeyboardInterrupt:  # the suite processes are stopped and the worktree removed on the way out
+        return cli.fail(UserError("interrupted: no A/B result written"), 130)
     from resnet_perf.tables import tabulate_frame
 
     print(tabulate_frame(abtest.display(frame, args.alpha)))
@@ -140,6 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"B SLOWER than A beyond {rules} in: "
                   + ", ".join(f"{row['config']} {row['step']} ({row['B/A']:.3f}x)" for _i, row in failing.iterrows()))
     return 1 if not failing.empty else 0
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 def _label(tree: str, python: str | None, env: dict[str, str]) -> str:

@@ -212,7 +212,9 @@ def check_thresholds(thresholds: Sequence[Threshold]) -> None:
 def failures(frame: pd.DataFrame, thresholds: Sequence[Threshold]) -> pd.DataFrame:
     """The rows where B is slower than A by more than a threshold and the interval excludes no change."""
     check_thresholds(thresholds)
-    if frame.empty or "B/A" not in frame:
+    if frame.empty or "B/A" not in frame or frame["B/A"].isna().all():
+        if thresholds:
+            raise UserError("nothing to compare: no configuration was measured by both A and B")
         return frame.iloc[0:0]
     slower_pct = (1 - pd.to_numeric(frame["B/A"])) * 100
     below_one = pd.to_numeric(frame["high"]) < 1  # no interval (one round): NaN, never below

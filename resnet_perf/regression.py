@@ -77,12 +77,12 @@ def parse_threshold(text: str) -> Threshold:
 def round_values(metric: Metric, row: pd.Series) -> list[float]:
     """The metric at each round median of the row (one value from all its steps for a row without
     rounds); empty when the metric has no per-step form or the row no times."""
+    if metric.per_step is None:
+        return []
     medians = row.get("round_medians_s")
     if not isinstance(medians, list) or not medians:
         times = row.get("step_times_s")
         medians = [statistics.median(times)] if isinstance(times, list) and times else []
-    if metric.per_step is None:
-        return []
     try:
         values = [metric.per_step(row, t) for t in medians if isinstance(t, numbers.Real) and t > 0]
     except (KeyError, TypeError, ZeroDivisionError):

@@ -52,7 +52,6 @@ class StepCases:
         self.blocks: dict[CaseKey, list[list[float]]] = {key: [] for key in self.cases}
         self.usage: dict[CaseKey, list[CpuCounters]] = {key: [] for key in self.cases}
         self.skipped: dict[CaseKey, str] = {}
-        self.measured = False
 
     def _build(self, key: CaseKey) -> None:
         from resnet_perf.measure import time_call
@@ -95,13 +94,13 @@ class StepCases:
                 self.turns.wait()
             before = read_counters()
             block = time_steps(self.steps_built[key], 0, self.steps)
-            self.usage[key].append(read_counters().since(before))
+            used = read_counters().since(before)
             self.blocks[key].append(block)
+            self.usage[key].append(used)
             if self.turns:
                 self.turns.done()
             if key == (measuring[-1] if number % 2 == 0 else measuring[0]):
                 self.report(f"round {number + 1}/{self.rounds} done at {time.perf_counter() - started:.0f} s")
-        self.measured = True
 
     def rows(self) -> dict[CaseKey, dict[str, Any]]:
         """A row per case that was skipped or completed at least one round (all of them once measured)."""

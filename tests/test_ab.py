@@ -115,3 +115,14 @@ def test_base_revision_runs_from_a_worktree_against_the_working_tree(tmp_path):
     shown = subprocess.run([sys.executable, "-m", "resnet_perf.compare", str(saved)], cwd=repo, env=env,
                            capture_output=True, text=True, timeout=300)
     assert shown.returncode == 0 and "resnet18-fp32-noxla-nhwc-b2-32" in shown.stdout and "B/A" in shown.stdout
+
+
+def test_a_gate_with_nothing_measured_on_both_sides_is_no_pass():
+    from resnet_perf.errors import UserError
+
+    frame = verdict_frame([{"bench": "ab", "run_id": CONFIG.run_id, "mode": "forward", "batch_size": 16,
+                            "a_medians_s": [], "b_medians_s": [0.1, 0.1]}])
+    assert frame["verdict"].tolist() == ["not measured on both sides"]
+    with pytest.raises(UserError, match="nothing to compare"):
+        failures(frame, [parse_threshold("images_per_sec:5%")])
+    assert failures(frame, []).empty
