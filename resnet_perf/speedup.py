@@ -18,7 +18,7 @@ import pandas as pd
 
 from resnet_perf.config import RunConfig
 from resnet_perf.errors import UserError
-from resnet_perf.intervals import ROUNDS_DISAGREE, paired_ratio, spread
+from resnet_perf.intervals import ROUNDS_DISAGREE, Ratio, paired_ratio, spread
 from resnet_perf.regression import ALPHA, METRICS, is_true, round_values
 
 SWITCHES = ("precision", "xla", "layout")
@@ -47,9 +47,9 @@ def parse_baseline(text: str) -> dict[str, Any]:
     return reference
 
 
-def _verdict(new: str, old: str, ratio, per_round: list[float]) -> str:
+def _verdict(new: str, old: str, ratio: Ratio, per_round: list[float], agree: bool) -> str:
     claim = f"{new} = {ratio.value:.2f}x {old}"
-    if len(per_round) > 1 and spread(per_round) > ROUNDS_DISAGREE:
+    if not agree:
         return (f"{new} vs {old}: rounds disagree ({min(per_round):.2f}x to {max(per_round):.2f}x), "
                 f"no speed-up claimed")
     if not ratio.significant:
@@ -97,5 +97,5 @@ def speedups(frame: pd.DataFrame, reference: dict[str, Any] = REFERENCE, alpha: 
         frame.loc[index, ["baseline", "switches", "speedup", "speedup_low", "speedup_high", "speedup_significant",
                           "vs_baseline"]] = [
             base["run_id"], new, ratio.value, ratio.low, ratio.high, ratio.significant and agree,
-            _verdict(new, old, ratio, per_round)]
+            _verdict(new, old, ratio, per_round, agree)]
     return frame
