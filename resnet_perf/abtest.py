@@ -192,7 +192,8 @@ def verdict_frame(rows: Sequence[dict[str, Any]], alpha: float = ALPHA) -> pd.Da
         if ratio.significant:
             verdict = "B faster" if ratio.value > 1 else "B slower"
         batch = row["batch_size"]
-        records.append({**record, "A img/s": batch / _geometric_mean(a_times), "B img/s": batch / _geometric_mean(b_times),
+        records.append({**record, "A img/s": batch / _geometric_mean(a_times),
+                        "B img/s": batch / _geometric_mean(b_times),
                         "B/A": ratio.value, "low": ratio.low, "high": ratio.high, "significant": ratio.significant,
                         "verdict": verdict})
     return pd.DataFrame.from_records(records)

@@ -2,8 +2,8 @@
 
 A row is flat: ``bench`` (``step`` or ``memory``), the config's fields, ``mode``, and the raw
 measurements: a step row's ``step_times_s`` (all rounds' blocks, in order, with their stats),
-its ``round_medians_s`` (the independent units: ``resnet_perf.intervals``),
-``flops_per_step`` and ``compute_dtype``; images/s, FLOP/s and MFU are derived from these when the results are read
+its ``round_medians_s`` (the independent units: ``resnet_perf.intervals``), ``flops_per_step``
+and ``compute_dtype``; images/s, FLOP/s and MFU are derived from these when the results are read
 (``resnet_perf.flops``).  A row with ``error`` set carries no metric: a number measured under a
 broken condition (retrace, XLA not in effect) is not reported as if it were fine.
 """
@@ -24,7 +24,8 @@ def _base(config: RunConfig, bench: str, mode: str) -> dict[str, Any]:
     return {"bench": bench, **config.as_dict(), "mode": mode, "compute_dtype": compute_dtype(config.precision)}
 
 
-def step_row(step: Step, blocks: Sequence[Sequence[float]], compile_s: float, problems: Sequence[str]) -> dict[str, Any]:
+def step_row(step: Step, blocks: Sequence[Sequence[float]], compile_s: float,
+             problems: Sequence[str]) -> dict[str, Any]:
     """The row for a timed step: its raw times per round and their stats, its FLOPs, its compile time.
 
     ``blocks`` holds one block of step times per completed round; fewer than the config's

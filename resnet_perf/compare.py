@@ -101,7 +101,8 @@ def _display_comparison(frame: pd.DataFrame) -> pd.DataFrame:
         mfu_pct=shown["mfu"] * 100, host_rss_added_mib=shown["host_rss_added_bytes"] / MIB,
         device_peak_mib=shown["device_peak_bytes"] / MIB,
         **{f"{name}_change_pct": shown[f"{name}_change"] * 100 for name in METRICS},
-        **{f"{name}_interval": [_interval_text(low, high) for low, high in zip(shown[f"{name}_low"], shown[f"{name}_high"])]
+        **{f"{name}_interval": [_interval_text(low, high)
+                                for low, high in zip(shown[f"{name}_low"], shown[f"{name}_high"])]
            for name in METRICS},
         _order=shown["mode"].map(STEP_ORDER))
     shown = shown.sort_values(["run_id", "_order"], kind="stable")  # runs keep their order within a step

@@ -46,8 +46,9 @@ def summary_rows(times: dict[str, list[float]], batch_size: int) -> list[list]:
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.Parser(
         prog="python -m resnet_perf.interleave",
-        description="Time the steps of several precisions, XLA settings and modes of one configuration alternately in one "
-                    "process (A B B A ...), so a shared machine's drift falls on all of them alike.")
+        description="Time the steps of several precisions, XLA settings and modes of one configuration "
+                    "alternately in one process (A B B A ...), so a shared machine's drift falls on all of them "
+                    "alike.")
     cli.add_config_options(parser, RunConfig(), fields=("depth", "batch_size", "image_size", "layout"))
     parser.add_argument("--precisions", default="fp32", help=f"comma-separated, of {', '.join(PRECISIONS)} "
                                                               "(default %(default)s)")
