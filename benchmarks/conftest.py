@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from resnet_perf.cli import ON_OFF
 from resnet_perf.config import RunConfig, expand_matrix
 from resnet_perf.data import NUM_CLASSES
 from resnet_perf.errors import UserError
@@ -35,7 +36,6 @@ TERMINATED = pytest.StashKey[bool]()
 TRAINING = pytest.StashKey[list]()
 RECORDER = pytest.StashKey["Recorder"]()
 
-XLA_SWITCH = {"on": True, "off": False}
 
 
 def _comma_list(text: str, convert: Callable[[str], Any], option: str) -> list:
@@ -170,7 +170,7 @@ def pytest_configure(config: pytest.Config) -> None:
         matrix = expand_matrix(
             depths=_comma_list(option.depths, int, "--depths"),
             precisions=_comma_list(option.precisions, str, "--precisions"),
-            xla=_comma_list(option.xla, XLA_SWITCH.__getitem__, "--xla"),
+            xla=_comma_list(option.xla, ON_OFF.__getitem__, "--xla"),
             layouts=_comma_list(option.layouts, str, "--layouts"),
             batch_sizes=_comma_list(option.batch_size, int, "--batch-size"),
             image_sizes=_comma_list(option.image_size, int, "--image-size"),

@@ -56,20 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fresh-processes", action="store_true",
                         help="run each round as a fresh suite process per variant instead of two processes taking "
                              "turns (for a base revision whose suite has no --turns; pairs are a minute apart)")
-    parser.add_argument("--fail-on", action="append", default=[], metavar="METRIC:PCT", type=_threshold,
+    parser.add_argument("--fail-on", action="append", default=[], metavar="METRIC:PCT", type=cli.argument_type(parse_threshold),
                         help="exit 1 when B's images/s is lower than A's by more than PCT percent and the interval "
                              "excludes no change, e.g. images_per_sec:5%%; repeatable")
     parser.add_argument("--alpha", type=float, default=ALPHA, help="the intervals are 1 - ALPHA (default %(default)s)")
     parser.add_argument("--results-dir", default="results/ab", type=Path,
                         help="where the ab result file and the processes' own files go (default %(default)s)")
     return parser
-
-
-def _threshold(text: str):
-    try:
-        return parse_threshold(text)
-    except UserError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def split_suite_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:

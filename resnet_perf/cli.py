@@ -3,15 +3,29 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from resnet_perf.config import LAYOUTS, RunConfig
+from resnet_perf.errors import UserError
 from resnet_perf.precision import PRECISIONS
 from resnet_perf.specs import DEPTHS
 
 CONFIG_OPTIONS = ("depth", "batch_size", "image_size", "precision", "xla", "layout")
 """RunConfig fields with a command-line flag of the same name (``--batch-size`` for ``batch_size``)."""
 ON_OFF = {"on": True, "off": False}
+"""How on/off switches (``--xla``) read on the command line."""
+
+
+def argument_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse`` as an argparse ``type=``: its ``UserError`` becomes argparse's one-line usage error."""
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except UserError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return convert
+
 
 class Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose bad-usage message is one ``error:`` line (argparse's own prints the

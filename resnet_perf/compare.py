@@ -205,17 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _argument_type(parse):
-    def convert(text: str):
-        try:
-            return parse(text)
-        except UserError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-    return convert
-
-
-parse_threshold_arg = _argument_type(parse_threshold)
-parse_baseline_arg = _argument_type(parse_baseline)
+parse_threshold_arg = cli.argument_type(parse_threshold)
+parse_baseline_arg = cli.argument_type(parse_baseline)
 
 
 def _print_single(result: ResultSet, args: argparse.Namespace) -> None:

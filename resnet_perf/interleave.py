@@ -69,12 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"unknown mode {unknown[0]!r}: choose from {', '.join(MODES)}")
         if args.rounds < 1 or args.warmup < 0:
             raise UserError("--rounds must be at least 1 and --warmup at least 0")
-        switches = {"off": False, "on": True}
         xla = [part.strip() for part in args.xla.split(",")]
-        if not set(xla) <= set(switches):
+        if not set(xla) <= set(cli.ON_OFF):
             raise UserError(f"--xla takes off, on or off,on, got {args.xla!r}")
         common = cli.config_kwargs(args, ("depth", "batch_size", "image_size", "layout"))
-        configs = [RunConfig(**common, precision=precision, xla=switches[value])
+        configs = [RunConfig(**common, precision=precision, xla=cli.ON_OFF[value])
                    for value in xla for precision in precisions]
         from resnet_perf.measure import time_call
         from resnet_perf.steps import Step

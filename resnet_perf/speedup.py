@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from resnet_perf.cli import ON_OFF
 from resnet_perf.config import RunConfig
 from resnet_perf.errors import UserError
 from resnet_perf.intervals import ROUNDS_DISAGREE, Ratio, paired_ratio, spread
@@ -40,7 +41,7 @@ def parse_baseline(text: str) -> dict[str, Any]:
         field, _, value = part.partition("=")
         if field not in SWITCHES or not value:
             raise UserError(f"--baseline expects FIELD=VALUE for {', '.join(SWITCHES)}, got {part!r}")
-        reference[field] = {"on": True, "off": False}.get(value, value) if field == "xla" else value
+        reference[field] = ON_OFF.get(value, value) if field == "xla" else value
     if not isinstance(reference["xla"], bool):
         raise UserError(f"--baseline: xla must be on or off, got {reference['xla']!r}")
     RunConfig(precision=reference["precision"], layout=reference["layout"])  # names must exist
