@@ -47,6 +47,11 @@ class Measured:
     wall_s: float
 
 
+def _last_line(log: Path) -> str:
+    """What a suite process said last (its error line, when it failed)."""
+    return (log.read_text(errors="replace").strip().splitlines() or ["(no output)"])[-1][:200]
+
+
 def run_process(variant: Variant, number: int, suite_args: Sequence[str], directory: Path) -> Measured:
     """Run the suite once under ``variant``; its output goes to a log beside its results."""
     results = directory / f"round{number + 1}-{variant.name}"
@@ -63,9 +68,8 @@ def run_process(variant: Variant, number: int, suite_args: Sequence[str], direct
                             f"{PROCESS_TIMEOUT_S} s: see {log}") from None
     files = sorted(results.glob("bench-*.json"))
     if done.returncode != 0 or not files:
-        tail = (log.read_text(errors="replace").strip().splitlines() or ["(no output)"])[-1]
         raise UserError(f"{variant.name} ({variant.label}) round {number + 1} failed (exit {done.returncode}): "
-                        f"{tail[:200]} (log: {log})")
+                        f"{_last_line(log)} (log: {log})")
     return Measured(variant.name, number, files[-1], time.perf_counter() - started)
 
 
@@ -107,7 +111,10 @@ def take_turns(variants: Sequence[Variant], rounds: int, suite_args: Sequence[st
         try:
             alternate_blocks(coordinator, tuple(processes), report)
         except UserError as error:
-            raise UserError(f"{error} (logs: {', '.join(map(str, logs.values()))})") from None
+            said = [f"{name}: {_last_line(logs[name])}" for name, process in processes.items()
+                    if process.poll() not in (None, 0)]
+            raise UserError(f"{error}{' (' + '; '.join(said) + ')' if said else ''} "
+                            f"(logs: {', '.join(map(str, logs.values()))})") from None
         finally:
             coordinator.close()
         files = {}
@@ -115,8 +122,7 @@ def take_turns(variants: Sequence[Variant], rounds: int, suite_args: Sequence[st
             code = process.wait(timeout=PROCESS_TIMEOUT_S)
             found = sorted((directory / name).glob("bench-*.json"))
             if code != 0 or not found:
-                tail = (logs[name].read_text(errors="replace").strip().splitlines() or ["(no output)"])[-1]
-                raise UserError(f"{labels[name]} failed (exit {code}): {tail[:200]} (log: {logs[name]})")
+                raise UserError(f"{labels[name]} failed (exit {code}): {_last_line(logs[name])} (log: {logs[name]})")
             files[name] = found[-1]
         return files
     finally:

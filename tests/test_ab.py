@@ -126,3 +126,13 @@ def test_a_gate_with_nothing_measured_on_both_sides_is_no_pass():
     with pytest.raises(UserError, match="nothing to compare"):
         failures(frame, [parse_threshold("images_per_sec:5%")])
     assert failures(frame, []).empty
+
+
+def test_a_suite_that_fails_to_start_is_one_line_with_its_own_error(tmp_path, capsys):
+    from resnet_perf.ab import main
+
+    code = main(["--a-env", "X=1", "--b-env", "X=2", "--results-dir", str(tmp_path), "--", "--depths", "19"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: ")
+    assert "ended (exit 4)" in err[0] and "unknown ResNet depth 19" in err[0]
+    assert not list(tmp_path.glob("ab-*.json"))  # no A/B result from runs that never measured
