@@ -25,9 +25,9 @@ CGROUP_STAT_FILES = ("/sys/fs/cgroup/cpu.stat", "/sys/fs/cgroup/cpu/cpu.stat", "
 container's own cgroup, as mounted inside it."""
 
 LOW_UTILISATION = 0.80
-"""Below this share of its threads' time a row is noted.  On this project's 2-core VM the ResNet-50
-step cases got 91-97% of 2 threads on a quiet machine, and 65-79% in a run where another program
-took one core for a minute of the rounds (README, "Rounds")."""
+"""Below this share of its threads' time a row is noted.  On this project's 2-core VM (AMD EPYC, no
+AMX) the default step cases got 88-97% of 2 threads on a quiet machine, and the ResNet-50 cases
+65-79% in a run where another program took one core for a minute of the rounds (README, "CPU time")."""
 
 
 @dataclass(frozen=True)
