@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+import resnet_perf
 from resnet_perf.cli import ON_OFF
 from resnet_perf.config import RunConfig, expand_matrix
 from resnet_perf.data import NUM_CLASSES
@@ -30,6 +31,8 @@ from resnet_perf.measure import PEAK_READINGS
 from resnet_perf.precision import compute_dtype
 from resnet_perf.results import check_writable
 from resnet_perf.train import TrainConfig
+
+resnet_perf.quiet_tensorflow_logs()  # before the test modules import TensorFlow
 
 MATRIX = pytest.StashKey[list]()
 TERMINATED = pytest.StashKey[bool]()

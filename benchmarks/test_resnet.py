@@ -9,7 +9,8 @@ test: it reports its own row (raw step times of every round) and fails or skips 
 first step case also takes the matmul peak readings MFU divides by (the last ones follow the last
 case: see conftest).
 
-The memory cases measure in a process of their own and are not pytest-benchmark benchmarks: they
+The memory cases measure in a process of their own each, all probed when the first of them runs
+(two processes at a time on a CPU: ``resnet_perf.memory``), and are not pytest-benchmark benchmarks: they
 request the ``benchmark`` fixture only so that ``--benchmark-only`` runs them, never time anything
 with it, and so never enter pytest-benchmark's step-time tables or ``--benchmark-compare-fail``.
 Their figures are in the suite's own JSON and table.
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 
 from resnet_perf.bench import memory_row, skipped_row
-from resnet_perf.memory import MemoryProbeError, measure_peak_memory
+from resnet_perf.memory import MemoryProbeError, measure_peak_memories, probe_processes
 from resnet_perf.profile import capture
 from resnet_perf.rounds import StepCases
 from resnet_perf.turns import Turns
@@ -131,16 +132,38 @@ def test_train(benchmark, request, suite_steps, run_config):
     _report_step(benchmark, request, suite_steps, run_config, "train")
 
 
+class SuiteMemory:
+    """The session's memory cases: probed once, all together (``probe_processes()`` at a time, each
+    in a fresh process), when the first of them runs."""
+
+    def __init__(self, session: pytest.Session) -> None:
+        self.cases = [(item.callspec.params["run_config"], item.callspec.params["mode"]) for item in session.items
+                      if getattr(item, "originalname", None) == "test_memory" and item.module.__name__ == __name__]
+        self.report = _progress_writer(session.config)
+        self.outcomes: dict[tuple[str, str], dict[str, Any] | MemoryProbeError] | None = None
+
+    def outcome(self, config, mode: str) -> dict[str, Any] | MemoryProbeError:
+        if self.outcomes is None:
+            processes = probe_processes()
+            self.report(f"probing the memory of {len(self.cases)} case(s), {processes} process(es) at a time")
+            self.outcomes = measure_peak_memories(self.cases, processes, report=self.report)
+        return self.outcomes[(config.run_id, mode)]
+
+
+@pytest.fixture(scope="module")
+def suite_memory(request: pytest.FixtureRequest) -> SuiteMemory:
+    return SuiteMemory(request.session)
+
+
 @pytest.mark.parametrize("mode", ["forward", "train"])
-def test_memory(benchmark, recorder, run_config, mode):
+def test_memory(benchmark, recorder, suite_memory, run_config, mode):
     """Peak memory in a fresh process per case (not timed: see the module docstring)."""
     if benchmark.disabled:
         pytest.skip("pytest-benchmark is disabled: nothing is measured")
-    try:
-        probe = measure_peak_memory(run_config, mode)
-    except MemoryProbeError as error:
-        if not error.unsupported:
-            raise
-        recorder.add(skipped_row(run_config, "memory", mode, str(error)))
-        pytest.skip(str(error))
-    recorder.add(memory_row(run_config, mode, probe))
+    outcome = suite_memory.outcome(run_config, mode)
+    if isinstance(outcome, MemoryProbeError):
+        if not outcome.unsupported:
+            raise outcome
+        recorder.add(skipped_row(run_config, "memory", mode, str(outcome)))
+        pytest.skip(str(outcome))
+    recorder.add(memory_row(run_config, mode, outcome))

@@ -4,10 +4,24 @@
 devices before TensorFlow initialises, and ``python -m resnet_perf.<tool>`` must not import its own
 module twice.  ``build_resnet`` is loaded on first use.
 """
+import os
+import sys
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["build_resnet"]
+__all__ = ["build_resnet", "quiet_tensorflow_logs"]
+
+
+def quiet_tensorflow_logs() -> None:
+    """Hide TensorFlow's C++ INFO and WARNING lines (CPU feature guard, ...), which bury a command's
+    output and its one ``error:`` line, unless the user set ``TF_CPP_MIN_LOG_LEVEL``.  Processes
+    started from here (workers, probes, suite processes) inherit it.  The few lines TensorFlow logs
+    while its libraries load, before its logging is initialised, ignore the level."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+if sys.argv[:1] == ["-m"]:  # python -m resnet_perf.<tool>: the package is imported before the tool
+    quiet_tensorflow_logs()
 
 
 def __getattr__(name: str) -> Any:

@@ -83,6 +83,7 @@ def split_suite_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 def main(argv: Sequence[str] | None = None) -> int:
     own, suite_args = split_suite_args(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(own)
+    cli.stop_on_sigterm()  # so that the suite processes are stopped and the worktree removed on the way out
     try:
         from resnet_perf import abtest, variants
         from resnet_perf.results import check_writable, save_rows
@@ -129,8 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         failing = abtest.failures(frame, args.fail_on)
     except UserError as error:
         return cli.fail(error)
-    except KeyboardInterrupt:  # the suite processes are stopped and the worktree removed on the way out
-        return cli.fail(UserError("interrupted: no A/B result written"), 130)
+    except KeyboardInterrupt as stop:  # the suite processes are stopped and the worktree removed on the way out
+        return cli.fail(UserError("interrupted: no A/B result written"), cli.interrupted_status(stop))
     from resnet_perf.tables import tabulate_frame
 
     print(tabulate_frame(abtest.display(frame, args.alpha)))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,6 +34,24 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, taken as Ctrl-C is: CI runners, ``timeout`` and the launcher stop a job with it."""
+
+
+def stop_on_sigterm() -> None:
+    """From now on SIGTERM raises ``Terminated``, so a command stops as on Ctrl-C, keeping what it
+    has measured (the default action would end the process on the spot)."""
+    def terminate(signum, frame):
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, terminate)
+
+
+def interrupted_status(error: KeyboardInterrupt) -> int:
+    """The conventional exit status of a command stopped by SIGTERM (143) or Ctrl-C (130)."""
+    return 128 + (signal.SIGTERM if isinstance(error, Terminated) else signal.SIGINT)
 
 
 def fail(error: BaseException, exit_code: int = 2) -> int:

@@ -4,16 +4,26 @@
 
 Every process of a multi-worker run gets the same ``cluster`` and its own ``task``.  The chief
 (a ``chief`` task if the cluster has one, else worker 0) is the one that writes results.
-TensorFlow-free: a malformed ``TF_CONFIG`` is reported before TensorFlow starts.
+TensorFlow-free: a malformed ``TF_CONFIG`` is reported before TensorFlow starts, and so is a worker
+that never comes (``wait_for_peers``).
 """
 from __future__ import annotations
 
 import json
 import os
+import socket
+import struct
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from resnet_perf.errors import UserError
+
+STARTUP_TIMEOUT_S = 180.0
+"""How long a worker waits for the others to start: ample for workers started together (TensorFlow
+starts in seconds), short enough that a worker that never comes is named within minutes."""
+PEER_POLL_S = 0.5
 
 TASK_TYPES = ("chief", "worker")
 """The jobs MultiWorkerMirroredStrategy trains with (evaluator and ps tasks are not part of it)."""
@@ -47,6 +57,12 @@ class ClusterTask:
     @property
     def rank(self) -> int:
         return self.worker_names.index(self.name)
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        """Every training task's ``host:port``, by name (``worker:1``)."""
+        return {f"{job}:{index}": address for job in TASK_TYPES
+                for index, address in enumerate(self.cluster.get(job, []))}
 
 
 def parse_tf_config(text: str | None) -> ClusterTask:
@@ -99,3 +115,70 @@ def current_task() -> ClusterTask:
 def tf_config(worker_addresses: list[str], index: int) -> str:
     """The ``TF_CONFIG`` of worker ``index`` in a cluster of ``worker_addresses``."""
     return json.dumps({"cluster": {"worker": list(worker_addresses)}, "task": {"type": "worker", "index": index}})
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def wait_for_peers(task: ClusterTask, timeout_s: float = STARTUP_TIMEOUT_S,
+                   report: Callable[[str], None] = lambda line: None) -> None:
+    """Return once every other training task of the cluster is up, or raise a ``UserError`` naming
+    the ones that did not start within ``timeout_s``.
+
+    TensorFlow's own wait for the other workers (inside MultiWorkerMirroredStrategy) has no deadline,
+    holds the GIL and takes SIGTERM for itself: a worker whose peer never starts would wait forever,
+    deaf to Ctrl-C.  So each worker first listens on its own address from ``TF_CONFIG`` (the port
+    TensorFlow's server takes next) and connects to every other's until all answer, in Python, with a
+    deadline, interruptible.  A peer that already passed this point answers through its TensorFlow
+    server on the same port.
+    """
+    own = task.addresses[task.name]
+    peers = {name: address for name, address in task.addresses.items() if name != task.name}
+    listener = socket.socket(socket.AF_INET6 if ":" in _host_port(own)[0] else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind(_host_port(own))
+        except OSError as error:
+            raise UserError(f"{task.name} cannot listen on its address {own} from TF_CONFIG "
+                            f"({error.strerror or error})") from None
+        listener.listen(16)
+        listener.setblocking(False)
+        if peers:
+            report(f"{task.name}: waiting up to {timeout_s:.0f} s for {', '.join(peers)}")
+        deadline = time.monotonic() + timeout_s
+        while peers:
+            _answer_waiting(listener)
+            peers = {name: address for name, address in peers.items() if not _answers(address)}
+            if not peers:
+                break
+            if time.monotonic() > deadline:
+                missing = ", ".join(f"{name} ({address})" for name, address in peers.items())
+                raise UserError(f"{task.name}: {missing} did not start within {timeout_s:.0f} s "
+                                f"(--startup-timeout); is every worker of TF_CONFIG running?")
+            time.sleep(PEER_POLL_S)
+        _answer_waiting(listener)
+    finally:
+        listener.close()
+
+
+def _answers(address: str) -> bool:
+    try:
+        with socket.create_connection(_host_port(address), timeout=PEER_POLL_S):
+            return True
+    except OSError:
+        return False
+
+
+def _answer_waiting(listener: socket.socket) -> None:
+    """Accept and reset every pending probe: a reset leaves no TIME_WAIT on this port, which
+    TensorFlow's server binds next."""
+    while True:
+        try:
+            connection, _ = listener.accept()
+        except BlockingIOError:
+            return
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        connection.close()

@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    cli.stop_on_sigterm()
     try:
         precisions = [part.strip() for part in args.precisions.split(",")]
         modes = [part.strip() for part in args.modes.split(",")]
@@ -84,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli.fail(error)
     except Exception as error:
         return cli.fail_if_unsupported(error)
+    except KeyboardInterrupt as stop:
+        return cli.fail(UserError("interrupted: no table (the rounds were not finished)"), cli.interrupted_status(stop))
     from tabulate import tabulate
 
     print(tabulate(summary_rows(times, args.batch_size), headers=["step", "median ms", "img/s", "x first"],

@@ -4,8 +4,10 @@
 
 Everything after ``--`` goes to ``python -m resnet_perf.train`` (with ``--strategy multiworker``,
 added where not given).  Each worker's output is streamed with a ``[worker i]`` prefix.  When a worker fails, or on
-Ctrl-C, every other worker is stopped (its whole process group: SIGTERM, then SIGKILL after a
-grace period), so no process is left behind; the exit status is the failed worker's (130 on Ctrl-C).
+Ctrl-C or SIGTERM, every other worker is stopped (its whole process group: SIGTERM, then SIGKILL after a
+grace period), so no process is left behind; the exit status is the failed worker's (130 on Ctrl-C,
+143 on SIGTERM).  The workers run in a private network namespace by default (``resnet_perf.netns``),
+so the servers TensorFlow starts on every interface can be reached by them alone.
 
 On several real machines there is no launcher: each host runs ``python -m resnet_perf.train
 --strategy multiworker`` with its own ``TF_CONFIG`` (see README).
@@ -24,7 +26,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import IO
 
-from resnet_perf import cli
+from resnet_perf import cli, netns
 from resnet_perf.cluster import tf_config
 from resnet_perf.errors import UserError
 from resnet_perf.subprocess_run import module_command, package_env
@@ -106,9 +108,9 @@ def launch(count: int, train_args: Sequence[str], threads: int | None, sink: IO[
             if all(worker.poll() == 0 for worker in workers):
                 return 0
             time.sleep(POLL_S)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print("interrupted: stopping every worker", file=sink, flush=True)
-        return 130
+        return cli.interrupted_status(stop)
     finally:
         stop_all(workers)  # a no-op when all have ended
         for stream in streams:
@@ -125,13 +127,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads-per-worker", type=int, default=None,
                         help="TF_NUM_INTRAOP_THREADS of each worker (default: the cores divided among the "
                              "workers; an explicit TF_NUM_INTRAOP_THREADS in the environment wins)")
+    parser.add_argument("--network", choices=("private", "shared"), default="private",
+                        help="private: the workers run in a network namespace of their own with only loopback, so "
+                             "the servers TensorFlow opens on every interface are reachable by them alone (needs "
+                             "'unshare' and user namespaces); shared: this machine's network (default %(default)s)")
     parser.add_argument("train_args", nargs=argparse.REMAINDER,
                         help="-- then the arguments of python -m resnet_perf.train")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    cli.stop_on_sigterm()  # so that the workers are stopped on the way out, not left running
     train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
     try:
         if args.workers < 1:
@@ -142,8 +150,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.threads_per_worker is not None and args.threads_per_worker < 1:
             raise UserError(f"--threads-per-worker must be at least 1, got {args.threads_per_worker}")
         threads = args.threads_per_worker or max(1, (os.cpu_count() or 1) // args.workers)
+        if args.network == "private" and not netns.inside():
+            netns.check_available()
+            netns.reexec_inside("resnet_perf.launch", argv)
     except UserError as error:
         return cli.fail(error)
+    if netns.inside():
+        netns.loopback_up()
+        print("workers in a private network namespace: their ports are reachable by them alone", flush=True)
     return launch(args.workers, train_args, threads)
 
 

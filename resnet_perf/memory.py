@@ -21,23 +21,32 @@ import dataclasses
 import json
 import subprocess
 import sys
-from collections.abc import Sequence
-from typing import Any
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
 
 from resnet_perf.config import MODES, RunConfig
-from resnet_perf.subprocess_run import run_module
+from resnet_perf.subprocess_run import module_command, package_env
 
 PROBE_WARMUP = 1
 PROBE_STEPS = 2
 """Peak memory is reached in the first steps; more would only cost time."""
+PROBE_TIMEOUT_S = 3600
+POLL_S = 0.2
+HOST_PROBES_AT_ONCE = 2
+"""Host memory probes run two at a time: each measures its own process's resident memory, which
+another process does not change, and most of a probe's time is single-threaded start-up (import,
+build, trace), so two at once nearly halve the suite's memory phase."""
 
 
 class MemoryProbeError(RuntimeError):
     """The probe process could not measure; ``unsupported`` when the device cannot run the case."""
 
-    def __init__(self, message: str, unsupported: bool) -> None:
+    def __init__(self, message: str, unsupported: bool, killed: bool = False) -> None:
         super().__init__(message)
-        self.unsupported = unsupported
+        self.unsupported, self.killed = unsupported, killed
 
 
 def probe_here(config: RunConfig, mode: str) -> dict[str, Any]:
@@ -70,23 +79,98 @@ def probe_here(config: RunConfig, mode: str) -> dict[str, Any]:
             "peak_rss_bytes": sampler.peak_bytes}
 
 
-def measure_peak_memory(config: RunConfig, mode: str, timeout: float = 3600) -> dict[str, Any]:
+def measure_peak_memory(config: RunConfig, mode: str, timeout: float = PROBE_TIMEOUT_S) -> dict[str, Any]:
     """Run the probe for ``config`` and ``mode`` in a fresh Python process and return its figures."""
-    args = ["--config", json.dumps(dataclasses.asdict(config)), "--mode", mode]
+    outcome = measure_peak_memories([(config, mode)], processes=1, timeout=timeout)[(config.run_id, mode)]
+    if isinstance(outcome, MemoryProbeError):
+        raise outcome
+    return outcome
+
+
+def probe_processes() -> int:
+    """How many probes run at once here: one per machine with a GPU (the processes would share the
+    device's memory), ``HOST_PROBES_AT_ONCE`` on a CPU."""
+    from resnet_perf.runtime import gpus
+
+    return 1 if gpus() else HOST_PROBES_AT_ONCE
+
+
+def measure_peak_memories(cases: Sequence[tuple[RunConfig, str]], processes: int, timeout: float = PROBE_TIMEOUT_S,
+                          report: Callable[[str], None] = lambda line: None
+                          ) -> dict[tuple[str, str], dict[str, Any] | MemoryProbeError]:
+    """Probe every ``(config, mode)`` in a fresh process, ``processes`` at a time; each case's figures,
+    or the ``MemoryProbeError`` that says why it has none.  A probe killed (out of memory?) while
+    others ran beside it is run again alone, so a case is never called too big for this machine only
+    because it shared it.  Interrupted, every probe still running is killed."""
+    outcomes = _run_probes(cases, processes, timeout, report)
+    again = [(config, mode) for config, mode in cases
+             if processes > 1 and getattr(outcomes[(config.run_id, mode)], "killed", False)]
+    if again:
+        report(f"{len(again)} probe(s) killed beside another: measuring them alone")
+        outcomes.update(_run_probes(again, 1, timeout, report))
+    return outcomes
+
+
+@dataclass
+class _Running:
+    config: RunConfig
+    mode: str
+    process: subprocess.Popen
+    output: IO[str]
+    errors: IO[str]
+    started: float
+
+
+def _run_probes(cases: Sequence[tuple[RunConfig, str]], processes: int, timeout: float,
+                report: Callable[[str], None]) -> dict[tuple[str, str], dict[str, Any] | MemoryProbeError]:
+    waiting, running = list(cases), []
+    outcomes: dict[tuple[str, str], dict[str, Any] | MemoryProbeError] = {}
     try:
-        done = run_module("resnet_perf.memory", args, timeout)
-    except subprocess.TimeoutExpired:
-        raise MemoryProbeError(f"memory probe for {config.run_id} took over {timeout:.0f} s", False) from None
-    if done.returncode < 0 or done.returncode == 137:  # SIGKILL: the kernel's OOM killer
-        raise MemoryProbeError(f"memory probe for {config.run_id} was killed (out of memory?)", True)
+        while waiting or running:
+            while waiting and len(running) < processes:
+                config, mode = waiting.pop(0)
+                # files, not pipes: no child waits on a full pipe while its parent waits on another
+                output, errors = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+                args = ["--config", json.dumps(dataclasses.asdict(config)), "--mode", mode]
+                process = subprocess.Popen(module_command("resnet_perf.memory", args), stdout=output,
+                                           stderr=errors, text=True, env=package_env())
+                running.append(_Running(config, mode, process, output, errors, time.monotonic()))
+            time.sleep(POLL_S)
+            for probe in [probe for probe in running if probe.process.poll() is not None
+                          or time.monotonic() - probe.started > timeout]:
+                running.remove(probe)
+                outcomes[(probe.config.run_id, probe.mode)] = _outcome(probe, timeout)
+                report(f"memory {len(outcomes)}/{len(cases)}: {probe.config.run_id} {probe.mode} "
+                       f"({time.monotonic() - probe.started:.0f} s)")
+    finally:
+        for probe in running:  # interrupted: nothing keeps measuring behind the caller's back
+            probe.process.kill()
+            probe.process.wait()
+            probe.output.close()
+            probe.errors.close()
+    return outcomes
+
+
+def _outcome(probe: _Running, timeout: float) -> dict[str, Any] | MemoryProbeError:
+    """The probe's figures, or the error that says why there are none."""
+    name = f"memory probe for {probe.config.run_id} {probe.mode}"
+    with probe.output, probe.errors:
+        if probe.process.poll() is None:
+            probe.process.kill()
+            probe.process.wait()
+            return MemoryProbeError(f"{name} took over {timeout:.0f} s", False)
+        code = probe.process.returncode
+        if code < 0 or code == 137:  # SIGKILL: the kernel's OOM killer
+            return MemoryProbeError(f"{name} was killed (out of memory?)", True, killed=True)
+        probe.output.seek(0)
+        probe.errors.seek(0)
+        lines, said = probe.output.read().strip().splitlines(), probe.errors.read().strip().splitlines()
     try:
-        answer = json.loads(done.stdout.strip().splitlines()[-1])
+        answer = json.loads(lines[-1])
     except (IndexError, json.JSONDecodeError):
-        tail = " | ".join(done.stderr.strip().splitlines()[-3:])
-        raise MemoryProbeError(f"memory probe for {config.run_id} failed (exit {done.returncode}): {tail}",
-                               False) from None
+        return MemoryProbeError(f"{name} failed (exit {code}): {' | '.join(said[-3:])}", False)
     if "error" in answer:
-        raise MemoryProbeError(answer["error"], answer.get("unsupported", False))
+        return MemoryProbeError(answer["error"], answer.get("unsupported", False))
     return answer
 
 

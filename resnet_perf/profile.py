@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    cli.stop_on_sigterm()
     try:
         config = RunConfig(**cli.config_kwargs(args), warmup=args.warmup, steps=args.steps)
         if args.top < 1:
@@ -148,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli.fail(error)
     except Exception as error:
         return cli.fail_if_unsupported(error)
+    except KeyboardInterrupt as stop:
+        return cli.fail(UserError("interrupted: the profiler was stopped, the steps traced so far are in the log directory"), cli.interrupted_status(stop))
 
 
 def _profile(config: RunConfig, mode: str, logdir: Path, options: TracerOptions, group_by: str, top: int) -> int:

@@ -78,15 +78,24 @@ COLLECTIVE_TIMEOUT_S = 600
 def make_multiworker_strategy():
     """A MultiWorkerMirroredStrategy over the cluster in ``TF_CONFIG`` (validated first).
 
-    Must be made before TensorFlow runs anything else in the process; it waits for every worker.
+    Must be made before TensorFlow runs anything else in the process; it waits for every worker
+    without a deadline (``resnet_perf.cluster.wait_for_peers`` gives one, before TensorFlow starts).
+    TensorFlow's preemption notifier takes SIGTERM for itself while the strategy starts: this
+    process's own handler is put back after.
     """
+    import signal
+
     import tensorflow as tf
 
     from resnet_perf.cluster import current_task
 
     current_task()
+    on_sigterm = signal.getsignal(signal.SIGTERM)
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=COLLECTIVE_TIMEOUT_S)
-    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    if callable(on_sigterm):
+        signal.signal(signal.SIGTERM, on_sigterm)
+    return strategy
 
 
 @contextlib.contextmanager

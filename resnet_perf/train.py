@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet_perf import cli
-from resnet_perf.cluster import current_task
+from resnet_perf.cluster import STARTUP_TIMEOUT_S, current_task, wait_for_peers
 from resnet_perf.config import RunConfig
 from resnet_perf.data import IMAGE_SIDE, NUM_CLASSES
 from resnet_perf.errors import UserError
@@ -290,18 +290,22 @@ def _auto_shard_by_data(dataset):
     return dataset.with_options(options)
 
 
-def train(config: TrainConfig, output: Path) -> dict[str, Any]:
-    """Train, writing ``output`` after every epoch (the chief only, multi-worker); return the final payload."""
-    import keras
-
-    from resnet_perf.data import load_split, locate, make_dataset
+def train(config: TrainConfig, output: Path, startup_timeout_s: float = STARTUP_TIMEOUT_S) -> dict[str, Any]:
+    """Train, writing ``output`` after every epoch (the chief only, multi-worker); return the final
+    payload.  A multi-worker run waits at most ``startup_timeout_s`` for the other workers to start."""
     from resnet_perf.results import check_writable, result_payload, write_results
-    from resnet_perf.runtime import environment, make_multiworker_strategy, make_strategy
 
     task = current_task() if config.strategy == "multiworker" else None  # checked before TensorFlow starts
     writes_results = task is None or task.is_chief
     if writes_results:  # fail early if unwritable, without touching an existing --output before an epoch is done
         check_writable(output.parent, "results")
+    if task:  # TensorFlow's own wait for the other workers has no deadline and ignores Ctrl-C
+        wait_for_peers(task, startup_timeout_s, report=print)
+    import keras
+
+    from resnet_perf.data import load_split, locate, make_dataset
+    from resnet_perf.runtime import environment, make_multiworker_strategy, make_strategy
+
     strategy = make_multiworker_strategy() if task else make_strategy(config.replicas)
     replicas = strategy.num_replicas_in_sync
     config.check_replicas(replicas)
@@ -398,6 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="mirrored: MirroredStrategy over --replicas devices of this machine; multiworker: "
                              "MultiWorkerMirroredStrategy over the cluster in TF_CONFIG, only the chief writes "
                              "--output (python -m resnet_perf.launch starts workers here) (default %(default)s)")
+    parser.add_argument("--startup-timeout", type=float, default=STARTUP_TIMEOUT_S, metavar="S",
+                        help="multiworker: how long to wait for the other workers of TF_CONFIG to start before "
+                             "ending with a line naming the missing ones (default %(default).0f s)")
     parser.add_argument("--limit-train", type=int, help="use only the first N training images (smoke runs)")
     parser.add_argument("--limit-test", type=int, help="use only the first N test images (smoke runs)")
     return parser
@@ -420,13 +427,16 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    cli.stop_on_sigterm()
     try:
         config = config_from_args(args)
         if config.strategy == "multiworker":
             current_task()  # TF_CONFIG checked before TensorFlow starts (train() imports it)
+        if not (math.isfinite(args.startup_timeout) and args.startup_timeout > 0):
+            raise UserError(f"--startup-timeout must be a positive number of seconds, got {args.startup_timeout}")
         output = args.output or Path("results") / (
             f"train-{config.run.run_id}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json")
-        payload = train(config, output)
+        payload = train(config, output, args.startup_timeout)
     except UserError as error:
         return cli.fail(error)
     except Exception as error:
@@ -434,9 +444,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         lost = lost_worker_reason(error) if args.strategy == "multiworker" else None
         return cli.fail(lost, exit_code=1) if lost else cli.fail_if_unsupported(error)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print("\ninterrupted: the epochs already finished are in the result file", file=sys.stderr)
-        return 130
+        return cli.interrupted_status(stop)
     from resnet_perf.tables import format_training_table
 
     print(format_training_table(payload["rows"]))

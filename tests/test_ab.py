@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -79,9 +80,9 @@ def _git(repo: Path, *args: str) -> str:
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
-@pytest.mark.slow
-def test_base_revision_runs_from_a_worktree_against_the_working_tree(tmp_path):
-    """A is the committed revision (imported from a temporary worktree), B the edited working tree."""
+def _repository(tmp_path: Path) -> tuple[Path, str, dict[str, str]]:
+    """A git repository of this package with one commit and an edited working tree; its commit and
+    the environment that imports the package from it."""
     repo = tmp_path / "repo"
     repo.mkdir()
     for name in ("resnet_perf", "benchmarks"):
@@ -90,10 +91,15 @@ def test_base_revision_runs_from_a_worktree_against_the_working_tree(tmp_path):
     _git(repo, "init", "-q")
     _git(repo, "add", ".")
     _git(repo, "commit", "-q", "-m", "base")
-    commit = _git(repo, "rev-parse", "HEAD")
     with (repo / "resnet_perf" / "specs.py").open("a") as specs:
         specs.write("# an edit of the working tree\n")
-    env = {**os.environ, "PYTHONPATH": str(repo)}
+    return repo, _git(repo, "rev-parse", "HEAD"), {**os.environ, "PYTHONPATH": str(repo)}
+
+
+@pytest.mark.slow
+def test_base_revision_runs_from_a_worktree_against_the_working_tree(tmp_path):
+    """A is the committed revision (imported from a temporary worktree), B the edited working tree."""
+    repo, commit, env = _repository(tmp_path)
     done = subprocess.run(
         [sys.executable, "-m", "resnet_perf.ab", "--base", "HEAD", "--rounds", "2", "--results-dir",
          str(tmp_path / "ab"), "--fail-on", "images_per_sec:50%", "--",
@@ -136,3 +142,30 @@ def test_a_suite_that_fails_to_start_is_one_line_with_its_own_error(tmp_path, ca
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ")
     assert "ended (exit 4)" in err[0] and "unknown ResNet depth 19" in err[0]
     assert not list(tmp_path.glob("ab-*.json"))  # no A/B result from runs that never measured
+
+
+@pytest.mark.slow
+def test_sigterm_stops_both_suites_and_removes_the_worktree(tmp_path):
+    repo, _commit, env = _repository(tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "resnet_perf.ab", "--base", "HEAD", "--rounds", "500", "--results-dir",
+         str(tmp_path / "ab"), "--", "--depths", "18", "--precisions", "fp32", "--xla", "off", "--image-size", "32",
+         "--batch-size", "2", "--warmup", "1", "-k", "test_forward"],
+        cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:
+        if line.startswith("block "):  # both suites are timing their turns
+            break
+    process.send_signal(signal.SIGTERM)
+    _out, err = process.communicate(timeout=120)
+    assert process.returncode == 143 and err.strip().splitlines() == ["error: interrupted: no A/B result written"]
+    assert _git(repo, "worktree", "list").count("\n") == 0 and not list((tmp_path / "ab").glob("ab-*.json"))
+    suites = [pid for pid in os.listdir("/proc") if pid.isdigit() and _reads(f"/proc/{pid}/cmdline", str(tmp_path))]
+    assert suites == []
+
+
+def _reads(path: str, text: str) -> bool:
+    try:
+        with open(path, "rb") as source:
+            return text.encode() in source.read()
+    except OSError:  # the process ended meanwhile
+        return False

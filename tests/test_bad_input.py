@@ -48,7 +48,10 @@ CASES = [
     (train, ["--strategy", "multiworker"], {"TF_CONFIG": TF_CONFIG % '"0"'}, "is not an integer"),
     (train, ["--strategy", "multiworker"], {"TF_CONFIG": TF_CONFIG % 3}, "index 3 is out of range"),
     (train, ["--strategy", "multiworker", "--replicas", "2"], {}, "--replicas must be 'auto'"),
+    (train, ["--startup-timeout", "0"], {}, "--startup-timeout must be a positive number of seconds"),
+    (train, ["--startup-timeout", "nan"], {}, "--startup-timeout must be a positive number of seconds"),
     (launch, ["--workers", "0"], {}, "--workers must be at least 1"),
+    (launch, ["--network", "public"], {}, "invalid choice: 'public'"),
     (launch, ["--threads-per-worker", "0"], {}, "--threads-per-worker must be at least 1"),
     (launch, ["--", "--strategy", "mirrored"], {}, "runs workers with --strategy multiworker"),
     (profile, ["--depth", "19"], {}, "unknown ResNet depth 19"),
@@ -147,3 +150,18 @@ def test_bad_suite_options_are_one_line_before_anything_runs(args, message, work
     errors = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("ERROR:")]
     assert len(errors) == 1 and message in errors[0]
     assert snapshot(workspace) == before
+
+
+@pytest.mark.parametrize("module, args, message", [
+    ("resnet_perf.train", ["--data-dir", "{ws}/broken", "--output", "{ws}/new.json"], "not a valid gzip file"),
+    ("resnet_perf.model", ["--input-shape", "8,8,3"], "too small"),
+])
+def test_the_error_line_comes_last_after_tensorflow_started(module, args, message, workspace):
+    """Errors found after TensorFlow started: its C++ INFO/WARNING lines are off by default (the few
+    it logs while loading, before its logging starts, remain), and the error line is the last one."""
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-m", module, *(arg.replace("{ws}", str(workspace)) for arg in args)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and lines[-1].startswith("error: ") and message in lines[-1], done.stderr
+    assert "cpu_feature_guard" not in done.stderr  # an INFO line logged once TensorFlow's level applies

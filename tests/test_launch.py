@@ -5,13 +5,15 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
-from resnet_perf import launch, train
+from resnet_perf import launch, netns, train
 from resnet_perf.subprocess_run import package_env
 from tests.fmnist_files import write_dataset
 
@@ -38,8 +40,27 @@ def alive(pid: int) -> bool:
 def test_two_workers_train_and_the_chief_records_both(tmp_path):
     data, output = write_dataset(tmp_path / "data", train=64, test=32), tmp_path / "result.json"
     process = launcher("--workers", "2", "--", *TINY_TRAINING, "--data-dir", str(data), "--output", str(output))
+    lines = [process.stdout.readline(), process.stdout.readline()]
+    assert "private network namespace" in lines[0], lines
+    ports = [int(port) for port in re.findall(r"127\.0\.0\.1:(\d+)", lines[1])]
+    reached = []
+
+    def knock() -> None:  # the workers' TensorFlow servers listen on every interface of their namespace
+        while process.poll() is None:
+            for port in ports:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    reached.append(port)
+                except OSError:
+                    pass
+            time.sleep(0.1)
+    knocking = threading.Thread(target=knock)
+    knocking.start()
     out, _ = process.communicate(timeout=RUN_LIMIT_S)  # bounded: a hung cluster fails the test
+    knocking.join()
+    out = "".join(lines) + out
     assert process.returncode == 0, out[-4000:]
+    assert len(ports) == 2 and not reached  # they trained together, and nobody outside could reach them
     assert "[worker 0] " in out and "[worker 1] " in out
     assert "[worker 1] worker:1: the chief writes the result file" in out
     result = json.loads(output.read_text())
@@ -74,6 +95,7 @@ def test_a_dying_worker_stops_the_other_and_fails_the_launch(tmp_path):
     out, _ = process.communicate(timeout=RUN_LIMIT_S)
     assert process.returncode != 0
     assert "worker 1 exited with status -9: stopping the others" in out
+    assert "Traceback" not in out, out[-4000:]  # the line above says which worker failed
     assert not alive(pids[0]) and not alive(pids[1])  # no orphan left
 
 
@@ -111,3 +133,51 @@ def test_train_multiworker_bad_tf_config_is_one_error_line(monkeypatch, capsys, 
     assert train.main([*args, "--output", str(tmp_path / "out.json")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+def lone_worker(tmp_path, *args: str) -> tuple[subprocess.Popen, list[int]]:
+    """Worker 0 of a two-worker cluster whose worker 1 never starts."""
+    ports = launch.free_loopback_ports(2)
+    env = {**package_env(), "TF_CONFIG": json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                                                     "task": {"type": "worker", "index": 0}})}
+    process = subprocess.Popen([sys.executable, "-m", "resnet_perf.train", "--strategy", "multiworker",
+                                "--output", str(tmp_path / "result.json"), *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return process, ports
+
+
+def test_a_lone_worker_ends_at_its_startup_deadline_naming_the_missing_one(tmp_path):
+    process, ports = lone_worker(tmp_path, "--startup-timeout", "2")
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert err.strip().splitlines() == [
+        f"error: worker:0: worker:1 (127.0.0.1:{ports[1]}) did not start within 2 s (--startup-timeout); "
+        "is every worker of TF_CONFIG running?"]
+    assert "waiting up to 2 s for worker:1" in out and not (tmp_path / "result.json").exists()
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_waiting_worker_ends_on_sigterm_and_sigint(tmp_path, sig, status):
+    process, _ports = lone_worker(tmp_path)  # the default deadline: minutes
+    assert "waiting up to" in process.stdout.readline()
+    process.send_signal(sig)
+    _out, err = process.communicate(timeout=30)
+    assert process.returncode == status and "interrupted" in err
+
+
+def test_the_private_network_has_loopback_only_and_hides_what_listens_on_every_interface():
+    code = ("import socket, sys\nfrom resnet_perf import netns\nnetns.loopback_up()\n"
+            "server = socket.socket()\nserver.bind(('0.0.0.0', 0))\nserver.listen()\n"
+            "port = server.getsockname()[1]\n"
+            "socket.create_connection(('127.0.0.1', port), timeout=5).close()\n"  # reachable inside
+            "print(port, ','.join(sorted(name for _, name in socket.if_nameindex())), flush=True)\n"
+            "sys.stdin.read()\n")
+    inside = subprocess.Popen([*netns.UNSHARE, sys.executable, "-c", code], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=package_env())
+    try:
+        port, interfaces = inside.stdout.readline().split()
+        assert interfaces == "lo"
+        with pytest.raises(ConnectionRefusedError):  # not from this machine's own network
+            socket.create_connection(("127.0.0.1", int(port)), timeout=5)
+    finally:
+        inside.communicate(input="", timeout=30)

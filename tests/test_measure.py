@@ -1,11 +1,16 @@
 """Measurement logic: stats, MFU arithmetic, validity checks, memory probes."""
 from __future__ import annotations
 
+import dataclasses
+import json
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from resnet_perf import measure
+from resnet_perf import measure, memory
+from resnet_perf.config import RunConfig
 from resnet_perf.bench import step_row
 from resnet_perf.flops import step_macs
 from resnet_perf.measure import (PEAK_READINGS, HostMemorySampler, measure_matmul_peak, probe_matmul_peaks, step_stats,
@@ -152,3 +157,61 @@ def test_memory_probe_in_its_own_process_returns_host_memory(tiny_config):
     answer = measure_peak_memory(tiny_config, "train")
     assert 0 < answer["host_rss_added_bytes"] < answer["peak_rss_bytes"]
     assert "device_peak_bytes" not in answer  # a different quantity, measured on GPUs only
+
+
+FAKE_PROBE = """
+import json, os, sys, time
+log, batch = sys.argv[1], int(sys.argv[2])
+with open(log, "a") as out:
+    out.write(f"start {batch} {time.monotonic()}\\n")
+if batch == 7 and not os.path.exists(log + ".died"):  # killed the first time only
+    open(log + ".died", "w").close()
+    os.kill(os.getpid(), 9)
+if batch == 9:
+    print("Traceback (most recent call last):\\nValueError: broken", file=sys.stderr)
+    sys.exit(1)
+time.sleep(1.0)  # long enough for two to overlap on a busy machine
+with open(log, "a") as out:
+    out.write(f"end {batch} {time.monotonic()}\\n")
+print("a line of TensorFlow's")
+print(json.dumps({"host_rss_added_bytes": batch}))
+"""
+
+
+@pytest.fixture
+def fake_probes(monkeypatch, tmp_path):
+    """Probe processes that log when they start and end; batch 7 is killed the first time, batch 9 fails."""
+    log = tmp_path / "probes.log"
+    monkeypatch.setattr(memory, "module_command", lambda module, args: [
+        sys.executable, "-c", FAKE_PROBE, str(log), str(json.loads(args[1])["batch_size"])])
+    return log
+
+
+def _cases(*batches: int) -> list:
+    return [(dataclasses.replace(RunConfig(), batch_size=batch), "train") for batch in batches]
+
+
+def test_memory_probes_run_two_at_a_time(fake_probes):
+    cases = _cases(1, 2, 3, 4, 5)
+    reported = []
+    outcomes = memory.measure_peak_memories(cases, processes=2, report=reported.append)
+    assert [outcome["host_rss_added_bytes"] for outcome in outcomes.values()] == [1, 2, 3, 4, 5]
+    assert list(outcomes) == [(config.run_id, "train") for config, _mode in cases]
+    events = sorted((float(at), kind) for kind, _batch, at in (line.split() for line in fake_probes.read_text().splitlines()))
+    running = peak = 0
+    for _at, kind in events:
+        running += 1 if kind == "start" else -1
+        peak = max(peak, running)
+    assert peak == 2 and len(reported) == 5 and reported[-1].startswith("memory 5/5: ")
+
+
+def test_a_probe_killed_beside_another_is_measured_again_alone(fake_probes):
+    outcomes = memory.measure_peak_memories(_cases(7, 2), processes=2)
+    assert sorted(outcome["host_rss_added_bytes"] for outcome in outcomes.values()) == [2, 7]
+    assert fake_probes.read_text().count("start 7 ") == 2
+
+
+def test_a_failed_probe_says_why_in_one_error(fake_probes):
+    (outcome,) = memory.measure_peak_memories(_cases(9), processes=2).values()
+    assert isinstance(outcome, memory.MemoryProbeError) and not outcome.unsupported
+    assert "failed (exit 1)" in str(outcome) and "ValueError: broken" in str(outcome)
