@@ -129,10 +129,10 @@ def wait_for_peers(task: ClusterTask, timeout_s: float = STARTUP_TIMEOUT_S,
 
     TensorFlow's own wait for the other workers (inside MultiWorkerMirroredStrategy) has no deadline,
     holds the GIL and takes SIGTERM for itself: a worker whose peer never starts would wait forever,
-    deaf to Ctrl-C.  So each worker first listens on its own address from ``TF_CONFIG`` (the port
-    TensorFlow's server takes next) and connects to every other's until all answer, in Python, with a
-    deadline, interruptible.  A peer that already passed this point answers through its TensorFlow
-    server on the same port.
+    deaf to Ctrl-C.  So each worker first meets the others, in Python, with a deadline: it listens
+    on its own ``TF_CONFIG`` address (the port TensorFlow's server takes next) and knocks on every
+    other's, saying its name, until every peer has both answered its knock and knocked on it.  Then
+    all of them have seen all the others, and none will knock on this port again once it closes.
     """
     own = task.addresses[task.name]
     peers = {name: address for name, address in task.addresses.items() if name != task.name}
@@ -148,37 +148,48 @@ def wait_for_peers(task: ClusterTask, timeout_s: float = STARTUP_TIMEOUT_S,
         listener.setblocking(False)
         if peers:
             report(f"{task.name}: waiting up to {timeout_s:.0f} s for {', '.join(peers)}")
+        answered: set[str] = set()
+        knocked: set[str] = set()
         deadline = time.monotonic() + timeout_s
-        while peers:
-            _answer_waiting(listener)
-            peers = {name: address for name, address in peers.items() if not _answers(address)}
-            if not peers:
-                break
+        while True:
+            answered |= {name for name, address in peers.items() if name not in answered
+                         and _knock(address, task.name)}
+            knocked |= _names_knocking(listener)
+            missing = [name for name in peers if name not in answered or name not in knocked]
+            if not missing:
+                return
             if time.monotonic() > deadline:
-                missing = ", ".join(f"{name} ({address})" for name, address in peers.items())
-                raise UserError(f"{task.name}: {missing} did not start within {timeout_s:.0f} s "
-                                f"(--startup-timeout); is every worker of TF_CONFIG running?")
+                raise UserError(f"{task.name}: {', '.join(f'{name} ({peers[name]})' for name in missing)} "
+                                f"did not start within {timeout_s:.0f} s (--startup-timeout); "
+                                f"is every worker of TF_CONFIG running?")
             time.sleep(PEER_POLL_S)
-        _answer_waiting(listener)
     finally:
         listener.close()
 
 
-def _answers(address: str) -> bool:
+def _knock(address: str, name: str) -> bool:
+    """Whether the task at ``address`` is listening; it is told who knocked."""
     try:
-        with socket.create_connection(_host_port(address), timeout=PEER_POLL_S):
+        with socket.create_connection(_host_port(address), timeout=PEER_POLL_S) as connection:
+            connection.sendall(f"{name}\n".encode())
             return True
     except OSError:
         return False
 
 
-def _answer_waiting(listener: socket.socket) -> None:
-    """Accept and reset every pending probe: a reset leaves no TIME_WAIT on this port, which
-    TensorFlow's server binds next."""
+def _names_knocking(listener: socket.socket) -> set[str]:
+    """The names of the tasks that knocked since the last call.  Each connection is reset on
+    closing, which leaves no TIME_WAIT on this port for TensorFlow's server to trip on."""
+    names = set()
     while True:
         try:
             connection, _ = listener.accept()
         except BlockingIOError:
-            return
-        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        connection.close()
+            return names
+        with connection:
+            connection.settimeout(PEER_POLL_S)
+            try:
+                names.add(connection.recv(256).decode(errors="replace").strip())
+            except OSError:
+                pass
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
