@@ -28,8 +28,8 @@ ROUNDS_DISAGREE = 0.25
 """Rounds disagree when the largest of their values exceeds the smallest by more than this: a case's
 round medians (its row is noted: the machine changed pace while it was measured), or the per-round
 speed-ups of a switch (no speed-up is claimed).  25%: on this project's quiet 2-core VM the round
-medians of 29 of the 32 default cases stayed within it (blocks of 3 steps; README "Rounds"), the
-per-round speed-ups of every significant switch within 16%; a core lost to another program slows
+medians of 25 of the 32 default cases stayed within it (blocks of 3 steps; README "Rounds"), the
+per-round speed-ups of every significant switch within 20%; a core lost to another program slows
 a block by 1.5-2x."""
 
 
