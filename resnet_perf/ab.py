@@ -29,9 +29,10 @@ from resnet_perf.errors import UserError
 from resnet_perf.regression import ALPHA, parse_threshold
 
 ROUNDS_IN_TURN = 60
-"""One step per turn, 60 turns per case and variant: on this project's 2-core VM, 60 one-step pairs
-gave a 95% interval of about +-2-3% on B/A, where 20 three-step blocks in the same time gave
-+-6-12% (the machine changes pace within a second; README "Interleaved A/B")."""
+"""One step per turn, 60 turns per case and variant: on this project's 2-core VM, A/A on the regress
+matrix, 60 one-step pairs gave 95% intervals of +-1.8 to +-2.8% on B/A, where 10 pairs of 3-step
+blocks (half the steps) gave +-5 to +-16%: the machine changes pace within a second, so the closer
+the two halves of a pair, the more of it cancels (README "Interleaved A/B")."""
 ROUNDS_FRESH = 10
 STEPS_PER_TURN = 1
 

@@ -86,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         return cli.fail_if_unsupported(error)
     except KeyboardInterrupt as stop:
-        return cli.fail(UserError("interrupted: no table (the rounds were not finished)"), cli.interrupted_status(stop))
+        return cli.fail(UserError("interrupted: no table (the rounds were not finished)"),
+                        cli.interrupted_status(stop))
     from tabulate import tabulate
 
     print(tabulate(summary_rows(times, args.batch_size), headers=["step", "median ms", "img/s", "x first"],

@@ -150,7 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         return cli.fail_if_unsupported(error)
     except KeyboardInterrupt as stop:
-        return cli.fail(UserError("interrupted: the profiler was stopped, the steps traced so far are in the log directory"), cli.interrupted_status(stop))
+        return cli.fail(UserError("interrupted: the profiler was stopped, the steps traced so far are in the log directory"),
+                        cli.interrupted_status(stop))
 
 
 def _profile(config: RunConfig, mode: str, logdir: Path, options: TracerOptions, group_by: str, top: int) -> int:
