@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             b = variants.Variant("B", _label("working tree", args.b_python, b_env), variants.PACKAGE_ROOT,
                                  pythons["b"], b_env)
             print(f"A: {a.label}\nB: {b.label}\nsuite options: {' '.join(suite_args) or '(defaults)'}", flush=True)
-            folder = args.results_dir / f"ab-{stamp}"
+            folder = abtest.process_folder(args.results_dir, stamp)
             if args.fresh_processes:
                 measured = abtest.alternate([a, b], args.rounds, suite_args, folder, report=_say)
                 rows, files = abtest.ab_rows(measured), [str(done.result_file) for done in measured]

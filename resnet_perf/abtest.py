@@ -15,6 +15,7 @@ interval over the rounds (``resnet_perf.intervals.paired_ratio``).
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -35,6 +36,18 @@ from resnet_perf.variants import Variant
 PROCESS_TIMEOUT_S = 4 * 3600
 CONFIG_FIELDS = ("run_id", "mode", "model", "depth", "batch_size", "image_size", "precision", "xla", "layout")
 JUDGED_METRICS = ("images_per_sec",)
+_PROCESS_FOLDER = re.compile(r"ab-\d{8}T\d{6}Z")
+
+
+def process_folder(results_dir: Path, stamp: str) -> Path:
+    """Where the A/B run of ``stamp`` (``%Y%m%dT%H%M%SZ``) keeps its suite processes' result files."""
+    return results_dir / f"ab-{stamp}"
+
+
+def is_process_file(path: Path) -> bool:
+    """Whether ``path`` is one of an A/B run's suite process files: half of a pair measured in turns
+    (or a fresh process of one round), not a run of its own, so history leaves it out."""
+    return bool(_PROCESS_FOLDER.fullmatch(path.parent.name))
 
 
 @dataclass(frozen=True)

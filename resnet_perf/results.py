@@ -225,6 +225,12 @@ class ResultSet:
         return self.path.stem
 
     @property
+    def time(self) -> datetime | None:
+        """When the run ended: the ``created`` time inside the file, else the UTC time in its name."""
+        stamp = _name_stamp(self.path)
+        return parse_time(self.created) or (stamp[0] if stamp else None)
+
+    @property
     def machine(self) -> dict[str, Any] | None:
         """The fingerprint of the machine the results were measured on (``resnet_perf.fingerprint``)."""
         machine = self.environment.get("machine")
@@ -272,19 +278,35 @@ def _from_pytest_benchmark(path: Path, payload: dict[str, Any]) -> ResultSet:
 _STAMPED_NAME = re.compile(r"(\d{8}T\d{6}Z)(?:-(\d+))?$")
 
 
-def _written_at(path: Path) -> tuple[str, int, str]:
-    """When a result file was written, for ordering: the UTC time in its name (``bench-20261126T145438Z``,
-    ``-2`` for a second file of that second), else the ``created`` time inside it."""
+def _name_stamp(path: Path) -> tuple[datetime, int] | None:
+    """The UTC time in a result file's name (``bench-20261126T145438Z``) and its counter (``-2`` for
+    a second file of that second), or ``None``."""
     stamped = _STAMPED_NAME.search(path.stem)
-    if stamped:
-        moment = datetime.strptime(stamped.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
-        return moment.isoformat(), int(stamped.group(2) or 1), path.name
-    payload = _read_json(path)
-    created = payload.get("created") if isinstance(payload, dict) else None
+    if not stamped:
+        return None
+    moment = datetime.strptime(stamped.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    return moment, int(stamped.group(2) or 1)
+
+
+def parse_time(text: Any) -> datetime | None:
+    """An ISO 8601 time as an aware UTC datetime (a time without zone is taken as UTC); else ``None``."""
     try:
-        moment = datetime.fromisoformat(created).astimezone(timezone.utc) if isinstance(created, str) else None
+        moment = datetime.fromisoformat(text) if isinstance(text, str) else None
     except ValueError:
-        moment = None
+        return None
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def _written_at(path: Path) -> tuple[str, int, str]:
+    """When a result file was written, for ordering: the UTC time in its name, else the ``created``
+    time inside it."""
+    stamp = _name_stamp(path)
+    if stamp:
+        return stamp[0].isoformat(), stamp[1], path.name
+    payload = _read_json(path)
+    moment = parse_time(payload.get("created") if isinstance(payload, dict) else None)
     if moment is None:
         raise UserError(f"{path} has no time in its name nor a 'created' time inside: cannot tell how new it is")
     return moment.isoformat(timespec="seconds"), 1, path.name

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet_perf import ab, compare, interleave, launch, model, profile, train
+from resnet_perf import ab, compare, interleave, launch, model, profile, report, train
 from resnet_perf.results import result_payload, write_results
 from tests.fmnist_files import write_dataset
 
@@ -78,6 +78,10 @@ CASES = [
     (interleave, ["--precisions", "fp8"], {}, "unknown precision 'fp8'"),
     (interleave, ["--rounds", "0"], {}, "--rounds must be at least 1"),
     (interleave, ["--xla", "off,maybe"], {}, "--xla takes off, on or off,on"),
+    (report, ["{ws}/nowhere"], {}, "nowhere does not exist"),
+    (report, ["{ws}/foreign.json"], {}, "no result with a value to track in"),
+    (report, ["{ws}/existing.json", "--html", "{ws}/existing.json/site"], {}, "cannot write the report to"),
+    (report, ["{ws}/existing.json", "--format", "html"], {}, "invalid choice: 'html'"),
     (ab, [], {}, "A and B are the same"),
     (ab, ["--base", "HEAD", "--rounds", "1"], {}, "--rounds must be at least 2"),
     (ab, ["--base", "no-such-revision"], {}, "'no-such-revision' names no commit"),
