@@ -30,7 +30,7 @@ from resnet_perf.fingerprint import fingerprint
 from resnet_perf.measure import PEAK_READINGS
 from resnet_perf.precision import compute_dtype
 from resnet_perf.results import check_writable
-from resnet_perf.train import TrainConfig
+from resnet_perf.recipes import TrainConfig
 
 resnet_perf.quiet_tensorflow_logs()  # before the test modules import TensorFlow
 

@@ -15,7 +15,7 @@ import pytest
 
 from resnet_perf.data import DataError, locate
 from resnet_perf.subprocess_run import run_module
-from resnet_perf.train import TrainConfig
+from resnet_perf.recipes import TrainConfig
 
 TIMEOUT_S = 4 * 3600
 

@@ -35,6 +35,10 @@ INSTALL_HINT = "install it with 'apt-get install dataset-fashion-mnist' or point
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
 IMAGE_SIDE = 28
 NUM_CLASSES = 10
+AUGMENTATIONS = ("none", "flip-translate")
+"""flip-translate: each training image flipped left-right with probability 1/2 and shifted by up to
+``TRANSLATE_PIXELS`` in each direction (``flip_and_translate``)."""
+TRANSLATE_PIXELS = 2
 
 # SHA-256 of the decompressed IDX payloads of Zalando's Fashion-MNIST, as shipped by Debian's
 # dataset-fashion-mnist 0.0~git20200523.55506a9-1.  The payload is hashed, not the .gz: Debian's
@@ -167,13 +171,31 @@ def load_split(folder: Path, split: str, limit: int | None = None) -> Images:
     return Images(images, labels, verified)
 
 
+def flip_and_translate(images, pixels: int):
+    """Each image of an NHWC batch flipped left-right with probability 1/2 and shifted by up to
+    ``pixels`` in each direction, zeros filling in (Fashion-MNIST's background)."""
+    import tensorflow as tf
+
+    images = tf.image.random_flip_left_right(images)  # each image of a 4-D batch on its own
+    count = tf.shape(images)[0]
+    shifts = tf.cast(tf.random.uniform((count, 2), -pixels, pixels + 1, dtype=tf.int32), tf.float32)
+    ones, zeros = tf.ones((count, 1)), tf.zeros((count, 1))
+    # Projective transforms map output to input points: [1, 0, dx, 0, 1, dy, 0, 0] shifts by (-dx, -dy).
+    transforms = tf.concat([ones, zeros, shifts[:, :1], zeros, ones, shifts[:, 1:], zeros, zeros], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(images=images, transforms=transforms,
+                                                 output_shape=tf.shape(images)[1:3], fill_value=0.0,
+                                                 interpolation="NEAREST", fill_mode="CONSTANT")
+
+
 def make_dataset(split: Images, *, batch_size: int, image_size: int = IMAGE_SIDE, layout: str = "nhwc",
-                 training: bool, seed: int = 0):
+                 training: bool, seed: int = 0, augment: str = "none"):
     """A ``tf.data`` pipeline of (images, labels) batches.
 
     Images become float32 in [0, 1] with one channel, resized (bilinear) when ``image_size`` is not
     28, in the layout asked for.  Training shuffles with ``seed`` anew each epoch and drops the last
     partial batch, so every step has the same shape and nothing retraces; evaluation keeps it.
+    ``augment="flip-translate"`` (training only) flips and shifts each training image anew every
+    epoch (``flip_and_translate``, by ``TRANSLATE_PIXELS``).
     Both repeat without end: a run reads each through one iterator, a known number of batches at a
     time (an epoch's worth, or the test set's), instead of making and destroying an iterator per pass.
     """
@@ -183,6 +205,8 @@ def make_dataset(split: Images, *, batch_size: int, image_size: int = IMAGE_SIDE
         images = tf.cast(images, tf.float32)[..., tf.newaxis] / 255.0
         if image_size != IMAGE_SIDE:
             images = tf.image.resize(images, (image_size, image_size))
+        if training and augment == "flip-translate":
+            images = flip_and_translate(images, TRANSLATE_PIXELS)
         if layout == "nchw":
             images = tf.transpose(images, (0, 3, 1, 2))
         return images, tf.cast(labels, tf.int32)

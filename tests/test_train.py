@@ -10,7 +10,9 @@ import pytest
 
 from resnet_perf.config import RunConfig
 from resnet_perf.errors import UserError
-from resnet_perf.train import EpochTiming, TrainConfig, main, train
+from resnet_perf.recipes import TrainConfig
+from resnet_perf.train import main
+from resnet_perf.trainer import EpochTiming, train
 from tests.fmnist_files import write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent

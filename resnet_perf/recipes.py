@@ -1,0 +1,174 @@
+"""Training recipes and the configuration of a training run (no TensorFlow here).
+
+A recipe is data: every setting of how a ResNet is trained on Fashion-MNIST, under one name, in
+this module only.  ``python -m resnet_perf.train --recipe NAME`` starts from it and any flag changes
+one setting; the result records the recipe's name and every setting the run used.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from resnet_perf.config import RunConfig
+from resnet_perf.data import AUGMENTATIONS, NUM_CLASSES
+from resnet_perf.errors import UserError
+
+SCHEDULES = ("cosine", "linear", "constant")
+"""cosine / linear: linear warm-up over the first ``WARMUP_FRACTION`` of the steps, then down to 0."""
+WARMUP_FRACTION = 0.1
+STRATEGIES = ("mirrored", "multiworker")
+"""mirrored: MirroredStrategy on this machine; multiworker: MultiWorkerMirroredStrategy from TF_CONFIG."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train: the model and its precision, the input, the optimisation, the evaluation."""
+
+    name: str
+    description: str
+    depth: int
+    precision: str
+    image_size: int
+    batch_size: int
+    epochs: int
+    lr: float
+    schedule: str
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    label_smoothing: float
+    augment: str
+    test_flip: bool
+    target_accuracy: float
+
+
+RECIPES = {recipe.name: recipe for recipe in (
+    Recipe("fast", "this suite's recipe for time to accuracy on a CPU (README, 'Time to accuracy')",
+           depth=18, precision="mixed_bf16", image_size=32, batch_size=256, epochs=10, lr=0.2, schedule="cosine",
+           momentum=0.9, nesterov=True, weight_decay=5e-4, label_smoothing=0.0, augment="none", test_flip=False,
+           target_accuracy=0.93),
+    Recipe("d2l", "the seed article's settings (Dive into Deep Learning, ResNet chapter): 96x96, plain SGD "
+                  "at 0.05, batch 256, 10 epochs, float32",
+           depth=18, precision="fp32", image_size=96, batch_size=256, epochs=10, lr=0.05, schedule="constant",
+           momentum=0.0, nesterov=False, weight_decay=0.0, label_smoothing=0.0, augment="none", test_flip=False,
+           target_accuracy=0.91),
+)}
+DEFAULT_RECIPE = "fast"
+RECIPE_SETTINGS = tuple(field.name for field in fields(Recipe) if field.name not in ("name", "description"))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run: the model/step config, the recipe's settings, and where and how to run it."""
+
+    run: RunConfig
+    recipe: str = DEFAULT_RECIPE
+    epochs: int = RECIPES[DEFAULT_RECIPE].epochs
+    lr: float = RECIPES[DEFAULT_RECIPE].lr
+    schedule: str = RECIPES[DEFAULT_RECIPE].schedule
+    momentum: float = RECIPES[DEFAULT_RECIPE].momentum
+    nesterov: bool = RECIPES[DEFAULT_RECIPE].nesterov
+    weight_decay: float = RECIPES[DEFAULT_RECIPE].weight_decay
+    label_smoothing: float = RECIPES[DEFAULT_RECIPE].label_smoothing
+    augment: str = RECIPES[DEFAULT_RECIPE].augment
+    test_flip: bool = RECIPES[DEFAULT_RECIPE].test_flip
+    target_accuracy: float = RECIPES[DEFAULT_RECIPE].target_accuracy
+    stop_at_target: bool = False
+    replicas: int | str = "auto"
+    seed: int = 0
+    data_dir: str | None = None
+    limit_train: int | None = None
+    limit_test: int | None = None
+    strategy: str = "mirrored"
+
+    def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise UserError(f"unknown recipe {self.recipe!r}: choose one of {', '.join(RECIPES)}")
+        if self.strategy not in STRATEGIES:
+            raise UserError(f"unknown strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+        if self.strategy == "multiworker" and self.replicas != "auto":
+            raise UserError("--replicas must be 'auto' with --strategy multiworker: the replicas are the "
+                            "workers in TF_CONFIG times each worker's devices")
+        if self.epochs < 1:
+            raise UserError(f"epochs must be at least 1, got {self.epochs}")
+        for name in ("lr", "momentum", "weight_decay", "label_smoothing", "target_accuracy"):
+            if not math.isfinite(getattr(self, name)):
+                raise UserError(f"{name.replace('_', ' ')} must be a finite number, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise UserError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise UserError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"unknown schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
+        if self.augment not in AUGMENTATIONS:
+            raise UserError(f"unknown augmentation {self.augment!r}: choose one of {', '.join(AUGMENTATIONS)}")
+        if self.weight_decay < 0:
+            raise UserError(f"weight decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.label_smoothing < 1:
+            raise UserError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 < self.target_accuracy <= 1:
+            raise UserError(f"target accuracy must be in (0, 1], got {self.target_accuracy}")
+        for name in ("limit_train", "limit_test"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UserError(f"{name.replace('_', '-')} must be at least 1, got {value}")
+        if isinstance(self.replicas, int):
+            self.check_replicas(self.replicas)
+
+    @classmethod
+    def from_recipe(cls, name: str = DEFAULT_RECIPE, xla: bool = False, layout: str = "nhwc",
+                    **overrides: Any) -> TrainConfig:
+        """The run of recipe ``name`` with ``overrides`` (any recipe setting or run field)."""
+        if name not in RECIPES:
+            raise UserError(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
+        settings = {key: value for key, value in asdict(RECIPES[name]).items() if key in RECIPE_SETTINGS}
+        settings.update(overrides)
+        run = RunConfig(depth=settings.pop("depth"), batch_size=settings.pop("batch_size"),
+                        image_size=settings.pop("image_size"), precision=settings.pop("precision"),
+                        channels=1, num_classes=NUM_CLASSES, xla=xla, layout=layout)
+        return cls(run=run, recipe=name, **settings)
+
+    def check_replicas(self, replicas: int) -> None:
+        """The global batch must split evenly over the replicas."""
+        if replicas < 1:
+            raise UserError(f"replicas must be 'auto' or a positive integer, got {replicas}")
+        if self.run.batch_size % replicas:
+            raise UserError(f"global batch {self.run.batch_size} does not divide over {replicas} replicas; "
+                            f"choose a multiple of {replicas}")
+
+    @property
+    def run_id(self) -> str:
+        """The model/step run_id, then replicas (or ``mw``: multi-worker) and epochs:
+        ``resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-r2-e1``."""
+        spread = "mw" if self.strategy == "multiworker" else f"r{self.replicas}"
+        return f"{self.run.run_id}-{spread}-e{self.epochs}"
+
+    def changed_settings(self) -> dict[str, Any]:
+        """The recipe settings this run changed: ``{setting: value}``."""
+        recipe, mine = asdict(RECIPES[self.recipe]), self.as_dict()
+        return {name: mine[name] for name in RECIPE_SETTINGS if mine[name] != recipe[name]}
+
+    def as_dict(self) -> dict[str, Any]:
+        fields_ = asdict(self)
+        fields_.pop("run")
+        return {**self.run.as_dict(), **fields_, "run_id": self.run_id}
+
+    def argv(self) -> list[str]:
+        """The ``python -m resnet_perf.train`` arguments that describe this run."""
+        run = self.run
+        args = ["--recipe", self.recipe, "--depth", run.depth, "--epochs", self.epochs, "--batch-size", run.batch_size,
+                "--replicas", self.replicas, "--precision", run.precision, "--xla", "on" if run.xla else "off",
+                "--layout", run.layout, "--image-size", run.image_size, "--lr", self.lr,
+                "--schedule", self.schedule, "--momentum", self.momentum,
+                "--nesterov", "on" if self.nesterov else "off", "--weight-decay", self.weight_decay,
+                "--label-smoothing", self.label_smoothing, "--augment", self.augment,
+                "--test-flip", "on" if self.test_flip else "off",
+                "--target-accuracy", self.target_accuracy, "--seed", self.seed, "--strategy", self.strategy]
+        if self.stop_at_target:
+            args.append("--stop-at-target")
+        for flag, value in (("--data-dir", self.data_dir), ("--limit-train", self.limit_train),
+                            ("--limit-test", self.limit_test)):
+            if value is not None:
+                args += [flag, value]
+        return [str(arg) for arg in args]
