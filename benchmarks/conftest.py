@@ -3,8 +3,8 @@
     pytest benchmarks/ --benchmark-only [--depths 18,50] [--precisions fp32,mixed_bf16] [--xla off,on]
         [--layouts nhwc] [--batch-size 16] [--image-size 112] [--rounds 3] [--steps 3] [--warmup 2]
         [--peak-readings 3] [--reference keras] [--results-dir results] [--per-machine] [--profile-dir DIR] [--profile-steps 3]
-        [--train-depths 18] [--train-precisions mixed_bf16] [--train-replicas 1] [--train-epochs 1]
-        [--train-strategy mirrored|multiworker] [--train-workers 2]
+        [--train-recipe fast] [--train-to-target] [--train-depths 18] [--train-precisions mixed_bf16]
+        [--train-replicas 1] [--train-epochs 1] [--train-strategy mirrored|multiworker] [--train-workers 2]
 
 At the end of the session every measured (and skipped) case is printed as one table and written
 to ``{results-dir}/bench-<UTC time>.json`` (never over an earlier file), also after a failure,
@@ -23,14 +23,13 @@ import pytest
 
 import resnet_perf
 from resnet_perf.cli import ON_OFF
-from resnet_perf.config import RunConfig, expand_matrix
-from resnet_perf.data import NUM_CLASSES
+from resnet_perf.config import expand_matrix
 from resnet_perf.errors import UserError
 from resnet_perf.fingerprint import fingerprint
 from resnet_perf.measure import PEAK_READINGS
 from resnet_perf.precision import compute_dtype
 from resnet_perf.results import check_writable
-from resnet_perf.recipes import TrainConfig
+from resnet_perf.recipes import DEFAULT_RECIPE, RECIPES, TrainConfig
 
 resnet_perf.quiet_tensorflow_logs()  # before the test modules import TensorFlow
 
@@ -85,13 +84,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "PROFILE_DIR/<run_id>-<step> (view: tensorboard --logdir PROFILE_DIR)")
     group.addoption("--profile-steps", type=int, default=3, help="traced steps per case with --profile-dir (default 3)")
     training = parser.getgroup("resnet_perf training", "Fashion-MNIST training benchmark (test_fashion_mnist)")
-    training.addoption("--train-depths", default="18", help="depths to train (default 18)")
-    training.addoption("--train-precisions", default="mixed_bf16", help="precisions to train (default mixed_bf16)")
+    training.addoption("--train-recipe", default=DEFAULT_RECIPE, choices=tuple(RECIPES),
+                       help=f"the recipe the training cases start from (resnet_perf.recipes; default {DEFAULT_RECIPE}); "
+                            "the options below change its settings")
+    training.addoption("--train-depths", help="depths to train (default: the recipe's)")
+    training.addoption("--train-precisions", help="precisions to train (default: the recipe's)")
     training.addoption("--train-replicas", default="1",
                        help="MirroredStrategy replicas: N GPUs or N logical CPU devices (default 1)")
-    training.addoption("--train-epochs", type=int, default=1, help="epochs over all 60,000 images (default 1)")
-    training.addoption("--train-batch-size", type=int, default=256, help="global batch (default 256)")
-    training.addoption("--train-image-size", type=int, default=32, help="images resized to (default 32)")
+    training.addoption("--train-epochs", type=int,
+                       help="epochs over all 60,000 images (default 1; with --train-to-target the recipe's)")
+    training.addoption("--train-to-target", action="store_true",
+                       help="train to the recipe's target accuracy (stopping there) and record the time to it")
+    training.addoption("--train-batch-size", type=int, help="global batch (default: the recipe's)")
+    training.addoption("--train-image-size", type=int, help="images resized to (default: the recipe's)")
     training.addoption("--train-strategy", choices=("mirrored", "multiworker"), default="mirrored",
                        help="mirrored: one process; multiworker: --train-workers processes on this machine "
                             "(python -m resnet_perf.launch), --train-replicas ignored (default mirrored)")
@@ -179,14 +184,17 @@ def pytest_configure(config: pytest.Config) -> None:
             image_sizes=_comma_list(option.image_size, int, "--image-size"),
             warmup=option.warmup, steps=option.steps, rounds=option.rounds,
             reference=option.reference)
+        recipe = RECIPES[option.train_recipe]
         training = [
-            TrainConfig(run=RunConfig(depth=depth, batch_size=option.train_batch_size,
-                                      image_size=option.train_image_size, channels=1, num_classes=NUM_CLASSES,
-                                      precision=precision),
-                        epochs=option.train_epochs, replicas=replicas, limit_train=option.train_limit,
-                        limit_test=option.train_limit, strategy=option.train_strategy)
-            for depth in _comma_list(option.train_depths, int, "--train-depths")
-            for precision in _comma_list(option.train_precisions, str, "--train-precisions")
+            TrainConfig.from_recipe(recipe.name, depth=depth, precision=precision,
+                                    batch_size=option.train_batch_size or recipe.batch_size,
+                                    image_size=option.train_image_size or recipe.image_size,
+                                    epochs=option.train_epochs or (recipe.epochs if option.train_to_target else 1),
+                                    stop_at_target=option.train_to_target, replicas=replicas,
+                                    limit_train=option.train_limit, limit_test=option.train_limit,
+                                    strategy=option.train_strategy)
+            for depth in _comma_list(option.train_depths or str(recipe.depth), int, "--train-depths")
+            for precision in _comma_list(option.train_precisions or recipe.precision, str, "--train-precisions")
             for replicas in (["auto"] if option.train_strategy == "multiworker"
                              else _comma_list(option.train_replicas, int, "--train-replicas"))]
         if option.train_workers < 1:

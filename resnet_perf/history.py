@@ -7,9 +7,10 @@ without one), so different hardware is never drawn as one line nor searched for 
 - ``bench`` files (the suite; pytest-benchmark JSON too): per step row, images/s and MFU % (derived
   when read, ``resnet_perf.flops``); per memory row, its peak memory in MiB; the suite's
   Fashion-MNIST case counts as a training run.
-- ``train`` files and training rows: final test accuracy, training time and, where the file's
-  summary has it, time to the target accuracy (a run that missed it is a point without a value,
-  noted ``not reached``).
+- ``train`` files and training rows: final test accuracy, training time and time to the target
+  accuracy (a run that missed it is a point without a value, noted ``not reached``; a suite run
+  that was not told to train to the target has none); ``train_seeds`` files (``train --seeds``):
+  the median time to target over the seeds, with min and max as its interval.
 - ``ab`` files: B/A images/s with its interval, per configuration and step (``resnet_perf.abtest``).
 - ``profile`` files add no value; their trace is linked from their case, as a step row's ``trace``.
 
@@ -111,24 +112,44 @@ def _bench_values(row: dict[str, Any]) -> dict[str, float | None]:
 
 def _training_points(result: ResultSet) -> Iterable[dict[str, Any]]:
     """Per training run in the file (rows of one ``run_id``, one per epoch): its final accuracy,
-    training time and, from a ``train`` file's summary, its time to target."""
+    training time and time to target (the clock at the end of the first evaluation that reached
+    it; from the summary of a ``train`` file written before rows kept the clock)."""
     runs: dict[str, list[dict[str, Any]]] = {}
     for row in result.rows:
         if row.get("bench") == "train" and not row.get("skipped") and not row.get("error"):
             runs.setdefault(str(row["run_id"]), []).append(row)
     summary = result.metadata.get("summary") if isinstance(result.metadata.get("summary"), dict) else {}
     for run_id, rows in runs.items():
-        last = max(rows, key=lambda row: _number(row.get("epoch")) or 0)
-        target = _number(last.get("target_accuracy"))
+        rows = sorted(rows, key=lambda row: _number(row.get("epoch")) or 0)
+        last, target = rows[-1], _number(rows[-1].get("target_accuracy"))
         step = f"fashion-mnist to {target:g}" if target is not None else "fashion-mnist"
         yield {"config": run_id, "step": step, "metric": "final_test_accuracy",
                "value": _number(last.get("test_accuracy"))}
         yield {"config": run_id, "step": step, "metric": "train_time_s",
                "value": _number(last.get("cumulative_train_time_s"))}
-        if result.kind == "train" and "time_to_target_s" in summary and len(runs) == 1:
+        if target is None or not (result.kind == "train" or last.get("stop_at_target")):
+            continue  # a suite run of a few epochs does not try to reach the target
+        if all(_number(row.get("clock_s")) is not None for row in rows):
+            reached = next((row["clock_s"] for row in rows if (_number(row.get("test_accuracy")) or 0) >= target), None)
+        elif "time_to_target_s" in summary and len(runs) == 1:
             reached = _number(summary["time_to_target_s"])
-            yield {"config": run_id, "step": step, "metric": "time_to_target_s", "value": reached,
-                   "note": "" if reached is not None else "not reached"}
+        else:
+            continue
+        yield {"config": run_id, "step": step, "metric": "time_to_target_s", "value": reached,
+               "note": "" if reached is not None else "not reached"}
+
+
+def _seeds_points(result: ResultSet) -> Iterable[dict[str, Any]]:
+    """A ``train_seeds`` file: the median time to target over its seeds, min and max as the interval."""
+    config = result.metadata.get("config") if isinstance(result.metadata.get("config"), dict) else {}
+    summary = result.metadata.get("summary") if isinstance(result.metadata.get("summary"), dict) else {}
+    target, seeds = _number(config.get("target_accuracy")), summary.get("of")
+    if not isinstance(config.get("run_id"), str) or target is None or not isinstance(seeds, int):
+        return
+    yield {"config": config["run_id"], "step": f"fashion-mnist to {target:g}, {seeds} seeds",
+           "metric": "time_to_target_s", "value": _number(summary.get("median_time_to_target_s")),
+           "low": _number(summary.get("min_time_to_target_s")), "high": _number(summary.get("max_time_to_target_s")),
+           "note": f"{summary.get('reached')} of {seeds} seeds reached it"}
 
 
 def _ab_points(result: ResultSet) -> Iterable[dict[str, Any]]:
@@ -143,6 +164,9 @@ def _ab_points(result: ResultSet) -> Iterable[dict[str, Any]]:
 def _file_points(result: ResultSet) -> Iterable[dict[str, Any]]:
     if result.kind == "ab":
         yield from ({"kind": "ab", **point} for point in _ab_points(result))
+        return
+    if result.kind == "train_seeds":
+        yield from ({"kind": "train", **point} for point in _seeds_points(result))
         return
     for row in result.rows:
         if row.get("error") or row.get("skipped"):
@@ -161,7 +185,7 @@ def _profile_traces(result: ResultSet) -> Iterable[tuple[str, str]]:
         yield from dict.fromkeys((str(row.get("run_id")), str(row.get("mode"))) for row in result.rows)
 
 
-READ_KINDS = ("bench", "train", "ab", "profile")
+READ_KINDS = ("bench", "train", "train_seeds", "ab", "profile")
 
 
 def load_history(paths: Sequence[str | Path]) -> History:

@@ -2,7 +2,8 @@
 
 A file is ``{"schema": "resnet_perf/results", "schema_version": 2, "kind": ..., "created": ...,
 "environment": {...}, ...metadata, "rows": [...]}``; ``kind`` is ``bench`` (the benchmark suite),
-``train`` (``python -m resnet_perf.train``) or ``profile`` (``python -m resnet_perf.profile``); the
+``train`` (``python -m resnet_perf.train``), ``train_seeds`` (``train --seeds``), ``ab``
+(``python -m resnet_perf.ab``) or ``profile`` (``python -m resnet_perf.profile``); the
 environment holds the versions, devices and git commit.  Each row is flat (config fields,
 ``mode``, raw ``step_times_s`` and their stats, ``round_medians_s`` (the suite measures in rounds:
 ``resnet_perf.rounds``), ``flops_per_step``) so pandas can pivot rows without special cases.  A row
@@ -169,7 +170,8 @@ ROW_FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "cpu_threads": (int,), "cpu_time_s": _NUMBER, "steal_s": _NUMBER, "throttled_s": _NUMBER,
     "median_s": _NUMBER, "mean_s": _NUMBER, "p90_s": _NUMBER, "p99_s": _NUMBER, "min_s": _NUMBER,
     "stddev_s": _NUMBER, "cv": _NUMBER, "compile_s": _NUMBER, "flops_per_step": _NUMBER, "round_spread": _NUMBER,
-    "host_rss_added_bytes": _NUMBER, "device_peak_bytes": _NUMBER, "epoch_time_s": _NUMBER,
+    "host_rss_added_bytes": _NUMBER, "device_peak_bytes": _NUMBER, "epoch_time_s": _NUMBER, "clock_s": _NUMBER,
+    "target_accuracy": _NUMBER, "stop_at_target": (bool,),
     "images_per_sec": _NUMBER, "train_loss": _NUMBER, "train_accuracy": _NUMBER, "test_accuracy": _NUMBER,
     "step_times_s": (list,), "round_medians_s": (list,),
 }

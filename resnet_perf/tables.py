@@ -168,6 +168,7 @@ TRAINING_COLUMNS = {
     "train_loss": "train loss",
     "train_accuracy": "train acc",
     "test_accuracy": "test acc",
+    "clock_s": "clock s",
     "skipped": "note",
 }
 

@@ -120,9 +120,10 @@ def test_every_kind_of_result_file_feeds_its_series(tmp_path, capsys):
     folder = tmp_path / "results"
     train = {"bench": "train", "run_id": "resnet18-train", "target_accuracy": 0.9}
     _write(folder / "train-reached.json", "train",
-           [{**train, "epoch": 1, "test_accuracy": 0.85, "cumulative_train_time_s": 50.0},
-            {**train, "epoch": 2, "test_accuracy": 0.92, "cumulative_train_time_s": 100.0}],
-           "2026-11-02T00:00:00+00:00", summary={"time_to_target_s": 100.0})
+           [{**train, "epoch": 1, "test_accuracy": 0.85, "cumulative_train_time_s": 50.0, "clock_s": 55.0},
+            {**train, "epoch": 2, "test_accuracy": 0.92, "cumulative_train_time_s": 100.0, "clock_s": 110.0}],
+           "2026-11-02T00:00:00+00:00", summary={"time_to_target_s": 110.0})
+    # a file written before rows kept the clock: its summary says
     _write(folder / "train-missed.json", "train",
            [{**train, "epoch": 1, "test_accuracy": 0.80, "cumulative_train_time_s": 60.0}],
            "2026-11-03T00:00:00+00:00", summary={"time_to_target_s": None})
@@ -148,7 +149,7 @@ def test_every_kind_of_result_file_feeds_its_series(tmp_path, capsys):
     assert len(history.skipped) == 1 and "notes.json is not a resnet_perf result file" in history.skipped[0]
     by_metric = {metric: group for metric, group in history.points.groupby("metric")}
     target = by_metric["time_to_target_s"]
-    assert target["value"].tolist()[0] == 100.0 and target["value"].isna().tolist() == [False, True]
+    assert target["value"].tolist()[0] == 110.0 and target["value"].isna().tolist() == [False, True]
     assert target["note"].tolist()[1] == "not reached" and set(target["step"]) == {"fashion-mnist to 0.9"}
     assert by_metric["final_test_accuracy"]["value"].tolist() == [0.92, 0.80]
     assert by_metric["train_time_s"]["value"].tolist() == [100.0, 60.0]

@@ -32,6 +32,9 @@ def test_indivisible_global_batch_is_rejected():
     (["--target-accuracy", "91"], "target accuracy must be in (0, 1]"),
     (["--lr", "inf"], "lr must be a finite number, got inf"),
     (["--weight-decay", "nan"], "weight decay must be a finite number, got nan"),
+    (["--momentum", "1"], "momentum must be in [0, 1)"),
+    (["--label-smoothing", "-0.1"], "label smoothing must be in [0, 1)"),
+    (["--seeds", "0,x"], "--seeds expects comma-separated integers"),
 ])
 def test_bad_arguments_are_one_line_and_exit_2(capsys, argv, message):
     assert main(argv) == 2
@@ -127,7 +130,7 @@ def test_a_run_reads_its_training_data_through_one_iterator(tmp_path, monkeypatc
 
 
 def test_a_loss_that_becomes_nan_ends_the_run_keeping_the_finished_epochs(tmp_path, capsys, monkeypatch):
-    from resnet_perf import train as train_module
+    from resnet_perf import trainer as train_module
 
     folder = write_dataset(tmp_path / "data", train=64, test=32)
     output = tmp_path / "train.json"
@@ -148,7 +151,7 @@ def test_a_loss_that_becomes_nan_ends_the_run_keeping_the_finished_epochs(tmp_pa
 
 
 def test_an_interrupted_run_leaves_an_existing_output_file_as_it_was(tmp_path, capsys, monkeypatch):
-    from resnet_perf import train as train_module
+    from resnet_perf import trainer as train_module
 
     folder = write_dataset(tmp_path / "data", train=64, test=32)
     output = tmp_path / "train.json"
@@ -162,3 +165,79 @@ def test_an_interrupted_run_leaves_an_existing_output_file_as_it_was(tmp_path, c
     code = main(["--data-dir", str(folder), "--output", str(output), "--batch-size", "32", "--precision", "fp32"])
     assert code == 130 and "interrupted" in capsys.readouterr().err
     assert output.read_bytes() == before
+
+
+@pytest.mark.parametrize("target, epochs_run, reached_at", [(0.01, 1, 1), (1.0, 2, None)])
+def test_time_to_target_runs_from_the_first_step_to_the_end_of_the_evaluation_that_reached_it(
+        tmp_path, target, epochs_run, reached_at):
+    folder = write_dataset(tmp_path / "data", train=64, test=32)
+    config = TrainConfig(run=RunConfig(depth=18, batch_size=16, image_size=32, channels=1, num_classes=10,
+                                       precision="fp32"), epochs=2, data_dir=str(folder), target_accuracy=target,
+                         stop_at_target=True)
+    payload = train(config, tmp_path / "train.json")
+    rows, summary = payload["rows"], payload["summary"]
+    assert len(rows) == epochs_run  # any accuracy reaches 1%: stopped at the first evaluation
+    clocks = [row["clock_s"] for row in rows]
+    elapsed = 0.0
+    for row, clock in zip(rows, clocks):  # the clock holds the epochs and their evaluations
+        elapsed += row["epoch_time_s"] + row["eval_time_s"]
+        assert clock >= elapsed
+    assert clocks == sorted(clocks)
+    assert summary["epochs_to_target"] == reached_at and summary["completed"]
+    assert summary["stopped_at_target"] == (reached_at is not None)
+    if reached_at:
+        assert summary["time_to_target_s"] == clocks[0] and summary["eval_to_target_s"] == rows[0]["eval_time_s"]
+        assert summary["compile_s"] == rows[0]["compile_s"] > 0
+    else:
+        assert summary["time_to_target_s"] is None and summary["eval_to_target_s"] is None
+
+
+def test_flip_and_translate_moves_each_image_on_its_own_by_at_most_two_pixels():
+    import numpy as np
+    import tensorflow as tf
+
+    from resnet_perf.data import TRANSLATE_PIXELS, flip_and_translate
+
+    images = np.zeros((200, 12, 12, 1), np.float32)
+    images[:, 5, 3, 0] = 1.0  # one lit pixel, off the vertical axis so that a flip moves it
+    tf.random.set_seed(0)
+    moved = flip_and_translate(tf.constant(images), TRANSLATE_PIXELS).numpy()
+    places = set()
+    for image in moved:
+        lit = np.argwhere(image[..., 0] == 1.0)
+        assert len(lit) == 1 and image.sum() == 1.0  # moved, not blurred
+        row, column = lit[0]
+        assert abs(row - 5) <= TRANSLATE_PIXELS
+        assert min(abs(column - 3), abs(column - (11 - 3))) <= TRANSLATE_PIXELS  # shifted, flipped or not
+        places.add((row, column))
+    assert len(places) > 20 and any(column > 6 for _row, column in places)  # each its own; some flipped
+
+
+def test_label_smoothing_is_the_cross_entropy_against_smoothed_labels():
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from resnet_perf.objective import logits_and_loss
+
+    logits = tf.constant([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
+    model = keras.Sequential([keras.layers.Lambda(lambda images: images)])
+    labels = tf.constant([0, 2])
+    _, plain = logits_and_loss(model, logits, labels)
+    _, smoothed = logits_and_loss(model, logits, labels, label_smoothing=0.3)
+    log_probabilities = tf.nn.log_softmax(logits).numpy()
+    targets = np.full((2, 3), 0.1)
+    targets[[0, 1], [0, 2]] += 0.7
+    assert float(smoothed) == pytest.approx(float(-(targets * log_probabilities).sum(-1).mean()), rel=1e-5)
+    assert float(plain) == pytest.approx(float(-log_probabilities[[0, 1], [0, 2]].mean()), rel=1e-5)
+
+
+def test_the_linear_schedule_rises_then_falls_to_zero():
+    from resnet_perf.objective import learning_rate_schedule
+
+    schedule = learning_rate_schedule("linear", 0.4, total_steps=100, warmup_steps=10)
+    values = [float(schedule(step)) for step in (0, 5, 10, 55, 100, 120)]
+    assert values == pytest.approx([0.0, 0.2, 0.4, 0.2, 0.0, 0.0])
+    assert learning_rate_schedule("constant", 0.4, 100, 10) == 0.4
+    cosine = learning_rate_schedule("cosine", 0.4, total_steps=100, warmup_steps=10)
+    assert float(cosine(10)) == pytest.approx(0.4) and float(cosine(100)) == pytest.approx(0.0, abs=1e-6)
