@@ -25,6 +25,9 @@ BACKWARD_MODES = ("fwd_bwd", "train")
 
 LAYOUTS: dict[str, str] = {"nhwc": "channels_last", "nchw": "channels_first"}
 """Layout names on the command line and in configs -> Keras ``data_format``."""
+BATCH_NORMS = ("keras", "fused")
+"""keras: ``keras.layers.BatchNormalization``; fused: the same function as one TensorFlow op each
+way (``resnet_perf.fused_bn.FusedBatchNorm``), faster on a CPU."""
 
 
 MODELS: dict[str, tuple[int, ...]] = {

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import keras
 
 from resnet_perf import cli
-from resnet_perf.config import LAYOUTS, RunConfig
+from resnet_perf.config import BATCH_NORMS, LAYOUTS, RunConfig
 from resnet_perf.errors import UserError
 from resnet_perf.flops import count_macs
 from resnet_perf.precision import dtype_policy
@@ -34,12 +34,13 @@ BN_EPSILON = 1e-5
 
 
 class _Layers:
-    """Makes the layers of one model with the same data format and dtype policy."""
+    """Makes the layers of one model with the same data format, dtype policy and batch norm."""
 
-    def __init__(self, data_format: str, policy: keras.DTypePolicy) -> None:
+    def __init__(self, data_format: str, policy: keras.DTypePolicy, batch_norm: str = "keras") -> None:
         self.data_format = data_format
         self.policy = policy
         self.channel_axis = 1 if data_format == "channels_first" else -1
+        self.batch_norm = batch_norm
 
     def conv(self, filters: int, kernel: int, stride: int, name: str) -> keras.layers.Layer:
         return keras.layers.Conv2D(
@@ -48,6 +49,11 @@ class _Layers:
             dtype=self.policy, name=name)
 
     def bn(self, name: str) -> keras.layers.Layer:
+        if self.batch_norm == "fused":
+            from resnet_perf.fused_bn import FusedBatchNorm
+
+            return FusedBatchNorm(axis=self.channel_axis, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+                                  dtype=self.policy, name=name)
         return keras.layers.BatchNormalization(
             axis=self.channel_axis, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
             dtype=self.policy, name=name)
@@ -116,12 +122,14 @@ def build_resnet(
     input_shape: Sequence[int] = (224, 224, 3),
     data_format: str = "channels_last",
     precision: str = "fp32",
+    batch_norm: str = "keras",
 ) -> keras.Model:
     """Build ResNet-``depth`` (v1.5) as an uncompiled ``keras.Model`` returning float32 logits.
 
     ``input_shape`` is always (height, width, channels); with ``data_format="channels_first"``
     the model takes NCHW tensors.  ``precision`` (``fp32``, ``mixed_fp16``, ``mixed_bf16``) is a
-    dtype policy handed to every layer of this model only.
+    dtype policy handed to every layer of this model only.  ``batch_norm`` (``BATCH_NORMS``) picks
+    Keras's batch normalization or the fused equivalent: same weights, same function.
     """
     spec: ResNetSpec = get_spec(depth)
     height, width, channels = _check_input_shape(input_shape)
@@ -129,7 +137,9 @@ def build_resnet(
         raise UserError(f"num_classes must be a positive integer, got {num_classes!r}")
     if data_format not in DATA_FORMATS:
         raise UserError(f"unknown data_format {data_format!r}: choose one of {', '.join(DATA_FORMATS)}")
-    layers = _Layers(data_format, dtype_policy(precision))
+    if batch_norm not in BATCH_NORMS:
+        raise UserError(f"unknown batch norm {batch_norm!r}: choose one of {', '.join(BATCH_NORMS)}")
+    layers = _Layers(data_format, dtype_policy(precision), batch_norm)
 
     shape = (channels, height, width) if data_format == "channels_first" else (height, width, channels)
     inputs = keras.Input(shape=shape, name="images")

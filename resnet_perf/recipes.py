@@ -10,7 +10,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from resnet_perf.config import RunConfig
+from resnet_perf.config import BATCH_NORMS, RunConfig
 from resnet_perf.data import AUGMENTATIONS, NUM_CLASSES
 from resnet_perf.errors import UserError
 
@@ -29,6 +29,7 @@ class Recipe:
     description: str
     depth: int
     precision: str
+    batch_norm: str
     image_size: int
     batch_size: int
     epochs: int
@@ -45,12 +46,12 @@ class Recipe:
 
 RECIPES = {recipe.name: recipe for recipe in (
     Recipe("fast", "this suite's recipe for time to accuracy on a CPU (README, 'Time to accuracy')",
-           depth=18, precision="mixed_bf16", image_size=32, batch_size=256, epochs=10, lr=0.2, schedule="cosine",
+           depth=18, precision="mixed_bf16", batch_norm="keras", image_size=32, batch_size=256, epochs=10, lr=0.2, schedule="cosine",
            momentum=0.9, nesterov=True, weight_decay=5e-4, label_smoothing=0.0, augment="none", test_flip=False,
            target_accuracy=0.93),
     Recipe("d2l", "the seed article's settings (Dive into Deep Learning, ResNet chapter): 96x96, plain SGD "
                   "at 0.05, batch 256, 10 epochs, float32",
-           depth=18, precision="fp32", image_size=96, batch_size=256, epochs=10, lr=0.05, schedule="constant",
+           depth=18, precision="fp32", batch_norm="keras", image_size=96, batch_size=256, epochs=10, lr=0.05, schedule="constant",
            momentum=0.0, nesterov=False, weight_decay=0.0, label_smoothing=0.0, augment="none", test_flip=False,
            target_accuracy=0.91),
 )}
@@ -64,6 +65,7 @@ class TrainConfig:
 
     run: RunConfig
     recipe: str = DEFAULT_RECIPE
+    batch_norm: str = RECIPES[DEFAULT_RECIPE].batch_norm
     epochs: int = RECIPES[DEFAULT_RECIPE].epochs
     lr: float = RECIPES[DEFAULT_RECIPE].lr
     schedule: str = RECIPES[DEFAULT_RECIPE].schedule
@@ -101,6 +103,8 @@ class TrainConfig:
             raise UserError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.schedule not in SCHEDULES:
             raise UserError(f"unknown schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
+        if self.batch_norm not in BATCH_NORMS:
+            raise UserError(f"unknown batch norm {self.batch_norm!r}: choose one of {', '.join(BATCH_NORMS)}")
         if self.augment not in AUGMENTATIONS:
             raise UserError(f"unknown augmentation {self.augment!r}: choose one of {', '.join(AUGMENTATIONS)}")
         if self.weight_decay < 0:
@@ -139,10 +143,11 @@ class TrainConfig:
 
     @property
     def run_id(self) -> str:
-        """The model/step run_id, then replicas (or ``mw``: multi-worker) and epochs:
-        ``resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-r2-e1``."""
+        """The model/step run_id, ``-fbn`` with the fused batch norm, then replicas (or ``mw``:
+        multi-worker) and epochs: ``resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-r2-e1``."""
         spread = "mw" if self.strategy == "multiworker" else f"r{self.replicas}"
-        return f"{self.run.run_id}-{spread}-e{self.epochs}"
+        model = "-fbn" if self.batch_norm == "fused" else ""
+        return f"{self.run.run_id}{model}-{spread}-e{self.epochs}"
 
     def changed_settings(self) -> dict[str, Any]:
         """The recipe settings this run changed: ``{setting: value}``."""
@@ -157,7 +162,8 @@ class TrainConfig:
     def argv(self) -> list[str]:
         """The ``python -m resnet_perf.train`` arguments that describe this run."""
         run = self.run
-        args = ["--recipe", self.recipe, "--depth", run.depth, "--epochs", self.epochs, "--batch-size", run.batch_size,
+        args = ["--recipe", self.recipe, "--depth", run.depth, "--batch-norm", self.batch_norm, "--epochs", self.epochs,
+                "--batch-size", run.batch_size,
                 "--replicas", self.replicas, "--precision", run.precision, "--xla", "on" if run.xla else "off",
                 "--layout", run.layout, "--image-size", run.image_size, "--lr", self.lr,
                 "--schedule", self.schedule, "--momentum", self.momentum,

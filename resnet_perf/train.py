@@ -21,6 +21,7 @@ from pathlib import Path
 
 from resnet_perf import cli
 from resnet_perf.cluster import STARTUP_TIMEOUT_S, current_task
+from resnet_perf.config import BATCH_NORMS
 from resnet_perf.data import AUGMENTATIONS, IMAGE_SIDE
 from resnet_perf.errors import UserError
 from resnet_perf.recipes import DEFAULT_RECIPE, RECIPES, SCHEDULES, STRATEGIES, TrainConfig
@@ -46,6 +47,9 @@ def build_parser(recipe_name: str = DEFAULT_RECIPE) -> argparse.ArgumentParser:
                         + " (default %(default)s)")
     cli.add_config_options(parser, recipe.run, image_help=f"Fashion-MNIST images (resized from {IMAGE_SIDE})",
                            batch_help="global batch, split over the replicas")
+    parser.add_argument("--batch-norm", choices=BATCH_NORMS, default=recipe.batch_norm,
+                        help="keras: Keras's BatchNormalization; fused: the same function as TensorFlow's fused "
+                             "kernel, one op each way (default %(default)s)")
     on_off = dict(choices=tuple(cli.ON_OFF))
     parser.add_argument("--epochs", type=int, default=recipe.epochs,
                         help="epochs the schedule spans (default %(default)s)")
@@ -101,7 +105,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             raise UserError(f"--replicas must be 'auto' or an integer, got {args.replicas!r}") from None
     run = cli.config_kwargs(args)
     return TrainConfig.from_recipe(
-        args.recipe, xla=run.pop("xla"), layout=run.pop("layout"), **run, epochs=args.epochs, lr=args.lr,
+        args.recipe, xla=run.pop("xla"), layout=run.pop("layout"), **run, batch_norm=args.batch_norm,
+        epochs=args.epochs, lr=args.lr,
         schedule=args.schedule, momentum=args.momentum, nesterov=cli.ON_OFF[args.nesterov],
         weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, augment=args.augment,
         test_flip=cli.ON_OFF[args.test_flip], target_accuracy=args.target_accuracy,

@@ -50,7 +50,8 @@ class Trainer:
         self.multiworker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
         with strategy.scope():
             self.model = build_resnet(run.depth, num_classes=run.num_classes, input_shape=run.input_shape,
-                                      data_format=run.data_format, precision=run.precision)
+                                      data_format=run.data_format, precision=run.precision,
+                                      batch_norm=config.batch_norm)
             optimizer = make_optimizer(run.precision, learning_rate(config, steps_per_epoch), momentum=config.momentum,
                                        nesterov=config.nesterov, weight_decay=config.weight_decay)
             optimizer.build(self.model.trainable_variables)

@@ -5,6 +5,8 @@ import keras
 import numpy as np
 import pytest
 
+from resnet_perf.config import LAYOUTS
+from resnet_perf.errors import UserError
 from resnet_perf.model import build_resnet, count_params, main, stage_output_shapes
 from resnet_perf.specs import DEPTHS, RESNET_SPECS, get_spec
 
@@ -134,3 +136,49 @@ def test_summary_command_bad_input_is_one_line_and_exit_2(capsys, argv, message)
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def _twin_models(layout: str, precision: str = "fp32"):
+    """ResNet-18 with Keras's batch norm and with the fused one, holding the same weights."""
+    shape = (32, 32, 1)
+    plain = build_resnet(18, num_classes=10, input_shape=shape, data_format=LAYOUTS[layout], precision=precision)
+    fused = build_resnet(18, num_classes=10, input_shape=shape, data_format=LAYOUTS[layout], precision=precision,
+                         batch_norm="fused")
+    assert [w.path.split("/")[-1] for w in plain.weights] == [w.path.split("/")[-1] for w in fused.weights]
+    fused.set_weights(plain.get_weights())
+    return plain, fused
+
+
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
+def test_the_fused_batch_norm_computes_what_keras_batch_norm_computes(layout):
+    import tensorflow as tf
+
+    plain, fused = _twin_models(layout)
+    assert count_params(plain) == count_params(fused)
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.normal(1.0, 2.0, (4, 1, 32, 32) if layout == "nchw" else (4, 32, 32, 1)), tf.float32)
+    labels = tf.constant([1, 2, 3, 4])
+    for model in (plain, fused):  # a moving-statistics update each
+        model(images, training=True)
+    for a, b in zip(plain.non_trainable_weights, fused.non_trainable_weights):  # moving mean and variance
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(plain(images, training=False).numpy(), fused(images, training=False).numpy(),
+                               rtol=1e-3, atol=1e-4)
+    gradients = []
+    for model in (plain, fused):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+                labels, model(images, training=True), from_logits=True))
+        gradients.append(tape.gradient(loss, model.trainable_weights))
+    for a, b in zip(*gradients):  # the backward pass too, tensor by tensor (float32 sums in another order)
+        assert np.linalg.norm(a.numpy() - b.numpy()) <= 1e-3 * np.linalg.norm(a.numpy())
+
+
+def test_the_fused_batch_norm_runs_in_mixed_bfloat16():
+    plain, fused = _twin_models("nhwc", "mixed_bf16")
+    images = np.random.default_rng(1).normal(0.5, 1.0, (4, 32, 32, 1)).astype("float32")
+    assert fused.get_layer("stem_bn").gamma.dtype == "float32"  # weights stay float32
+    np.testing.assert_allclose(plain(images, training=False).numpy(), fused(images, training=False).numpy(),
+                               rtol=0.05, atol=0.05)  # bfloat16 keeps 8 bits of mantissa
+    with pytest.raises(UserError, match="unknown batch norm 'batch'"):
+        build_resnet(18, num_classes=10, input_shape=(32, 32, 1), batch_norm="batch")
