@@ -44,18 +44,21 @@ class FusedBatchNorm(keras.layers.Layer):
 
     def call(self, inputs, training: bool | None = None):
         data_format = "NCHW" if self.axis == 1 else "NHWC"
+        # In float32, as Keras's layer computes under mixed precision: the kernel's bfloat16 gradient
+        # sums a whole batch's values per channel in bfloat16 (gamma and beta gradients 30% off).
+        values = tf.cast(inputs, tf.float32)
         if not training:
             outputs, _mean, _variance = tf.compat.v1.nn.fused_batch_norm(
-                inputs, self.gamma, self.beta, mean=self.moving_mean, variance=self.moving_variance,
+                values, self.gamma, self.beta, mean=self.moving_mean, variance=self.moving_variance,
                 epsilon=self.epsilon, data_format=data_format, is_training=False)
-            return outputs
+            return tf.cast(outputs, inputs.dtype)
         outputs, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
-            inputs, self.gamma, self.beta, epsilon=self.epsilon, data_format=data_format, is_training=True)
+            values, self.gamma, self.beta, epsilon=self.epsilon, data_format=data_format, is_training=True)
         count = tf.cast(tf.size(inputs) // tf.shape(inputs)[self.axis], tf.float32)
         variance = unbiased * (count - 1.0) / count
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
         self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
-        return outputs
+        return tf.cast(outputs, inputs.dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
