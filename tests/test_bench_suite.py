@@ -27,8 +27,8 @@ def run_suite(*args: str, timeout: float = 900, data_dir: Path | None = None) ->
 
 @pytest.mark.slow
 def test_tiny_matrix_end_to_end(tmp_path):
-    done = run_suite(*TINY_MATRIX, *TINY_TRAINING, "--results-dir", str(tmp_path / "results"),
-                     "--benchmark-json", str(tmp_path / "benchmark.json"),
+    done = run_suite(*TINY_MATRIX, *TINY_TRAINING, "--train-to-target", "--train-epochs", "2",
+                     "--results-dir", str(tmp_path / "results"), "--benchmark-json", str(tmp_path / "benchmark.json"),
                      data_dir=write_dataset(tmp_path / "data", train=128, test=128))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "resnet_perf results" in done.stdout and "resnet18-fp32-xla-nhwc-b2-32" in done.stdout
@@ -36,7 +36,7 @@ def test_tiny_matrix_end_to_end(tmp_path):
     (saved,) = (tmp_path / "results").glob("bench-*.json")
     result = json.loads(saved.read_text())
     rows = {(row["bench"], row["run_id"], row.get("mode", row.get("epoch"))): row for row in result["rows"]}
-    assert len(rows) == 2 * 4 + 2 * 2 + 1  # 2 configs x (4 steps + 2 memory probes) + 1 training epoch
+    assert len(rows) == 2 * 4 + 2 * 2 + 2  # 2 configs x (4 steps + 2 memory probes) + 2 training epochs
     train = rows[("step", "resnet18-fp32-xla-nhwc-b2-32", "train")]
     for key in ("median_s", "p90_s", "p99_s", "cv", "flops_per_step", "compile_s"):
         assert train[key] > 0, key
@@ -51,10 +51,17 @@ def test_tiny_matrix_end_to_end(tmp_path):
     assert memory["host_rss_added_bytes"] > 0 and "device_peak_bytes" not in memory
     assert result["environment"]["machine"]["software"]["tensorflow"] and result["environment"]["machine"]["id"]
 
-    training = rows[("train", "resnet18-fp32-noxla-nhwc-b32-32-c1-k10-r2-e1", 1)]
+    training = rows[("train", "resnet18-fp32-noxla-nhwc-b32-32-c1-k10-r2-e2", 1)]
     assert training["replicas"] == 2 and training["epoch_time_s"] > 0 and training["images_per_sec"] > 0
     assert (training["test_accuracy"] * 128).is_integer()  # a count of the 128 test images
     assert "training run" in done.stdout  # the training table
+    # --train-to-target: the recipe's target (128 images do not reach it), the clock for the history
+    second = rows[("train", "resnet18-fp32-noxla-nhwc-b32-32-c1-k10-r2-e2", 2)]
+    assert training["stop_at_target"] and training["recipe"] == "fast" and training["clock_s"] < second["clock_s"]
+    from resnet_perf.history import load_history
+
+    history = load_history([saved]).points
+    assert history[history["metric"] == "time_to_target_s"]["note"].tolist() == ["not reached"]
 
     # pytest-benchmark's JSON: the step cases only (the memory and training cases time processes, not
     # steps), each row in extra_info and the session's peak readings once.
