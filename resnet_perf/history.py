@@ -219,7 +219,8 @@ def load_history(paths: Sequence[str | Path]) -> History:
             if point.get("trace"):
                 traces.append({"config": point["config"], "step": point["step"], "machine": machine_id,
                                "time": moment, "trace": point["trace"]})
-    return History(points=_frame(points, POINT_COLUMNS, SERIES_KEY), traces=_frame(traces, TRACE_COLUMNS, TRACE_COLUMNS[:3]),
+    return History(points=_frame(points, POINT_COLUMNS, SERIES_KEY),
+                   traces=_frame(traces, TRACE_COLUMNS, TRACE_COLUMNS[:3]),
                    machines=machines, files=files, skipped=skipped)
 
 

@@ -46,13 +46,13 @@ class Recipe:
 
 RECIPES = {recipe.name: recipe for recipe in (
     Recipe("fast", "this suite's recipe for time to accuracy on a CPU (README, 'Time to accuracy')",
-           depth=18, precision="mixed_bf16", batch_norm="keras", image_size=32, batch_size=256, epochs=6, lr=0.2, schedule="cosine",
-           momentum=0.9, nesterov=True, weight_decay=5e-4, label_smoothing=0.0, augment="none", test_flip=False,
+           depth=18, precision="mixed_bf16", batch_norm="keras", image_size=32, batch_size=256, epochs=6,
+           lr=0.2, schedule="cosine", momentum=0.9, nesterov=True, weight_decay=5e-4, label_smoothing=0.0, augment="none", test_flip=False,
            target_accuracy=0.93),
     Recipe("d2l", "the seed article's settings (Dive into Deep Learning, ResNet chapter): 96x96, plain SGD "
                   "at 0.05, batch 256, 10 epochs, float32",
-           depth=18, precision="fp32", batch_norm="keras", image_size=96, batch_size=256, epochs=10, lr=0.05, schedule="constant",
-           momentum=0.0, nesterov=False, weight_decay=0.0, label_smoothing=0.0, augment="none", test_flip=False,
+           depth=18, precision="fp32", batch_norm="keras", image_size=96, batch_size=256, epochs=10,
+           lr=0.05, schedule="constant", momentum=0.0, nesterov=False, weight_decay=0.0, label_smoothing=0.0, augment="none", test_flip=False,
            target_accuracy=0.91),
 )}
 DEFAULT_RECIPE = "fast"

@@ -91,4 +91,4 @@ def _print_seeds(rows: Sequence[dict[str, Any]], summary: dict[str, Any], target
               f"{summary['min_time_to_target_s']:.1f} s, max {summary['max_time_to_target_s']:.1f} s; "
               f"{summary['reached']} of {summary['of']} seeds reached it")
     else:
-        print(f"time to {target:.2%}: no seed reached it ({summary['of']} run)")
+        print(f"time to {target:.2%}: none of the {summary['of']} seeds reached it")

@@ -241,3 +241,25 @@ def test_the_linear_schedule_rises_then_falls_to_zero():
     assert learning_rate_schedule("constant", 0.4, 100, 10) == 0.4
     cosine = learning_rate_schedule("cosine", 0.4, total_steps=100, warmup_steps=10)
     assert float(cosine(10)) == pytest.approx(0.4) and float(cosine(100)) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_sigterm_mid_run_ends_the_process_keeping_the_finished_epochs(tmp_path):
+    """A tf.data iterator stopped mid-epoch once held the process in its destructor for good."""
+    import signal
+
+    folder = write_dataset(tmp_path / "data", train=256, test=32)
+    output = tmp_path / "train.json"
+    process = subprocess.Popen([sys.executable, "-m", "resnet_perf.train", "--epochs", "500", "--batch-size", "16",
+                                "--precision", "fp32", "--data-dir", str(folder), "--output", str(output)],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stdout:
+            if line.startswith("epoch 2/500"):
+                break
+        process.send_signal(signal.SIGTERM)
+        status = process.wait(timeout=120)  # hanging in teardown would never end
+    finally:
+        process.kill()
+    assert status == 143 and "interrupted" in process.stderr.read()
+    assert len(json.loads(output.read_text())["rows"]) >= 2
