@@ -30,6 +30,8 @@ import pandas as pd
 
 from resnet_perf.abtest import is_process_file, verdict_frame
 from resnet_perf.errors import UserError
+from resnet_perf.config import RunConfig
+from resnet_perf.recipes import training_run_id
 from resnet_perf.results import ResultSet, load_result_set
 from resnet_perf.tables import MIB
 
@@ -61,6 +63,7 @@ SERIES_KEY = ["kind", "config", "step", "metric", "machine"]
 POINT_COLUMNS = [*SERIES_KEY, "time", "value", "low", "high", "note", "commit", "file", "trace"]
 TRACE_COLUMNS = ["config", "step", "machine", "time", "trace"]
 UNKNOWN_MACHINE = "unknown"
+RUN_FIELDS = ("depth", "batch_size", "image_size", "channels", "num_classes", "precision", "xla", "layout")
 
 
 @dataclass
@@ -122,11 +125,11 @@ def _training_points(result: ResultSet) -> Iterable[dict[str, Any]]:
     for run_id, rows in runs.items():
         rows = sorted(rows, key=lambda row: _number(row.get("epoch")) or 0)
         last, target = rows[-1], _number(rows[-1].get("target_accuracy"))
+        run_id = _training_run_id(run_id, last)
         step = f"fashion-mnist to {target:g}" if target is not None else "fashion-mnist"
-        yield {"config": run_id, "step": step, "metric": "final_test_accuracy",
-               "value": _number(last.get("test_accuracy"))}
-        yield {"config": run_id, "step": step, "metric": "train_time_s",
-               "value": _number(last.get("cumulative_train_time_s"))}
+        for metric, column in (("final_test_accuracy", "test_accuracy"), ("train_time_s", "cumulative_train_time_s")):
+            if _number(last.get(column)) is not None:
+                yield {"config": run_id, "step": step, "metric": metric, "value": _number(last[column])}
         if target is None or not (result.kind == "train" or last.get("stop_at_target")):
             continue  # a suite run of a few epochs does not try to reach the target
         if all(_number(row.get("clock_s")) is not None for row in rows):
@@ -137,6 +140,18 @@ def _training_points(result: ResultSet) -> Iterable[dict[str, Any]]:
             continue
         yield {"config": run_id, "step": step, "metric": "time_to_target_s", "value": reached,
                "note": "" if reached is not None else "not reached"}
+
+
+def _training_run_id(run_id: str, row: dict[str, Any]) -> str:
+    """A training row's run_id as this version names it (``recipes.training_run_id``: rows written
+    before run_ids named the training settings get them from their own fields)."""
+    if not all(name in row for name in (*RUN_FIELDS, "epochs")):
+        return run_id  # not a row this version can rebuild: its own name
+    try:
+        run = RunConfig(**{name: row[name] for name in RUN_FIELDS})
+    except (TypeError, UserError):
+        return run_id
+    return training_run_id(run, row)
 
 
 def _seeds_points(result: ResultSet) -> Iterable[dict[str, Any]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
 from typing import Any
 
 from resnet_perf.config import BATCH_NORMS, RunConfig
@@ -57,6 +58,31 @@ RECIPES = {recipe.name: recipe for recipe in (
 )}
 DEFAULT_RECIPE = "fast"
 RECIPE_SETTINGS = tuple(field.name for field in fields(Recipe) if field.name not in ("name", "description"))
+
+
+PLAIN_TRAINING = {"batch_norm": "keras", "lr": 0.2, "schedule": "cosine", "momentum": 0.9, "nesterov": True,
+                  "weight_decay": 5e-4, "label_smoothing": 0.0, "augment": "none", "test_flip": False}
+"""The training every run used before recipes existed; a run_id names only what differs from it, so
+the ids of those runs (and of the suite's training case) stay what they were."""
+_SUFFIXES = {"batch_norm": lambda value: "fbn" if value == "fused" else "", "lr": "lr{:g}".format,
+             "schedule": str, "momentum": "m{:g}".format, "nesterov": lambda value: "nesterov" if value else "plain",
+             "weight_decay": "wd{:g}".format, "label_smoothing": "ls{:g}".format, "augment": str,
+             "test_flip": lambda value: "tta" if value else "notta"}
+
+
+def training_suffix(settings: Mapping[str, Any]) -> str:
+    """``-fbn-ls0.1-flip-translate``: the settings of a training run (a result row or a config's
+    fields) that differ from ``PLAIN_TRAINING``, in its order; a missing setting counts as plain."""
+    parts = [_SUFFIXES[name](settings.get(name, plain)) for name, plain in PLAIN_TRAINING.items()
+             if settings.get(name, plain) != plain]
+    return "".join(f"-{part}" for part in parts if part)
+
+
+def training_run_id(run: RunConfig, settings: Mapping[str, Any]) -> str:
+    """The run_id of a training run: its model/step run_id, ``training_suffix``, replicas (``mw``:
+    multi-worker) and epochs, from ``settings`` (a config's fields or a result row)."""
+    spread = "mw" if settings.get("strategy") == "multiworker" else f"r{settings.get('replicas', 'auto')}"
+    return f"{run.run_id}{training_suffix(settings)}-{spread}-e{settings.get('epochs')}"
 
 
 @dataclass(frozen=True)
@@ -143,11 +169,9 @@ class TrainConfig:
 
     @property
     def run_id(self) -> str:
-        """The model/step run_id, ``-fbn`` with the fused batch norm, then replicas (or ``mw``:
-        multi-worker) and epochs: ``resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-r2-e1``."""
-        spread = "mw" if self.strategy == "multiworker" else f"r{self.replicas}"
-        model = "-fbn" if self.batch_norm == "fused" else ""
-        return f"{self.run.run_id}{model}-{spread}-e{self.epochs}"
+        """The model/step run_id, the training settings that set it apart (``training_suffix``),
+        replicas (or ``mw``: multi-worker) and epochs: ``resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-r2-e1``."""
+        return training_run_id(self.run, asdict(self))
 
     def changed_settings(self) -> dict[str, Any]:
         """The recipe settings this run changed: ``{setting: value}``."""

@@ -270,7 +270,7 @@ def _case_page(case: tuple[str, str, str], points: pd.DataFrame, changes: pd.Dat
         for machine, group in measured.groupby("machine", sort=True):
             chart_points = []
             for _, point in group.iterrows():
-                shown = metric.show(point["value"]) or point["note"] or "no value"
+                shown = metric.show(point["value"]) or (point["note"] if isinstance(point["note"], str) else "") or "no value"
                 interval = (f" [{metric.show(point['low'])}, {metric.show(point['high'])}]"
                             if pd.notna(point["low"]) and pd.notna(point["high"]) else "")
                 if pd.notna(point["value"]):
@@ -289,7 +289,12 @@ def _case_page(case: tuple[str, str, str], points: pd.DataFrame, changes: pd.Dat
         found = changes[changes["metric"] == metric_name]
         marks = [ChartMark(change["time"].timestamp(), f"{change['change_pct']:+.1f}% ({change['machine']})")
                  for _, change in found.iterrows()]
-        chart = time_chart(lines, marks, metric.label, reference_y=1.0 if metric_name == "ab_ratio" else None)
+        if any(line.points for line in lines):
+            chart = time_chart(lines, marks, metric.label, reference_y=1.0 if metric_name == "ab_ratio" else None)
+        else:  # e.g. a target no run reached: nothing to draw, the runs below say why
+            notes = sorted({note for note in measured["note"] if isinstance(note, str) and note})
+            chart = f'<p class="meta">No run has a value ({escape(", ".join(notes) or "none measured")}).</p>'
+
         headers = [("time", "run"), ("machine", "machine"), ("commit", "commit"), ("value", metric.label),
                    ("note", "note"), ("file", "result file"), ("trace", "trace")]
         table = _table(headers, [html for _time, html in sorted(rows, key=lambda item: item[0], reverse=True)])

@@ -86,3 +86,20 @@ def test_seeds_run_in_fresh_processes_and_their_file_feeds_the_report(tmp_path):
     history = load_history([output.parent])
     median = history.points[history.points["step"].str.endswith("2 seeds")].iloc[0]
     assert median["value"] == summary["median_time_to_target_s"] and median["note"] == "2 of 2 seeds reached it"
+
+
+def test_a_training_run_id_names_the_settings_that_set_the_run_apart(tmp_path):
+    from resnet_perf.history import load_history
+    from resnet_perf.results import result_payload, write_results
+
+    plain = TrainConfig.from_recipe(epochs=6)
+    assert plain.run_id == "resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-rauto-e6"  # as before recipes existed
+    varied = dataclasses.replace(plain, augment="flip-translate", label_smoothing=0.1, batch_norm="fused",
+                                 test_flip=True, replicas=2)
+    assert varied.run_id == "resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-fbn-ls0.1-flip-translate-tta-r2-e6"
+    assert "-lr0.05-constant-m0-plain-wd0-" in TrainConfig.from_recipe("d2l").run_id
+    # a row written before run_ids named the settings: the history names it from its own fields
+    old_row = {**varied.as_dict(), "bench": "train", "epoch": 1, "test_accuracy": 0.5,
+               "run_id": "resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-r2-e6"}
+    write_results(tmp_path / "train-old.json", result_payload("train", [old_row], {}))
+    assert set(load_history([tmp_path]).points["config"]) == {varied.run_id}

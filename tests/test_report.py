@@ -233,3 +233,14 @@ def test_the_site_renders_in_a_real_browser_without_script_errors(history_dir, t
         assert sum(counts.values()) - counts.get((255, 255, 255), 0) > 0.02 * sum(counts.values())
         for color in colors.values():  # both machines' colours are on screen (lines, legend, swatches)
             assert tuple(int(color[index:index + 2], 16) for index in (1, 3, 5)) in counts, (page, color)
+
+
+def test_a_metric_without_any_value_says_why_instead_of_drawing_an_empty_chart(tmp_path):
+    train = {"bench": "train", "run_id": "resnet18-train", "target_accuracy": 0.99}
+    for day in (1, 2):
+        _write(tmp_path / "results" / f"train-{day}.json", "train",
+               [{**train, "epoch": 1, "test_accuracy": 0.8, "clock_s": 50.0}], f"2026-11-0{day}T00:00:00+00:00")
+    assert report.main([str(tmp_path / "results"), "--html", str(tmp_path / "site")]) == 0
+    page = (tmp_path / "site" / "cases" / case_page_name("train", "resnet18-train", "fashion-mnist to 0.99")).read_text()
+    section = page[page.index('<h2 id="time_to_target_s">'):page.index('<h2 id="final_test_accuracy">')]
+    assert "No run has a value (not reached)." in section and "<svg" not in section
