@@ -37,7 +37,7 @@ CASES = [
     (train, ["--target-accuracy", "91"], {}, "target accuracy must be in (0, 1]"),
     (train, ["--image-size", "16"], {}, "image_size must be an integer >= 32"),
     (train, ["--xla", "maybe"], {}, "invalid choice: 'maybe'"),
-    (train, ["--schedule", "linear"], {}, "invalid choice: 'linear'"),
+    (train, ["--schedule", "step"], {}, "invalid choice: 'step'"),
     (train, ["--data-dir", "{ws}/nowhere", "--output", "{ws}/new.json"], {}, "does not hold Fashion-MNIST"),
     (train, ["--data-dir", "{ws}/broken", "--output", "{ws}/new.json", "--batch-size", "32"], {},
      "not a valid gzip file"),
