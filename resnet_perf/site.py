@@ -19,7 +19,7 @@ import pandas as pd
 
 from resnet_perf import changes as detection
 from resnet_perf.errors import UserError
-from resnet_perf.history import SERIES_METRICS, History, short_commit, time_text
+from resnet_perf.history import SERIES_KEY, SERIES_METRICS, History, series_groups, short_commit, time_text
 from resnet_perf.results import check_writable
 from resnet_perf.svgchart import PALETTE, ChartLine, ChartMark, ChartPoint, sparkline, time_chart
 from resnet_perf.trends import UNSEARCHED_KINDS
@@ -194,8 +194,7 @@ def _changes_section(changes: pd.DataFrame, colors: dict[str, str]) -> str:
 
 
 def _series_section(series: pd.DataFrame, points: pd.DataFrame, colors: dict[str, str], folder: Path) -> str:
-    values = {key: group["value"].tolist() for key, group in points.groupby(["kind", "config", "step", "metric",
-                                                                             "machine"])}
+    values = {key: group["value"].tolist() for key, group in series_groups(points)}
     rows = []
     for _, row in series.iterrows():
         metric = SERIES_METRICS[row["metric"]]
@@ -205,7 +204,7 @@ def _series_section(series: pd.DataFrame, points: pd.DataFrame, colors: dict[str
         if pd.notna(row["last_change_pct"]):
             last_change = (f"{row['last_change_pct']:+.1f}% at {escape(short_commit(row['last_change_commit']) or '?')}, "
                            f"{escape(time_text(row['last_change_time']))}")
-        key = tuple(row[["kind", "config", "step", "metric", "machine"]])
+        key = tuple(row[SERIES_KEY])
         rows.append(
             "<tr>" + _cell(f'<a href="{CASE_FOLDER}/{page}">{escape(row["config"])}</a>') + _cell(escape(row["step"]))
             + _cell(escape(metric.label)) + _cell(_swatch(row["machine"], colors))
