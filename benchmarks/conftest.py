@@ -1,7 +1,9 @@
 """The benchmark suite: the configuration matrix from command-line options, the cases, the report.
 
-    pytest benchmarks/ --benchmark-only [--depths 18,50] [--precisions fp32,mixed_bf16] [--xla off,on]
+    pytest benchmarks/ --benchmark-only [--depths 18,50] [--precisions fp32,mixed_bf16,amp_bf16] [--xla off,on]
         [--layouts nhwc] [--batch-size 16] [--image-size 112] [--rounds 3] [--steps 3] [--warmup 2]
+        [--batch-norms keras,fused] [--threads auto,2:1] [--onednn on,off] [--fpmath default,bf16]
+        [--breakdown] [--latency] [--latency-steps 30] [--find-max-batch] [--max-batch-memory GIB]
         [--peak-readings 3] [--reference keras] [--results-dir results] [--per-machine] [--profile-dir DIR] [--profile-steps 3]
         [--train-recipe fast] [--train-to-target] [--train-depths 18] [--train-precisions mixed_bf16]
         [--train-replicas 1] [--train-epochs 1] [--train-strategy mirrored|multiworker] [--train-workers 2]
@@ -23,17 +25,19 @@ import pytest
 
 import resnet_perf
 from resnet_perf.cli import ON_OFF
-from resnet_perf.config import expand_matrix
+from resnet_perf.config import AUTO_THREADS, expand_matrix, parse_threads
 from resnet_perf.errors import UserError
 from resnet_perf.fingerprint import fingerprint
 from resnet_perf.measure import PEAK_READINGS
-from resnet_perf.precision import compute_dtype
+from resnet_perf.precision import PRECISIONS, compute_dtype
 from resnet_perf.results import check_writable
 from resnet_perf.recipes import DEFAULT_RECIPE, RECIPES, TrainConfig
 
 resnet_perf.quiet_tensorflow_logs()  # before the test modules import TensorFlow
 
 MATRIX = pytest.StashKey[list]()
+LATENCY = pytest.StashKey[list]()
+MAX_BATCH = pytest.StashKey[list]()
 TERMINATED = pytest.StashKey[bool]()
 TRAINING = pytest.StashKey[list]()
 RECORDER = pytest.StashKey["Recorder"]()
@@ -53,15 +57,57 @@ def _comma_list(text: str, convert: Callable[[str], Any], option: str) -> list:
     return values
 
 
+def _threads_text(text: str) -> str:
+    parse_threads(text)
+    return text
+
+
+def latency_configs(matrix: Sequence, steps: int) -> list:
+    """A batch-1 config (``steps`` steps per round) for every distinct config of ``matrix`` that is
+    not batch 1 already: the latency cases (their forward step is timed)."""
+    configs = {config.replace(batch_size=1, steps=steps): None for config in matrix if config.batch_size != 1}
+    return list(configs)  # a dict keeps the matrix's order
+
+
+def max_batch_configs(matrix: Sequence) -> list:
+    """One config per configuration of ``matrix`` apart from its batch: the first batch listed, where
+    the search for the largest batch starts."""
+    firsts: dict = {}
+    for config in matrix:
+        firsts.setdefault(config.replace(batch_size=1), config)
+    return list(firsts.values())
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("resnet_perf", "resnet_perf benchmark matrix (comma-separated lists)")
     group.addoption("--depths", default="18,50", help="ResNet depths (default 18,50)")
     group.addoption("--precisions", default="fp32,mixed_bf16",
-                    help="fp32, mixed_fp16, mixed_bf16 (default fp32,mixed_bf16)")
+                    help=f"{', '.join(PRECISIONS)} (default fp32,mixed_bf16; amp_bf16: grappler's bf16 rewrite "
+                         "of the float32 model)")
     group.addoption("--xla", default="off,on", help="XLA jit_compile: off, on (default off,on)")
     group.addoption("--layouts", default="nhwc", help="nhwc, nchw (default nhwc)")
     group.addoption("--batch-size", default="16", help="images per step (default 16)")
     group.addoption("--image-size", default="112", help="image height = width (default 112)")
+    group.addoption("--batch-norms", default="keras",
+                    help="our model's batch norm: keras, fused (one TensorFlow op each way) (default keras)")
+    group.addoption("--threads", default=AUTO_THREADS,
+                    help="TensorFlow thread pools as INTRA:INTER, or auto (default auto); cases with other "
+                         "thread counts, oneDNN off, fpmath bf16 or amp_bf16 run in worker processes of their own")
+    group.addoption("--onednn", default="on", help="TensorFlow's oneDNN kernels: on, off (default on)")
+    group.addoption("--fpmath", default="default",
+                    help="oneDNN's float32 math mode: default, bf16 (ONEDNN_DEFAULT_FPMATH_MODE=BF16) (default default)")
+    group.addoption("--breakdown", action="store_true",
+                    help="after its timing, trace each step case and put where its time went (by op category) "
+                         "into its row and a breakdown table")
+    group.addoption("--latency", action="store_true",
+                    help="also measure batch-1 forward latency (p50/p99 ms) of every configuration")
+    group.addoption("--latency-steps", type=int, default=30,
+                    help="timed batch-1 steps per round of a latency case (default 30)")
+    group.addoption("--find-max-batch", action="store_true",
+                    help="also find the largest training batch of every configuration that runs, each probe "
+                         "in a fresh process under --max-batch-memory")
+    group.addoption("--max-batch-memory", type=float, default=None, metavar="GIB",
+                    help="memory a --find-max-batch probe may use (default: 90%% of this machine's memory)")
     group.addoption("--rounds", type=int, default=3,
                     help="rounds: every step case is timed once per round, round after round, so a slow spell "
                          "of the machine falls on all cases alike; the per-round medians are the units of the "
@@ -183,7 +229,16 @@ def pytest_configure(config: pytest.Config) -> None:
             batch_sizes=_comma_list(option.batch_size, int, "--batch-size"),
             image_sizes=_comma_list(option.image_size, int, "--image-size"),
             warmup=option.warmup, steps=option.steps, rounds=option.rounds,
-            reference=option.reference)
+            reference=option.reference,
+            batch_norms=_comma_list(option.batch_norms, str, "--batch-norms"),
+            threads=_comma_list(option.threads, _threads_text, "--threads"),
+            onednn=_comma_list(option.onednn, ON_OFF.__getitem__, "--onednn"),
+            fpmath=_comma_list(option.fpmath, str, "--fpmath"))
+        if option.max_batch_memory is not None and not option.max_batch_memory > 0:
+            raise UserError(f"--max-batch-memory must be a positive number of GiB, got {option.max_batch_memory}")
+        if option.latency_steps < 1:
+            raise UserError(f"--latency-steps must be at least 1, got {option.latency_steps}")
+        latency = latency_configs(matrix, option.latency_steps) if option.latency else []
         recipe = RECIPES[option.train_recipe]
         training = [
             TrainConfig.from_recipe(recipe.name, depth=depth, precision=precision,
@@ -213,6 +268,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except UserError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[MATRIX] = matrix
+    config.stash[LATENCY] = latency
+    config.stash[MAX_BATCH] = max_batch_configs(matrix) if option.find_max_batch else []
     config.stash[TRAINING] = training
     config.stash[RECORDER] = Recorder(directory, sorted({compute_dtype(run.precision) for run in matrix}),
                                        option.peak_readings)
@@ -222,10 +279,29 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "run_config" in metafunc.fixturenames:
         matrix = metafunc.config.stash[MATRIX]
         metafunc.parametrize("run_config", matrix, ids=[config.run_id for config in matrix])
+    if "max_batch_config" in metafunc.fixturenames:
+        configs = metafunc.config.stash[MAX_BATCH]
+        metafunc.parametrize("max_batch_config", configs, ids=[config.run_id for config in configs])
+    if "latency_config" in metafunc.fixturenames:
+        latency = metafunc.config.stash[LATENCY]
+        metafunc.parametrize("latency_config", latency, ids=[config.run_id for config in latency])
     if "train_config" in metafunc.fixturenames:
         cases, workers = metafunc.config.stash[TRAINING], metafunc.config.option.train_workers
         metafunc.parametrize("train_config", cases, ids=[
             case.run_id + (f"-w{workers}" if case.strategy == "multiworker" else "") for case in cases])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The latency and largest-batch cases exist only when asked for (``--latency``,
+    ``--find-max-batch``): without them, their tests are deselected, not skipped as empty."""
+    if not hasattr(config.option, "depths"):
+        return
+    asked = {"test_latency": config.stash[LATENCY], "test_max_batch": config.stash[MAX_BATCH]}
+    unused = [item for item in items if getattr(item, "originalname", None) in asked
+              and not asked[item.originalname]]
+    if unused:
+        config.hook.pytest_deselected(items=unused)
+        items[:] = [item for item in items if item not in unused]
 
 
 @pytest.fixture(scope="session")
@@ -279,12 +355,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if recorder is None or not recorder.rows:
         return
     from resnet_perf.flops import session_peaks, with_derived_metrics
-    from resnet_perf.tables import format_table, format_training_table
+    from resnet_perf.tables import extra_tables, format_table, format_training_table, tabulate_frame
 
     terminalreporter.section("resnet_perf results")
     if any(row["bench"] in ("step", "memory") for row in recorder.rows):
         terminalreporter.write_line(format_table(with_derived_metrics(recorder.rows,
                                                                       session_peaks(recorder.peak_readings))))
+    for title, frame in extra_tables(recorder.rows):
+        terminalreporter.write_line(f"\n{title}:\n{tabulate_frame(frame)}")
     if any(row["bench"] == "train" for row in recorder.rows):
         terminalreporter.write_line(format_training_table(recorder.rows))
     if recorder.saved_to:

@@ -7,7 +7,10 @@ up, then each round times ``--steps`` finished steps of every case, round-major,
 rounds, so a slow spell of a shared machine falls on all cases alike.  Each case stays one pytest
 test: it reports its own row (raw step times of every round) and fails or skips on its own.  The
 first step case also takes the matmul peak readings MFU divides by (the last ones follow the last
-case: see conftest).
+case: see conftest).  When some case needs process settings of its own (``--threads``, ``--onednn
+off``, ``--fpmath bf16``, ``amp_bf16``), the cases are measured the same way in worker processes
+that take turns (``resnet_perf.isolated``).  ``--latency`` adds batch-1 forward cases
+(``test_latency``), ``--breakdown`` a trace of each case after its timing and where its time went.
 
 The memory cases measure in a process of their own each, all probed when the first of them runs
 (two processes at a time on a CPU: ``resnet_perf.memory``), and are not pytest-benchmark benchmarks: they
@@ -25,12 +28,13 @@ import pytest
 
 from resnet_perf.bench import memory_row, skipped_row
 from resnet_perf.memory import MemoryProbeError, measure_peak_memories, probe_processes
-from resnet_perf.profile import capture
-from resnet_perf.rounds import StepCases
+from resnet_perf.isolated import IsolatedCases, needs_workers
+from resnet_perf.maxbatch import find_max_batch
+from resnet_perf.rounds import StepCases, Tracing
 from resnet_perf.turns import Turns
 
 STEP_TESTS = {"test_forward": "forward", "test_train_forward": "train_forward", "test_fwd_bwd": "fwd_bwd",
-              "test_train": "train"}
+              "test_train": "train", "test_latency": "forward"}
 
 
 def _progress_writer(config: pytest.Config) -> Callable[[str], None]:
@@ -50,12 +54,19 @@ def _progress_writer(config: pytest.Config) -> Callable[[str], None]:
 class SuiteSteps:
     """The session's step cases: measured once, all together, when the first of them runs."""
 
-    def __init__(self, session: pytest.Session, recorder) -> None:
-        cases = [(item.callspec.params["run_config"], STEP_TESTS[item.originalname])
+    def __init__(self, session: pytest.Session, recorder, tracing: Tracing | None) -> None:
+        cases = [(item.callspec.params.get("run_config") or item.callspec.params["latency_config"],
+                  STEP_TESTS[item.originalname])
                  for item in session.items if getattr(item, "originalname", None) in STEP_TESTS
                  and item.module.__name__ == __name__]
-        turns = session.config.option.turns
-        self.cases = StepCases(cases, report=_progress_writer(session.config), turns=Turns(turns) if turns else None)
+        turns, report = session.config.option.turns, _progress_writer(session.config)
+        if needs_workers(cases):
+            if turns:
+                raise pytest.UsageError("--threads, --onednn off, --fpmath and amp_bf16 run their cases in worker "
+                                        "processes: not inside an A/B run's suite (use --a-env/--b-env there)")
+            self.cases = IsolatedCases(cases, report=report, tracing=tracing)
+        else:
+            self.cases = StepCases(cases, report=report, turns=Turns(turns) if turns else None, tracing=tracing)
         self.recorder = recorder
         self.rows: dict[tuple[str, str], dict[str, Any]] | None = None
 
@@ -74,8 +85,14 @@ class SuiteSteps:
 
 
 @pytest.fixture(scope="module")
-def suite_steps(request: pytest.FixtureRequest, recorder) -> SuiteSteps:
-    return SuiteSteps(request.session, recorder)
+def suite_steps(request: pytest.FixtureRequest, recorder, tmp_path_factory) -> SuiteSteps:
+    option = request.config.option
+    tracing = None
+    if option.profile_dir:
+        tracing = Tracing(Path(option.profile_dir), option.profile_steps, breakdown=option.breakdown)
+    elif option.breakdown:  # traces only for their breakdown: in pytest's temporary folder
+        tracing = Tracing(tmp_path_factory.mktemp("breakdown-traces"), option.profile_steps, breakdown=True, keep=False)
+    return SuiteSteps(request.session, recorder, tracing)
 
 
 def _record_in_pytest_benchmark(benchmark, times: Sequence[float]) -> None:
@@ -88,15 +105,7 @@ def _record_in_pytest_benchmark(benchmark, times: Sequence[float]) -> None:
         stats.update(seconds)
 
 
-def _trace(request: pytest.FixtureRequest, step) -> str | None:
-    """With ``--profile-dir``: a trace of the already measured step, so tracing costs no timed step."""
-    option = request.config.option
-    if not option.profile_dir or step is None:
-        return None
-    return str(capture(step, Path(option.profile_dir) / f"{step.config.run_id}-{step.mode}", option.profile_steps))
-
-
-def _report_step(benchmark, request, suite_steps: SuiteSteps, config, mode: str) -> None:
+def _report_step(benchmark, suite_steps: SuiteSteps, config, mode: str) -> None:
     if benchmark.disabled:
         pytest.skip("pytest-benchmark is disabled: nothing is measured")
     suite_steps.measure_once()
@@ -104,32 +113,34 @@ def _report_step(benchmark, request, suite_steps: SuiteSteps, config, mode: str)
     row = suite_steps.rows.get(key)
     if row is None:
         pytest.fail(f"{config.run_id} {mode}: not measured, the rounds ended early (see the first step case)")
-    step = suite_steps.cases.release(key)
+    suite_steps.cases.release(key)
     if row.get("skipped"):
         pytest.skip(row["skipped"])
     _record_in_pytest_benchmark(benchmark, row["step_times_s"])
-    trace = _trace(request, step)
-    if trace:
-        row["trace"] = trace
     benchmark.extra_info.update(row)  # the whole row, raw step times too: compare reads --benchmark-json
     if row.get("error"):
         pytest.fail(f"{config.run_id} {mode}: {row['error']}")
 
 
-def test_forward(benchmark, request, suite_steps, run_config):
-    _report_step(benchmark, request, suite_steps, run_config, "forward")
+def test_forward(benchmark, suite_steps, run_config):
+    _report_step(benchmark, suite_steps, run_config, "forward")
 
 
-def test_train_forward(benchmark, request, suite_steps, run_config):
-    _report_step(benchmark, request, suite_steps, run_config, "train_forward")
+def test_train_forward(benchmark, suite_steps, run_config):
+    _report_step(benchmark, suite_steps, run_config, "train_forward")
 
 
-def test_fwd_bwd(benchmark, request, suite_steps, run_config):
-    _report_step(benchmark, request, suite_steps, run_config, "fwd_bwd")
+def test_fwd_bwd(benchmark, suite_steps, run_config):
+    _report_step(benchmark, suite_steps, run_config, "fwd_bwd")
 
 
-def test_train(benchmark, request, suite_steps, run_config):
-    _report_step(benchmark, request, suite_steps, run_config, "train")
+def test_train(benchmark, suite_steps, run_config):
+    _report_step(benchmark, suite_steps, run_config, "train")
+
+
+def test_latency(benchmark, suite_steps, latency_config):
+    """Batch-1 forward latency (``--latency``): its row's median and p99 step times."""
+    _report_step(benchmark, suite_steps, latency_config, "forward")
 
 
 class SuiteMemory:
@@ -167,3 +178,15 @@ def test_memory(benchmark, recorder, suite_memory, run_config, mode):
         recorder.add(skipped_row(run_config, "memory", mode, str(outcome)))
         pytest.skip(str(outcome))
     recorder.add(memory_row(run_config, mode, outcome))
+
+
+def test_max_batch(benchmark, request, recorder, max_batch_config):
+    """The largest training batch that runs (``--find-max-batch``), each probe a fresh process (not
+    timed, like the memory cases)."""
+    if benchmark.disabled:
+        pytest.skip("pytest-benchmark is disabled: nothing is measured")
+    option = request.config.option
+    limit = int(option.max_batch_memory * 2**30) if option.max_batch_memory else None
+    report = _progress_writer(request.config)
+    report(f"largest batch of {max_batch_config.run_id} train, from batch {max_batch_config.batch_size}")
+    recorder.add(find_max_batch(max_batch_config, "train", limit, report=report))

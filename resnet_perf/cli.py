@@ -8,15 +8,18 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from resnet_perf.config import LAYOUTS, RunConfig
+from resnet_perf.config import BATCH_NORMS, FPMATH_MODES, LAYOUTS, RunConfig
 from resnet_perf.errors import UserError
 from resnet_perf.precision import PRECISIONS
 from resnet_perf.specs import DEPTHS
 
 CONFIG_OPTIONS = ("depth", "batch_size", "image_size", "precision", "xla", "layout")
 """RunConfig fields with a command-line flag of the same name (``--batch-size`` for ``batch_size``)."""
+SWITCH_OPTIONS = ("batch_norm", "threads", "onednn", "fpmath")
+"""The model variant and CPU switches of a step (``resnet_perf.switches``), for commands that run one."""
 ON_OFF = {"on": True, "off": False}
-"""How on/off switches (``--xla``) read on the command line."""
+"""How on/off switches (``--xla``, ``--onednn``) read on the command line."""
+ON_OFF_FIELDS = ("xla", "onednn")
 
 
 def argument_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -110,11 +113,16 @@ def add_config_options(parser: argparse.ArgumentParser, defaults: RunConfig,
         "precision": (dict(), f"one of {', '.join(PRECISIONS)}"),
         "xla": (dict(choices=tuple(ON_OFF)), "XLA jit_compile of the step functions"),
         "layout": (dict(choices=tuple(LAYOUTS)), "tensor layout: nhwc (channels last) or nchw (channels first)"),
+        "batch_norm": (dict(choices=BATCH_NORMS), "batch norm layer: keras, or fused (one TensorFlow op each way)"),
+        "threads": (dict(), "TensorFlow's intra-op:inter-op thread pools, e.g. 2:1, or auto"),
+        "onednn": (dict(choices=tuple(ON_OFF)), "TensorFlow's oneDNN kernels (TF_ENABLE_ONEDNN_OPTS)"),
+        "fpmath": (dict(choices=tuple(FPMATH_MODES)),
+                   "oneDNN's float32 math mode: bf16 computes float32 convolutions with bfloat16 multiplies"),
     }
     for field in fields:
         kwargs, text = helps[field]
         default = getattr(defaults, field)
-        if field == "xla":
+        if field in ON_OFF_FIELDS:
             default = "on" if default else "off"
         parser.add_argument(f"--{field.replace('_', '-')}", default=default, help=f"{text} (default %(default)s)",
                             **kwargs)
@@ -122,4 +130,4 @@ def add_config_options(parser: argparse.ArgumentParser, defaults: RunConfig,
 
 def config_kwargs(args: argparse.Namespace, fields: Sequence[str] = CONFIG_OPTIONS) -> dict:
     """The ``RunConfig`` fields ``add_config_options`` added, as keyword arguments."""
-    return {field: ON_OFF[args.xla] if field == "xla" else getattr(args, field) for field in fields}
+    return {field: ON_OFF[getattr(args, field)] if field in ON_OFF_FIELDS else getattr(args, field) for field in fields}

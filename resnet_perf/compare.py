@@ -5,7 +5,9 @@
     python -m resnet_perf.compare results/ab/ab-20261128T130000Z.json         # an A/B run
 
 One file: every configuration with its speed-up over its baseline configuration (fp32, XLA off,
-NHWC, same depth/batch/size/step).  Several files: each configuration side by side across the
+NHWC, Keras batch norm, TensorFlow's threads, oneDNN on in its default math mode; same
+depth/batch/size/step), explained by the op categories where the rows have a breakdown; the best
+configuration per depth and step; latency, breakdown and largest-batch tables.  Several files: each configuration side by side across the
 runs, the first being the baseline, with the changes in images/s, MFU and memory and their 95%
 intervals over the runs' rounds (``resnet_perf.regression``).  A directory stands for the newest result
 file in it; pytest-benchmark JSON (``--benchmark-json``, ``.benchmarks/``) is read too.
@@ -29,8 +31,9 @@ from resnet_perf.fingerprint import differences, fingerprint, same_hardware
 from resnet_perf.intervals import ROUNDS_DISAGREE
 from resnet_perf.regression import ALPHA, METRICS, compare_frames, parse_threshold, regressions
 from resnet_perf.results import ResultSet, load_result_set
-from resnet_perf.speedup import REFERENCE, parse_baseline, speedups, switch_text
-from resnet_perf.tables import MIB, STEP_ORDER, display_frame, step_frame, tabulate_frame, training_frame
+from resnet_perf.speedup import REFERENCE, best_configurations, parse_baseline, speedups, switch_text
+from resnet_perf.tables import (MIB, STEP_ORDER, display_frame, extra_tables, step_frame, tabulate_frame,
+                                training_frame)
 
 FORMATS = ("github", "plain", "csv", "json")
 
@@ -55,7 +58,7 @@ MEMORY_CHANGES = {"host_rss_added_mib": "host_memory_change_pct", "device_peak_m
 
 
 def _measured_rows(result: ResultSet) -> list[dict]:
-    return [row for row in result.rows if row.get("bench") in ("step", "memory")]
+    return [row for row in result.rows if row.get("bench") in ("step", "memory", "max_batch")]
 
 
 def only_configs(result: ResultSet, pattern: str | None) -> ResultSet:
@@ -67,13 +70,6 @@ def only_configs(result: ResultSet, pattern: str | None) -> ResultSet:
     except re.error as error:
         raise UserError(f"--configs: {pattern!r} is not a regular expression ({error})") from None
     return dataclasses.replace(result, rows=[row for row in result.rows if wanted.search(str(row.get("run_id")))])
-
-
-def single_run_table(result: ResultSet, reference: dict, alpha: float = ALPHA) -> pd.DataFrame:
-    """The configurations of one run with their speed-up over their baseline configuration."""
-    rows = _measured_rows(result)
-    frame = speedups(step_frame(rows), reference, alpha)
-    return display_frame(rows, frame, extra={"vs_baseline": "vs baseline"})
 
 
 def comparison_table(results: Sequence[ResultSet], alpha: float, thresholds) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -194,8 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the intervals are 1 - ALPHA: a change or speed-up is significant when its interval "
                              "excludes no change (default %(default)s: 95%% intervals)")
     parser.add_argument("--baseline", type=parse_baseline_arg, default=REFERENCE, metavar="FIELD=VALUE,...",
-                        help="the reference switches for speed-ups in one file "
-                             "(default precision=fp32,xla=off,layout=nhwc)")
+                        help="the reference switches for speed-ups in one file (default precision=fp32,xla=off,"
+                             "layout=nhwc,batch_norm=keras,threads=auto,onednn=on,fpmath=default; give any of them)")
     parser.add_argument("--configs", metavar="REGEX",
                         help="only the configurations whose run_id matches, e.g. '^resnet50-' or 'b32-224$'")
     parser.add_argument("--plot", metavar="FILE.png", help="also write a bar chart of images/s and MFU per config")
@@ -215,13 +211,19 @@ def _print_single(result: ResultSet, args: argparse.Namespace) -> None:
             print(render(training_frame(result.rows), args.format))
             return
         raise UserError(f"{result.path} has no benchmark or training rows to show (it holds {result.kind!r} results)")
-    table = single_run_table(result, args.baseline, args.alpha)
-    print(render(table, args.format))
+    rows = _measured_rows(result)
+    frame = speedups(step_frame(rows), args.baseline, args.alpha)
+    print(render(display_frame(rows, frame, extra={"vs_baseline": "vs baseline"}), args.format))
     if args.format in ("github", "plain"):
         reference = "+".join(switch_text(field, value) for field, value in args.baseline.items())
         print(f"\nvs baseline: images/s over the same config with {reference}: the geometric mean of the "
               f"per-round ratios and its {1 - args.alpha:.0%} interval over the rounds; claimed only where the "
-              f"interval excludes 1 and the per-round ratios agree (within {ROUNDS_DISAGREE:.0%} of each other)")
+              f"interval excludes 1 and the per-round ratios agree (within {ROUNDS_DISAGREE:.0%} of each other); "
+              f"after the colon, with --breakdown, the op categories whose time changed most")
+        print(f"\nbest configuration per depth, batch, image size and step:\n"
+              f"{render(best_configurations(frame), args.format)}")
+        for title, table in extra_tables(rows):
+            print(f"\n{title}:\n{render(table, args.format)}")
     if args.plot:
         frame = step_frame(_measured_rows(result)).assign(run=result.label)
         _plot(frame, args.plot, result.label)

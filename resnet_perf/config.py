@@ -28,6 +28,11 @@ LAYOUTS: dict[str, str] = {"nhwc": "channels_last", "nchw": "channels_first"}
 BATCH_NORMS = ("keras", "fused")
 """keras: ``keras.layers.BatchNormalization``; fused: the same function as one TensorFlow op each
 way (``resnet_perf.fused_bn.FusedBatchNorm``), faster on a CPU."""
+FPMATH_MODES: dict[str, str | None] = {"default": None, "bf16": "BF16"}
+"""oneDNN's math mode for float32 primitives (``ONEDNN_DEFAULT_FPMATH_MODE``): ``bf16`` lets oneDNN
+compute float32 convolutions and matmuls with bfloat16 multiplies (float32 in and out)."""
+AUTO_THREADS = "auto"
+"""TensorFlow's own thread pool sizes (one intra-op thread per core)."""
 
 
 MODELS: dict[str, tuple[int, ...]] = {
@@ -50,7 +55,12 @@ class RunConfig:
     round: ``resnet_perf.rounds``); one-off measurements (profile, interleave) have one round.
 
     ``model`` is ``resnet_perf`` (this package's ResNet v1.5) or ``keras`` (the
-    ``keras.applications`` peer, for side-by-side rows).
+    ``keras.applications`` peer, for side-by-side rows); ``batch_norm`` picks our model's batch
+    norm layer (``BATCH_NORMS``).
+
+    The CPU switches ``threads`` (``INTRA:INTER`` thread pool sizes, or ``auto``), ``onednn``
+    (TensorFlow's oneDNN kernels) and ``fpmath`` (``FPMATH_MODES``) are settings of a whole process,
+    as is the ``amp_bf16`` precision: ``resnet_perf.switches`` applies them.
     """
 
     depth: int = 50
@@ -65,6 +75,10 @@ class RunConfig:
     steps: int = 10
     rounds: int = 1
     model: str = "resnet_perf"
+    batch_norm: str = "keras"
+    threads: str = AUTO_THREADS
+    onednn: bool = True
+    fpmath: str = "default"
 
     def __post_init__(self) -> None:
         get_spec(self.depth)
@@ -82,6 +96,19 @@ class RunConfig:
             raise UserError(f"xla must be True or False, got {self.xla!r}")
         if self.layout not in LAYOUTS:
             raise UserError(f"unknown layout {self.layout!r}: choose one of {', '.join(LAYOUTS)}")
+        if self.batch_norm not in BATCH_NORMS:
+            raise UserError(f"unknown batch norm {self.batch_norm!r}: choose one of {', '.join(BATCH_NORMS)}")
+        if self.batch_norm != "keras" and self.model != "resnet_perf":
+            raise UserError(f"batch norm {self.batch_norm!r} is a variant of this package's model, not of {self.model!r}")
+        parse_threads(self.threads)
+        if not isinstance(self.onednn, bool):
+            raise UserError(f"onednn must be True or False, got {self.onednn!r}")
+        if self.fpmath not in FPMATH_MODES:
+            raise UserError(f"unknown fpmath mode {self.fpmath!r}: choose one of {', '.join(FPMATH_MODES)}")
+        if not self.onednn and self.fpmath != "default":
+            raise UserError("fpmath is a oneDNN setting: it needs onednn on")
+        if not self.onednn and self.precision == "amp_bf16":
+            raise UserError("amp_bf16 is grappler's rewrite for oneDNN's bf16 kernels: it needs onednn on")
         _check_int("warmup", self.warmup, 0)
         _check_int("steps", self.steps, 1)
         _check_int("rounds", self.rounds, 1)
@@ -89,8 +116,10 @@ class RunConfig:
     @property
     def run_id(self) -> str:
         """``resnet{depth}-{precision}-{xla|noxla}-{layout}-b{batch}-{size}``, then ``-c{channels}``
-        and ``-k{classes}`` where they differ from the ImageNet defaults (3 and 1000); reference
-        models are prefixed with their name (``keras-resnet50-...``)."""
+        and ``-k{classes}`` where they differ from the ImageNet defaults (3 and 1000), then the
+        switches that differ from their defaults: ``-fbn`` (fused batch norm), ``-t{INTRA}x{INTER}``
+        (threads), ``-noonednn``, ``-fpmath_bf16``; reference models are prefixed with their name
+        (``keras-resnet50-...``)."""
         prefix = "" if self.model == "resnet_perf" else f"{self.model}-"
         parts = [f"{prefix}resnet{self.depth}", self.precision, "xla" if self.xla else "noxla", self.layout,
                  f"b{self.batch_size}", str(self.image_size)]
@@ -98,6 +127,14 @@ class RunConfig:
             parts.append(f"c{self.channels}")
         if self.num_classes != 1000:
             parts.append(f"k{self.num_classes}")
+        if self.batch_norm != "keras":
+            parts.append("fbn")
+        if self.threads != AUTO_THREADS:
+            parts.append("t" + "x".join(map(str, parse_threads(self.threads))))
+        if not self.onednn:
+            parts.append("noonednn")
+        if self.fpmath != "default":
+            parts.append(f"fpmath_{self.fpmath}")
         return "-".join(parts)
 
     @property
@@ -126,6 +163,20 @@ class RunConfig:
         return {"run_id": self.run_id, **dataclasses.asdict(self)}
 
 
+def parse_threads(text: str) -> tuple[int, int] | None:
+    """``"2:1"`` -> ``(2, 1)`` (intra-op, inter-op threads); ``"auto"`` -> ``None``."""
+    if text == AUTO_THREADS:
+        return None
+    intra, colon, inter = str(text).partition(":")
+    try:
+        pools = (int(intra), int(inter)) if colon else None
+    except ValueError:
+        pools = None
+    if pools is None or min(pools) < 1:
+        raise UserError(f"threads must be INTRA:INTER (two integers >= 1, e.g. 2:1) or {AUTO_THREADS!r}, got {text!r}")
+    return pools
+
+
 def expand_matrix(
     *,
     depths: Sequence[int],
@@ -138,8 +189,13 @@ def expand_matrix(
     steps: int,
     rounds: int = 1,
     reference: str | None = None,
+    batch_norms: Sequence[str] = ("keras",),
+    threads: Sequence[str] = (AUTO_THREADS,),
+    onednn: Sequence[bool] = (True,),
+    fpmath: Sequence[str] = ("default",),
 ) -> list[RunConfig]:
-    """Every combination of the lists, as validated configs (the first bad value raises ``UserError``).
+    """Every combination of the lists, as validated configs (the first bad value raises ``UserError``);
+    fpmath modes other than the default and amp_bf16 are combined with oneDNN on only (they are its settings).
 
     With ``reference="keras"`` each of our configs whose depth the peer has is followed by the
     same config on the peer model, so the two sit side by side.
@@ -147,12 +203,15 @@ def expand_matrix(
     if reference is not None and reference not in MODELS:
         raise UserError(f"unknown reference model {reference!r}: choose one of {', '.join(MODELS)}")
     configs = []
-    for depth, precision, use_xla, layout, batch_size, image_size in itertools.product(
-            depths, precisions, xla, layouts, batch_sizes, image_sizes):
+    for (depth, precision, use_xla, layout, batch_size, image_size, batch_norm, pools, use_onednn,
+         math_mode) in itertools.product(depths, precisions, xla, layouts, batch_sizes, image_sizes, batch_norms,
+                                         threads, onednn, fpmath):
+        if not use_onednn and (math_mode != "default" or precision == "amp_bf16"):
+            continue  # oneDNN's own settings
         config = RunConfig(depth=depth, batch_size=batch_size, image_size=image_size, precision=precision,
-                           xla=use_xla, layout=layout, warmup=warmup, steps=steps,
-                           rounds=rounds)
+                           xla=use_xla, layout=layout, warmup=warmup, steps=steps, rounds=rounds,
+                           batch_norm=batch_norm, threads=pools, onednn=use_onednn, fpmath=math_mode)
         configs.append(config)
-        if reference is not None and depth in MODELS[reference]:
+        if reference is not None and depth in MODELS[reference] and batch_norm == "keras":
             configs.append(config.replace(model=reference))
     return configs

@@ -45,11 +45,14 @@ class CpuCounters:
                            delta(self.throttled_s, earlier.throttled_s))
 
 
-def row_fields(blocks: list[CpuCounters]) -> dict[str, Any]:
-    """What the blocks of a case got, summed, as a row's fields (a sum is ``None`` where any part is)."""
+def row_fields(blocks: list[CpuCounters], intra_op_threads: int | None = None) -> dict[str, Any]:
+    """What the blocks of a case got, summed, as a row's fields (a sum is ``None`` where any part is).
+    ``cpu_threads`` is the cores the case could use: this process's, or fewer where its intra-op
+    thread pool is smaller (a case told to use one thread is not starved at 50% of two cores)."""
     def total(values: list[float | None]) -> float | None:
         return None if any(value is None for value in values) else sum(values)
-    return {"cpu_time_s": sum(block.process_s for block in blocks), "cpu_threads": cpu_threads(),
+    threads = min(cpu_threads(), intra_op_threads) if intra_op_threads else cpu_threads()
+    return {"cpu_time_s": sum(block.process_s for block in blocks), "cpu_threads": threads,
             "steal_s": total([block.steal_s for block in blocks]),
             "throttled_s": total([block.throttled_s for block in blocks])}
 

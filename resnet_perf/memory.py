@@ -12,7 +12,9 @@ case is counted in (or hides) this one.  Two different quantities, each in a fie
   after the model was built: what running the step adds (activations, gradients, optimizer
   slots, compiled code, allocator caches), weights excluded.
 
-The child is ``python -m resnet_perf.memory --config JSON --mode MODE``; it prints one JSON line.
+The child is ``python -m resnet_perf.memory --config JSON --mode MODE``, started with the config's
+process settings (``resnet_perf.switches``); it prints one JSON line.  Given a memory limit, the
+parent stops a probe whose resident memory passes it (``resnet_perf.maxbatch`` probes that way).
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
+
+import psutil
 
 from resnet_perf.config import MODES, RunConfig
 from resnet_perf.subprocess_run import module_command, package_env
@@ -97,18 +101,19 @@ def probe_processes() -> int:
 
 
 def measure_peak_memories(cases: Sequence[tuple[RunConfig, str]], processes: int, timeout: float = PROBE_TIMEOUT_S,
-                          report: Callable[[str], None] = lambda line: None
+                          report: Callable[[str], None] = lambda line: None, limit_bytes: int | None = None
                           ) -> dict[tuple[str, str], dict[str, Any] | MemoryProbeError]:
     """Probe every ``(config, mode)`` in a fresh process, ``processes`` at a time; each case's figures,
     or the ``MemoryProbeError`` that says why it has none.  A probe killed (out of memory?) while
     others ran beside it is run again alone, so a case is never called too big for this machine only
-    because it shared it.  Interrupted, every probe still running is killed."""
-    outcomes = _run_probes(cases, processes, timeout, report)
+    because it shared it; a probe whose resident memory passes ``limit_bytes`` is stopped and
+    unsupported.  Interrupted, every probe still running is killed."""
+    outcomes = _run_probes(cases, processes, timeout, report, limit_bytes)
     again = [(config, mode) for config, mode in cases
              if processes > 1 and getattr(outcomes[(config.run_id, mode)], "killed", False)]
     if again:
         report(f"{len(again)} probe(s) killed beside another: measuring them alone")
-        outcomes.update(_run_probes(again, 1, timeout, report))
+        outcomes.update(_run_probes(again, 1, timeout, report, limit_bytes))
     return outcomes
 
 
@@ -120,10 +125,20 @@ class _Running:
     output: IO[str]
     errors: IO[str]
     started: float
+    over_limit: int | None = None  # the resident bytes seen when it passed the memory limit
+
+    def resident_bytes(self) -> int:
+        try:
+            return psutil.Process(self.process.pid).memory_info().rss
+        except psutil.Error:  # it has just ended
+            return 0
 
 
 def _run_probes(cases: Sequence[tuple[RunConfig, str]], processes: int, timeout: float,
-                report: Callable[[str], None]) -> dict[tuple[str, str], dict[str, Any] | MemoryProbeError]:
+                report: Callable[[str], None], limit_bytes: int | None = None
+                ) -> dict[tuple[str, str], dict[str, Any] | MemoryProbeError]:
+    from resnet_perf.switches import ProcessSettings
+
     waiting, running = list(cases), []
     outcomes: dict[tuple[str, str], dict[str, Any] | MemoryProbeError] = {}
     try:
@@ -133,10 +148,16 @@ def _run_probes(cases: Sequence[tuple[RunConfig, str]], processes: int, timeout:
                 # files, not pipes: no child waits on a full pipe while its parent waits on another
                 output, errors = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
                 args = ["--config", json.dumps(dataclasses.asdict(config)), "--mode", mode]
-                process = subprocess.Popen(module_command("resnet_perf.memory", args), stdout=output,
-                                           stderr=errors, text=True, env=package_env())
+                process = subprocess.Popen(module_command("resnet_perf.memory", args), stdout=output, stderr=errors,
+                                           text=True, env=ProcessSettings.of(config).environment(package_env()))
                 running.append(_Running(config, mode, process, output, errors, time.monotonic()))
             time.sleep(POLL_S)
+            for probe in running if limit_bytes else ():
+                resident = probe.resident_bytes()
+                if resident > limit_bytes:
+                    probe.over_limit = resident
+                    probe.process.kill()
+                    probe.process.wait()
             for probe in [probe for probe in running if probe.process.poll() is not None
                           or time.monotonic() - probe.started > timeout]:
                 running.remove(probe)
@@ -161,6 +182,8 @@ def _outcome(probe: _Running, timeout: float) -> dict[str, Any] | MemoryProbeErr
             probe.process.wait()
             return MemoryProbeError(f"{name} took over {timeout:.0f} s", False)
         code = probe.process.returncode
+        if probe.over_limit is not None:
+            return MemoryProbeError(f"{name} passed the memory limit ({probe.over_limit / 2**30:.1f} GiB resident)", True)
         if code < 0 or code == 137:  # SIGKILL: the kernel's OOM killer
             return MemoryProbeError(f"{name} was killed (out of memory?)", True, killed=True)
         probe.output.seek(0)
@@ -183,6 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = RunConfig(**json.loads(args.config))
     try:
+        from resnet_perf.switches import ProcessSettings, prepare_process
+
+        prepare_process(ProcessSettings.of(config))
         answer = probe_here(config, args.mode)
     except Exception as error:  # reported to the parent as data; it decides skip or fail
         from resnet_perf.runtime import unsupported_reason

@@ -16,10 +16,18 @@ PRECISION_POLICIES: dict[str, str] = {
     "fp32": "float32",
     "mixed_fp16": "mixed_float16",
     "mixed_bf16": "mixed_bfloat16",
+    "amp_bf16": "float32",
 }
+"""``amp_bf16`` is a float32 model whose graph TensorFlow's grappler rewrites to bfloat16 where oneDNN
+has bf16 kernels (``auto_mixed_precision_onednn_bfloat16``), instead of Keras casting per layer; a
+process-wide option, so such cases run in processes of their own (``resnet_perf.switches``)."""
 PRECISIONS: tuple[str, ...] = tuple(PRECISION_POLICIES)
-COMPUTE_DTYPES: dict[str, str] = {"fp32": "float32", "mixed_fp16": "float16", "mixed_bf16": "bfloat16"}
-"""The dtype the math runs in under each precision (what the policy's ``compute_dtype`` says)."""
+COMPUTE_DTYPES: dict[str, str] = {"fp32": "float32", "mixed_fp16": "float16", "mixed_bf16": "bfloat16",
+                                  "amp_bf16": "bfloat16"}
+"""The dtype the convolutions and matmuls run in under each precision (the MFU denominator's dtype)."""
+GRAPH_REWRITE_PRECISIONS = ("amp_bf16",)
+"""Precisions made by a grappler rewrite of a float32 model, not by a Keras policy: benchmark
+steps only (training takes the Keras policies)."""
 
 
 def check_precision(name: str) -> str:

@@ -102,6 +102,22 @@ def format_summary(summary, top: int = TOP_OPS) -> str:
     return "\n".join(lines)
 
 
+def format_breakdown(fields: dict[str, Any]) -> str:
+    """Where the traced steps' time went, by op category (``resnet_perf.breakdown``)."""
+    from tabulate import tabulate
+
+    from resnet_perf.breakdown import CATEGORIES, step_shares
+
+    shares = step_shares(fields)
+    if shares is None:
+        return "where the time went: no op time in the trace"
+    table = [[CATEGORIES[key], shares[key]["ms"], shares[key]["share"] * 100, fields["breakdown_op_s"][key] * 1e3]
+             for key in sorted(CATEGORIES, key=lambda key: -shares[key]["ms"]) if fields["breakdown_op_s"][key] > 0]
+    return (f"where the time went (median traced step {fields['breakdown_step_s'] * 1e3:.1f} ms, apportioned by op "
+            f"self time):\n" + tabulate(table, headers=["category", "ms of step", "share %", "op self ms/step"],
+                                         floatfmt=".1f", tablefmt="github"))
+
+
 def view_commands(logdir: Path) -> str:
     return (f"view it: tensorboard --logdir {logdir}   (then the PROFILE tab; "
             f"pip install -e \".[trace]\" installs it)\n"
@@ -118,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m resnet_perf.profile",
         description="Capture a profiler trace of one configuration's step (after warm-up), print its step "
                     "times and top ops by self time, and say how to open it in TensorBoard.")
-    cli.add_config_options(parser, defaults)
+    cli.add_config_options(parser, defaults, fields=cli.CONFIG_OPTIONS + cli.SWITCH_OPTIONS)
     parser.add_argument("--mode", choices=PROFILE_MODES, default="train",
                         help="train: forward, backward and SGD update; forward: inference (default %(default)s)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the first call, before tracing (default %(default)s)")
@@ -138,12 +154,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cli.stop_on_sigterm()
     try:
-        config = RunConfig(**cli.config_kwargs(args), warmup=args.warmup, steps=args.steps)
+        config = RunConfig(**cli.config_kwargs(args, cli.CONFIG_OPTIONS + cli.SWITCH_OPTIONS), warmup=args.warmup,
+                           steps=args.steps)
         if args.top < 1:
             raise UserError(f"--top must be at least 1, got {args.top}")
         options = TracerOptions(host_tracer_level=args.host_tracer_level, python_tracer_level=int(args.python_tracer))
         logdir = args.logdir or default_logdir(config, args.mode)
         check_writable(logdir, "traces")
+        from resnet_perf.switches import ProcessSettings, apply_here
+
+        apply_here(ProcessSettings.of(config))
         return _profile(config, args.mode, logdir, options, args.group_by, args.top)
     except UserError as error:
         return cli.fail(error)
@@ -159,18 +179,26 @@ def _profile(config: RunConfig, mode: str, logdir: Path, options: TracerOptions,
     from resnet_perf.results import save_rows
     from resnet_perf.runtime import environment
     from resnet_perf.steps import Step
+    from resnet_perf.breakdown import trace_fields
     from resnet_perf.xplane import summarize
 
     print(f"profiling {config.run_id} {mode}: first call, {config.warmup} warm-up step(s), "
           f"then {config.steps} traced step(s) into {logdir}", flush=True)
     step = Step(config, mode)
     print(f"first call (trace{' + XLA compile' if config.xla else ''}): {time_call(step):.2f} s", flush=True)
+    traced = step.tracing_count
     for _ in range(config.warmup):
         step()
     trace = capture(step, logdir, config.steps, options)
+    problems = step.problems(traced)
+    if problems:
+        raise UserError(f"the trace is not of {config.run_id}: {'; '.join(problems)}")
     summary = summarize(trace, group_by)
     print(format_summary(summary, top))
+    breakdown = trace_fields(trace)
+    print(format_breakdown(breakdown))
     saved = save_rows(logdir, "profile", summary_rows(config, mode, summary), environment(), trace=str(trace),
+                      **breakdown,
                       step_numbers=summary.step_numbers, step_times_s=summary.step_times_s,
                       requested_options=asdict(options), applied_options=summary.options, group_by=group_by)
     print(f"summary written to {saved}")

@@ -14,6 +14,7 @@ from typing import Any
 from resnet_perf.config import BATCH_NORMS, RunConfig
 from resnet_perf.data import AUGMENTATIONS, NUM_CLASSES
 from resnet_perf.errors import UserError
+from resnet_perf.precision import GRAPH_REWRITE_PRECISIONS, PRECISIONS
 
 SCHEDULES = ("cosine", "linear", "constant")
 """cosine / linear: linear warm-up over the first ``WARMUP_FRACTION`` of the steps, then down to 0."""
@@ -120,6 +121,9 @@ class TrainConfig:
                             "workers in TF_CONFIG times each worker's devices")
         if self.epochs < 1:
             raise UserError(f"epochs must be at least 1, got {self.epochs}")
+        if self.run.precision in GRAPH_REWRITE_PRECISIONS:
+            raise UserError(f"precision {self.run.precision} is a benchmark switch of whole processes; training takes "
+                            f"{', '.join(name for name in PRECISIONS if name not in GRAPH_REWRITE_PRECISIONS)}")
         for name in ("lr", "momentum", "weight_decay", "label_smoothing", "target_accuracy"):
             if not math.isfinite(getattr(self, name)):
                 raise UserError(f"{name.replace('_', ' ')} must be a finite number, got {getattr(self, name)}")

@@ -17,34 +17,52 @@ from typing import Any
 import pandas as pd
 
 from resnet_perf.cli import ON_OFF
-from resnet_perf.config import RunConfig
+from resnet_perf.breakdown import explain
+from resnet_perf.config import AUTO_THREADS, RunConfig
 from resnet_perf.errors import UserError
 from resnet_perf.intervals import ROUNDS_DISAGREE, Ratio, paired_ratio, spread
 from resnet_perf.regression import ALPHA, METRICS, is_true, round_values
 
-SWITCHES = ("precision", "xla", "layout")
-REFERENCE = {"precision": "fp32", "xla": False, "layout": "nhwc"}
+SWITCHES = ("precision", "xla", "layout", "batch_norm", "threads", "onednn", "fpmath")
+REFERENCE = {"precision": "fp32", "xla": False, "layout": "nhwc", "batch_norm": "keras", "threads": AUTO_THREADS,
+             "onednn": True, "fpmath": "default"}
+"""The reference value of every switch: a result file written before a switch existed ran with it."""
+ON_OFF_SWITCHES = ("xla", "onednn")
 SAME = ("model", "depth", "batch_size", "image_size", "channels", "num_classes", "mode")
 
 
 def switch_text(field: str, value: Any) -> str:
-    """How a switch's value reads in a label: ``mixed_bf16``, ``xla``/``noxla``, ``nchw``."""
-    if field == "xla":
-        return "xla" if value else "noxla"
+    """How a switch's value reads in a label: ``mixed_bf16``, ``xla``/``noxla``, ``nchw``,
+    ``fused_bn``, ``threads 2:1``, ``onednn``/``noonednn``, ``fpmath bf16``."""
+    if field in ON_OFF_SWITCHES:
+        return field if value else f"no{field}"
+    if field == "batch_norm":
+        return f"{value}_bn"
+    if field in ("threads", "fpmath"):
+        return f"{field} {value}"
     return str(value)
 
 
+def with_switch_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every switch column, its reference value where a row has none (older results)."""
+    frame = frame.copy()
+    for field, value in REFERENCE.items():
+        frame[field] = frame[field].where(frame[field].notna(), value) if field in frame else value
+    return frame
+
+
 def parse_baseline(text: str) -> dict[str, Any]:
-    """``"precision=fp32,xla=off,layout=nhwc"`` (any subset) -> the reference switch values."""
+    """``"precision=fp32,xla=off,layout=nhwc"`` (any subset of ``SWITCHES``) -> the reference switch values."""
     reference = dict(REFERENCE)
     for part in filter(None, (item.strip() for item in text.split(","))):
         field, _, value = part.partition("=")
         if field not in SWITCHES or not value:
             raise UserError(f"--baseline expects FIELD=VALUE for {', '.join(SWITCHES)}, got {part!r}")
-        reference[field] = ON_OFF.get(value, value) if field == "xla" else value
-    if not isinstance(reference["xla"], bool):
-        raise UserError(f"--baseline: xla must be on or off, got {reference['xla']!r}")
-    RunConfig(precision=reference["precision"], layout=reference["layout"])  # names must exist
+        reference[field] = ON_OFF.get(value, value) if field in ON_OFF_SWITCHES else value
+    for field in ON_OFF_SWITCHES:
+        if not isinstance(reference[field], bool):
+            raise UserError(f"--baseline: {field} must be on or off, got {reference[field]!r}")
+    RunConfig(**reference)  # names must exist
     return reference
 
 
@@ -64,9 +82,11 @@ def speedups(frame: pd.DataFrame, reference: dict[str, Any] = REFERENCE, alpha: 
     Columns added: ``baseline`` (run_id), ``switches`` (e.g. ``mixed_bf16+xla``), ``speedup``
     (images/s ratio over paired rounds), ``speedup_low``/``speedup_high`` (its 1 - alpha interval),
     ``speedup_significant`` (the interval excludes 1 and the per-round ratios agree), ``vs_baseline`` (e.g.
-    ``mixed_bf16+xla = 1.52x fp32+noxla [1.41, 1.63]``).  Rows without a baseline get none.
+    ``mixed_bf16+xla = 1.52x fp32+noxla [1.41, 1.63]``, and where both rows have a breakdown
+    the op categories that account for it: ``resnet_perf.breakdown.explain``).  Rows without a
+    baseline get none.
     """
-    frame = frame.copy()
+    frame = with_switch_columns(frame)
     for column in ("baseline", "switches", "speedup", "speedup_low", "speedup_high", "speedup_significant",
                    "vs_baseline"):
         frame[column] = None
@@ -95,8 +115,21 @@ def speedups(frame: pd.DataFrame, reference: dict[str, Any] = REFERENCE, alpha: 
         agree = len(per_round) < 2 or spread(per_round) <= ROUNDS_DISAGREE
         new = "+".join(switch_text(field, row[field]) for field in changed)
         old = "+".join(switch_text(field, base[field]) for field in changed)
+        why = explain(row, base)
         frame.loc[index, ["baseline", "switches", "speedup", "speedup_low", "speedup_high", "speedup_significant",
                           "vs_baseline"]] = [
             base["run_id"], new, ratio.value, ratio.low, ratio.high, ratio.significant and agree,
-            _verdict(new, old, ratio, per_round, agree)]
+            _verdict(new, old, ratio, per_round, agree) + (f": {why}" if why else "")]
     return frame
+
+
+def best_configurations(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per model, depth, batch, image size and step of a ``speedups`` frame: the configuration with
+    the most images/s, and its speed-up over the baseline configuration (``vs_baseline``)."""
+    measured = frame[~frame["derived"].map(is_true) & frame["images_per_sec"].notna()]
+    if measured.empty:
+        return pd.DataFrame(columns=["config", "step", "img/s", "switches", "vs baseline"])
+    best = measured.loc[measured.groupby(list(SAME), sort=False)["images_per_sec"].idxmax()]
+    return pd.DataFrame({"config": best["run_id"], "step": best["mode"], "img/s": best["images_per_sec"],
+                         "switches": best["switches"].where(best["switches"] != "", "(the baseline)"),
+                         "vs baseline": best["vs_baseline"]}).reset_index(drop=True)

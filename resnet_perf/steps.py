@@ -24,6 +24,7 @@ from resnet_perf.flops import flops_per_step
 from resnet_perf.measure import finish
 from resnet_perf.objective import is_loss_scaled, logits_and_loss, make_optimizer
 from resnet_perf.runtime import global_auto_jit
+from resnet_perf.switches import ProcessSettings, process_problems
 from resnet_perf.workload import build_model, synthetic_batch
 
 LEARNING_RATE = 0.01
@@ -106,7 +107,8 @@ class Step:
         """What makes timings since ``tracing_count_before`` untrustworthy (empty when none).
 
         A retrace means some timed steps include tracing or compilation; an XLA switch that did not
-        take effect means the number would be reported under the wrong configuration.
+        take effect, or a process whose settings are not the config's (threads, oneDNN, fpmath, amp_bf16:
+        ``resnet_perf.switches``), means the number would be reported under the wrong configuration.
         """
         found = []
         retraces = self.tracing_count - tracing_count_before
@@ -116,4 +118,4 @@ class Step:
             found.append("XLA was requested but the step is not XLA-compiled")
         if not self.config.xla and global_auto_jit():
             found.append("XLA is off in the config but global XLA auto-clustering is on (TF_XLA_FLAGS / set_jit)")
-        return found
+        return found + process_problems(ProcessSettings.of(self.config))

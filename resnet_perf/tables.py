@@ -26,6 +26,7 @@ DISPLAY_COLUMNS = {
     "images_per_sec": "img/s",
     "median_ms": "median ms",
     "p90_ms": "p90 ms",
+    "p99_ms": "p99 ms",
     "cv_pct": "cv %",
     "gflops_per_sec": "GFLOP/s",
     "mfu_pct": "MFU %",
@@ -49,7 +50,7 @@ def derive_backward(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         flops = both["flops_per_step"] - forward["flops_per_step"]
         row = {key: both[key] for key in both if key not in ("step_times_s", "round_medians_s", "round_spread",
                                                              "cpu_time_s")}
-        row.update(mode="backward", derived=True, median_s=seconds, p90_s=None, cv=None, unstable=None,
+        row.update(mode="backward", derived=True, median_s=seconds, p90_s=None, p99_s=None, cv=None, unstable=None,
                    compile_s=None, flops_per_step=flops)
         row.update(derived_step_metrics(row, {row["compute_dtype"]: both.get("peak_flops")}))
         derived.append(row)
@@ -58,7 +59,7 @@ def derive_backward(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 MEMORY_FIELDS = ("host_rss_added_bytes", "device_peak_bytes")
 """The two kinds of peak memory a memory row holds one of (see ``resnet_perf.memory``)."""
-NUMERIC_FIELDS = ("images_per_sec", "median_s", "p90_s", "cv", "achieved_flops", "mfu", "compile_s", *MEMORY_FIELDS)
+NUMERIC_FIELDS = ("images_per_sec", "median_s", "p90_s", "p99_s", "cv", "achieved_flops", "mfu", "compile_s", *MEMORY_FIELDS)
 
 
 def step_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -126,6 +127,7 @@ def display_frame(rows: Sequence[dict[str, Any]], frame: pd.DataFrame | None = N
         "images_per_sec": frame["images_per_sec"],
         "median_ms": frame["median_s"] * 1e3,
         "p90_ms": frame["p90_s"] * 1e3,
+        "p99_ms": frame["p99_s"] * 1e3,
         "cv_pct": frame["cv"] * 100,
         "gflops_per_sec": frame["achieved_flops"] / 1e9,
         "mfu_pct": frame["mfu"] * 100,
@@ -182,3 +184,45 @@ def training_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
 def format_training_table(rows: Sequence[dict[str, Any]], table_format: str = "github") -> str:
     """``training_frame`` as a tabulate table."""
     return tabulate_frame(training_frame(rows), table_format)
+
+
+def latency_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Batch-1 forward latency per configuration: p50 and p99 over every timed step of all rounds."""
+    measured = [row for row in rows if row.get("bench") == "step" and row.get("mode") == "forward"
+                and row.get("batch_size") == 1 and not row.get("error") and not row.get("skipped")]
+    return pd.DataFrame({
+        "config": [row["run_id"] for row in measured],
+        "p50 ms": [row["median_s"] * 1e3 for row in measured],
+        "p99 ms": [row["p99_s"] * 1e3 for row in measured],
+        "steps": [row["count"] for row in measured],
+        "note": ["; ".join(round_notes(row)) for row in measured],
+    })
+
+
+def max_batch_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """The largest batch found per configuration (``resnet_perf.maxbatch``) with its probes."""
+    found = [row for row in rows if row.get("bench") == "max_batch"]
+
+    def probes(row: dict[str, Any]) -> str:
+        return " ".join(f"{batch}{'+' if fits else '-'}" for batch, fits, _why in row["max_batch_probes"])
+
+    return pd.DataFrame({
+        "config": [row["run_id"] for row in found],
+        "step": [row["mode"] for row in found],
+        "largest batch": [row["max_batch"] for row in found],
+        "probes (+ fits, - does not)": [probes(row) for row in found],
+        "memory limit GiB": [row["memory_limit_bytes"] / 2**30 for row in found],
+        "note": ["the search's ceiling" if row.get("reached_ceiling") else "" for row in found],
+    })
+
+
+def extra_tables(rows: Sequence[dict[str, Any]]) -> list[tuple[str, pd.DataFrame]]:
+    """The tables beside the main one that these rows have data for: latency, where the time went,
+    the largest batch."""
+    from resnet_perf.breakdown import breakdown_frame
+
+    tables = [("batch-1 forward latency", latency_frame(rows)),
+              ("where the step time went (traced steps' median, apportioned by op self time; ms and share)",
+               breakdown_frame([row for row in rows if row.get("bench") == "step"])),
+              ("largest batch that runs", max_batch_frame(rows))]
+    return [(title, frame) for title, frame in tables if not frame.empty]

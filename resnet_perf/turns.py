@@ -1,10 +1,11 @@
-"""Two suite processes that time their blocks of steps in turn, so that A's block of a case and B's
+"""Suite processes that time their blocks of steps in turn, so that A's block of a case and B's
 block of the same case and round run back to back (``python -m resnet_perf.ab``).
 
 Per process ``NAME``, two named pipes in one folder: ``NAME.go`` (the coordinator writes one byte:
 your turn) and ``NAME.done`` (the process writes ``blocks N`` once it has built its cases, then
-``done`` after each block).  A process that waits for its turn sleeps in a blocking read, so the
-other one has the machine to itself.
+``done`` after each block).  Building is a turn too (the first one), so processes do not compile
+side by side.  A process that waits for its turn sleeps in a blocking read, so the others have the
+machine to themselves.  The same pipes serve the worker processes of ``resnet_perf.isolated``.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import os
 import select
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from resnet_perf.errors import UserError
@@ -84,7 +85,9 @@ class Coordinator:
         return line.decode()
 
     def blocks(self, name: str) -> int:
-        """How many blocks process ``name`` will time (it says so once its cases are built)."""
+        """Let process ``name`` build its cases; how many blocks it will then time (it says so once
+        they are built)."""
+        os.write(self._go_fd(name), b"g")
         line = self.read_line(name)
         if not line.startswith("blocks "):
             raise UserError(f"{self.describe(name)} said {line!r} instead of its number of blocks")
@@ -123,4 +126,23 @@ def alternate_blocks(coordinator: Coordinator, names: tuple[str, str],
                 coordinator.turn(name)
         if (index + 1) % max(1, total // 4) == 0 or index + 1 == total:
             report(f"block {index + 1}/{total} of each")
+    return counts
+
+
+def rounds_in_turn(coordinator: Coordinator, names: Sequence[str], rounds: int, extra_blocks: int = 0,
+                   report: Callable[[str], None] = print) -> dict[str, int]:
+    """Processes that each time ``rounds`` rounds of their cases (one block per case and round, round
+    after round) and then ``extra_blocks`` blocks per case: round ``r`` of every process back to
+    back (processes in order, then in reverse order, ...), then the extra blocks process by process.
+    Builds come first, one process at a time.  Returns each process's number of blocks."""
+    counts = {name: coordinator.blocks(name) for name in names}
+    per_round = {name: count // (rounds + extra_blocks) for name, count in counts.items()}
+    for number in range(rounds):
+        for name in (names if number % 2 == 0 else names[::-1]):
+            for _ in range(per_round[name]):
+                coordinator.turn(name)
+        report(f"round {number + 1}/{rounds} done in every process")
+    for name in names:
+        for _ in range(per_round[name] * extra_blocks):
+            coordinator.turn(name)
     return counts

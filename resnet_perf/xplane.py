@@ -143,18 +143,25 @@ def _self_times(events: Sequence[tuple[int, int, str, str, str]]) -> Iterator[tu
         yield kind, op_type, name, max(own, 0)
 
 
+def op_self_times(space) -> Iterator[tuple[str, str, str, int]]:
+    """``(kind, type, name, self_ps)`` of every op event on the host plane."""
+    plane = _plane(space, HOST_PLANE)
+    if plane is None:
+        return
+    hlo_op = _stat_ids(plane).get("hlo_op")
+    for line in plane.lines:
+        yield from _self_times(list(_op_events(plane, line, hlo_op)))
+
+
 def op_times(space, group_by: str = "type") -> list[OpTime]:
     """Op self times totalled per op type (or full name), largest first."""
     if group_by not in GROUPINGS:
         raise UserError(f"unknown grouping {group_by!r}: choose one of {', '.join(GROUPINGS)}")
-    plane = _plane(space, HOST_PLANE)
     totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-    hlo_op = _stat_ids(plane).get("hlo_op") if plane is not None else None
-    for line in plane.lines if plane is not None else ():
-        for kind, op_type, name, own in _self_times(list(_op_events(plane, line, hlo_op))):
-            total = totals[(name if group_by == "name" else op_type, kind)]
-            total[0] += 1
-            total[1] += own
+    for kind, op_type, name, own in op_self_times(space):
+        total = totals[(name if group_by == "name" else op_type, kind)]
+        total[0] += 1
+        total[1] += own
     grand = sum(total for _count, total in totals.values()) or 1
     ops = [OpTime(op=op, kind=kind, count=count, total_s=total * PICOSECONDS, share=total / grand)
            for (op, kind), (count, total) in totals.items()]

@@ -162,7 +162,8 @@ def test_every_format_parses(tmp_path, capsys, table_format):
             records = payload if isinstance(payload, list) else payload["comparison"]
             assert {record["config"] for record in records} == {FP32.run_id, BF16.run_id}
         elif table_format == "github":
-            table = [line for line in out.splitlines() if line.startswith("|")]
+            first_table = next(block for block in out.split("\n\n") if block.startswith("|"))
+            table = first_table.splitlines()
             assert len({line.count("|") for line in table}) == 1 and set(table[1]) <= set("|-: ")
         else:
             assert FP32.run_id in out and "|" not in out
@@ -342,3 +343,22 @@ def test_plot_into_a_directory_or_without_png_is_refused_before_any_work(tmp_pat
     assert not (tmp_path / "plots.png").exists()
     code, out, err = run(capsys, base, "--plot", tmp_path / "chart.svg")
     assert code == 2 and "ending in .png" in err
+
+
+def test_one_file_names_the_best_configuration_and_explains_it_by_the_breakdown(tmp_path, capsys):
+    fused = FP32.replace(batch_norm="fused")
+    op_ms = {"conv_forward": 30, "conv_backward_data": 30, "conv_backward_filter": 30, "batch_norm": 10}
+    rows = baseline_rows() + [step_row(XLA, "train", steady(0.125, seed=4)),
+                              step_row(fused, "train", steady(0.07, seed=5))]
+    rows[0].update(breakdown_step_s=0.1, breakdown_op_s={key: value / 1e3 for key, value in op_ms.items()})
+    rows[-1].update(breakdown_step_s=0.07, breakdown_op_s={**rows[0]["breakdown_op_s"], "batch_norm": 0.0,
+                                                           "conv_forward": 0.02, "conv_backward_data": 0.02})
+    code, out, err = run(capsys, write_run(tmp_path, "one", rows))
+    assert code == 0, err
+    main_table = out.split("\n\n")[0]
+    lines = {line.split("|")[1].strip(): line for line in main_table.splitlines() if line.startswith("| resnet")}
+    assert "fused_bn = 1.42x keras_bn [1.4" in lines[fused.run_id]
+    assert "convolutions 1.3x faster (-20 ms), batch norm gone (-10 ms)" in lines[fused.run_id]
+    best = out.split("best configuration per depth, batch, image size and step:")[1].split("\n\n")[0].splitlines()
+    (winner,) = [line for line in best if line.startswith("| resnet")]
+    assert fused.run_id in winner and "fused_bn" in winner and "1.42x" in winner

@@ -1,0 +1,183 @@
+"""Where a step's time goes, by op category, read from a profiler trace of the step.
+
+Every op event of the trace (``resnet_perf.xplane``) falls into one category, by its TensorFlow op
+type and, where the type alone cannot tell (a ``Mul`` of batch norm or of a residual branch), by
+the layer in its name:
+
+- convolution forward / backward (data) / backward (filter): ``Conv2D``, ``Conv2DBackpropInput``,
+  ``Conv2DBackpropFilter`` and their oneDNN forms (``_MklNativeConv2D...``, ``_FusedConv2D``);
+- batch norm: ``FusedBatchNorm*`` kernels, and every op inside a batch norm layer (``*_bn``,
+  ``*_bnN``: Keras's batch norm is a dozen loose ops per layer, moments, scaling and their gradients,
+  moving-average updates);
+- casts and layout reorders: ``Cast``, ``Transpose``, oneDNN's layout conversions;
+- pooling and dense: pooling kernels, ``MatMul``/``BiasAdd`` and the ops of the ``avg_pool`` and
+  ``fc`` layers;
+- optimizer update: the optimizer's ops (``ResourceApply*``, everything under ``sgd/``);
+- elementwise and activations: the remaining arithmetic (ReLU and its gradient, residual adds,
+  gradient accumulation ``AddN``);
+- other: the rest (variable reads, the loss, control).
+
+Under XLA the events are HLO instructions, which carry no layer: convolutions of every direction
+are one category, ``dot`` is dense, copies/transposes/converts are reorders, and fusions and
+reductions (batch norm and elementwise math fused together) are a category of their own.
+
+**Adding up to the step.**  Ops of one step overlap (inter-op threads), so their self times summed
+over threads exceed the step's wall time.  A row keeps the raw figures, each category's op self
+time per traced step (``breakdown_op_s``) and the traced steps' median wall time
+(``breakdown_step_s``); ``step_shares`` apportions the step's wall time by them when read, so the
+categories add up to the step exactly.
+"""
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+CATEGORIES: dict[str, str] = {
+    "conv_forward": "convolution forward",
+    "conv_backward_data": "convolution backward (data)",
+    "conv_backward_filter": "convolution backward (filter)",
+    "conv_xla": "convolution (XLA, all directions)",
+    "batch_norm": "batch norm",
+    "cast_reorder": "casts and layout reorders",
+    "elementwise": "elementwise and activations",
+    "pool_dense": "pooling and dense",
+    "optimizer": "optimizer update",
+    "xla_fusion": "XLA fusions and reductions",
+    "other": "other",
+}
+CONVOLUTIONS = ("conv_forward", "conv_backward_data", "conv_backward_filter", "conv_xla")
+
+_BATCH_NORM_LAYER = re.compile(r"(^|/)[^/]*(_bn\d*|batch_normalization)(_\d+)?(/|$)")
+_POOL_DENSE_LAYER = re.compile(r"(^|/)(avg_pool|fc|predictions)(_\d+)?(/|$)")
+_OPTIMIZER = re.compile(r"^(sgd|SGD|loss_scale_optimizer|adam|adamw)(_\d+)?/")
+_CASTS_REORDERS = {"Cast", "Transpose", "DataFormatVecPermute", "_MklToTf", "_MklInputConversion"}
+_POOL_DENSE = ("MaxPool", "AvgPool", "MatMul", "BiasAdd")
+_ELEMENTWISE = {"Relu", "ReluGrad", "Relu6", "Relu6Grad", "AddV2", "Add", "AddN", "Mul", "Sub", "Neg", "Maximum",
+                "Minimum", "Square", "SquaredDifference", "RealDiv", "Rsqrt", "RsqrtGrad", "Sqrt", "Identity",
+                "Tile", "Sum", "Mean", "Select", "SelectV2", "ZerosLike", "OnesLike"}
+_XLA_REORDERS = {"copy", "transpose", "convert", "bitcast", "bitcast-convert", "copy-start", "copy-done"}
+
+
+def category(kind: str, op_type: str, name: str) -> str:
+    """The category (a key of ``CATEGORIES``) of one op event: ``kind`` ``tf`` or ``xla``."""
+    if kind == "xla":
+        if op_type.startswith("convolution") or "conv" in op_type and op_type.startswith("custom-call"):
+            return "conv_xla"
+        if op_type == "dot":
+            return "pool_dense"
+        return "cast_reorder" if op_type in _XLA_REORDERS else "xla_fusion"
+    if "Conv2DBackpropFilter" in op_type:
+        return "conv_backward_filter"
+    if "Conv2DBackpropInput" in op_type:
+        return "conv_backward_data"
+    if "Conv2D" in op_type:
+        return "conv_forward"
+    if "FusedBatchNorm" in op_type or _BATCH_NORM_LAYER.search(name):
+        return "batch_norm"
+    if _OPTIMIZER.search(name) or op_type.startswith(("ResourceApply", "Apply")):
+        return "optimizer"
+    if op_type in _CASTS_REORDERS or "Reorder" in op_type:
+        return "cast_reorder"
+    if any(part in op_type for part in _POOL_DENSE) or _POOL_DENSE_LAYER.search(name):
+        return "pool_dense"
+    if op_type in _ELEMENTWISE:
+        return "elementwise"
+    return "other"
+
+
+def op_seconds_by_category(space) -> dict[str, float]:
+    """Op self time per category over the whole trace (every category, zero where none)."""
+    from resnet_perf.xplane import PICOSECONDS, op_self_times
+
+    totals = dict.fromkeys(CATEGORIES, 0)
+    for kind, op_type, name, own in op_self_times(space):
+        totals[category(kind, op_type, name)] += own
+    return {key: total * PICOSECONDS for key, total in totals.items()}
+
+
+def trace_fields(path: str | Path) -> dict[str, Any]:
+    """The raw breakdown fields of a trace of whole steps, for a result row: op self time per
+    category per traced step, the traced steps' median wall time and their number."""
+    from resnet_perf.errors import UserError
+    from resnet_perf.xplane import read_xspace, step_markers
+
+    space = read_xspace(path)
+    steps = [seconds for _number, seconds in step_markers(space)]
+    if not steps:
+        raise UserError(f"{path} has no step markers: cannot tell a step's time")
+    per_step = {key: seconds / len(steps) for key, seconds in op_seconds_by_category(space).items()}
+    return {"breakdown_op_s": per_step, "breakdown_step_s": statistics.median(steps), "breakdown_steps": len(steps)}
+
+
+def step_shares(row: Mapping[str, Any]) -> dict[str, dict[str, float]] | None:
+    """``{category: {"share", "ms"}}``: the step's wall time apportioned by op self time (the shares
+    sum to 1, the milliseconds to the traced step's median); ``None`` for a row without a breakdown."""
+    op_seconds, step = row.get("breakdown_op_s"), row.get("breakdown_step_s")
+    if not isinstance(op_seconds, Mapping) or not isinstance(step, (int, float)):
+        return None
+    total = sum(op_seconds.values())
+    if total <= 0:
+        return None
+    return {key: {"share": op_seconds.get(key, 0.0) / total, "ms": op_seconds.get(key, 0.0) / total * step * 1e3}
+            for key in CATEGORIES}
+
+
+def category_ms(row: Mapping[str, Any], keys: tuple[str, ...]) -> float | None:
+    """The step milliseconds of some categories together (``step_shares``), or ``None``."""
+    shares = step_shares(row)
+    return None if shares is None else sum(shares[key]["ms"] for key in keys)
+
+
+EXPLAINED_GROUPS: dict[str, tuple[str, ...]] = {
+    "convolutions": CONVOLUTIONS,
+    "batch norm": ("batch_norm",),
+    "casts + reorders": ("cast_reorder",),
+    "elementwise": ("elementwise", "xla_fusion"),
+    "pooling + dense": ("pool_dense",),
+    "optimizer": ("optimizer",),
+    "other": ("other",),
+}
+"""How ``explain`` groups categories: the convolutions' directions together."""
+
+
+def explain(row: Mapping[str, Any], base: Mapping[str, Any], top: int = 3) -> str | None:
+    """Why ``row``'s step differs from ``base``'s: the groups whose time changed most, e.g.
+    ``convolutions 1.9x faster (-210 ms), batch norm + casts 2.4x slower (+35 ms)``; ``None``
+    without both breakdowns."""
+    if step_shares(row) is None or step_shares(base) is None:
+        return None
+    changes = []
+    for label, keys in EXPLAINED_GROUPS.items():
+        mine, theirs = category_ms(row, keys), category_ms(base, keys)
+        if mine is None or theirs is None or max(mine, theirs) < 0.005 * (row["breakdown_step_s"] * 1e3):
+            continue
+        changes.append((mine - theirs, label, mine, theirs))
+    changes.sort(key=lambda change: -abs(change[0]))
+    return ", ".join(f"{label} {_factor(mine, theirs)} ({delta:+.0f} ms)" for delta, label, mine, theirs in changes[:top])
+
+
+def _factor(mine: float, theirs: float) -> str:
+    if mine <= 0 or theirs <= 0:
+        return "appeared" if mine > theirs else "gone"
+    return f"{theirs / mine:.1f}x faster" if mine < theirs else f"{mine / theirs:.1f}x slower"
+
+
+def breakdown_frame(rows: list[Mapping[str, Any]]):
+    """A ``pandas.DataFrame``, one row per case with a breakdown: config, step, the traced step's
+    ms, then per category (those with time in some case) its ms of the step and its share."""
+    import pandas as pd
+
+    records = []
+    for row in rows:
+        shares = step_shares(row)
+        if shares is not None:
+            records.append({"config": row.get("run_id"), "step": row.get("mode"),
+                            "step ms": row["breakdown_step_s"] * 1e3,
+                            **{key: shares[key] for key in CATEGORIES}})
+    used = [key for key in CATEGORIES if any(record[key]["ms"] > 0 for record in records)]
+    return pd.DataFrame([{**{name: record[name] for name in ("config", "step", "step ms")},
+                          **{CATEGORIES[key]: f"{record[key]['ms']:.1f} ({record[key]['share']:.0%})" for key in used}}
+                         for record in records])

@@ -1,0 +1,159 @@
+"""Step cases measured in worker processes, one per set of process settings, taking turns.
+
+Threads, oneDNN on/off, oneDNN's math mode and grappler's amp_bf16 are settings of a whole process
+(``resnet_perf.switches``).  When some case of a run needs settings other than TensorFlow's
+defaults, every step case of the run (the defaults too, so no case has its process to itself while
+another shares one) is measured in a worker process (``python -m resnet_perf.worker``) per distinct
+setting.  The workers build their cases one after another, then time round ``r`` of every worker's
+cases back to back (workers in order, then in reverse order, ...), one block at a time
+(``resnet_perf.turns.rounds_in_turn``), so the rounds of two settings pair up as the rounds of one
+process's cases do and ``compare``'s speed-ups hold across them.
+
+Each worker runs with oneDNN's primitive-creation log on (stdout, a file); a switch the log says
+did not take effect makes its cases' rows errors (``switches.primitive_problems``).  Interrupted,
+the workers are stopped with SIGTERM and each keeps the rounds it completed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from resnet_perf.config import RunConfig
+from resnet_perf.errors import UserError
+from resnet_perf.rounds import CaseKey, Tracing
+from resnet_perf.subprocess_run import module_command, package_env
+from resnet_perf.switches import ProcessSettings, primitive_problems
+from resnet_perf.turns import Coordinator, make_pipes, rounds_in_turn
+
+BLOCK_TIMEOUT_S = 3600
+STOP_WAIT_S = 120
+
+
+def needs_workers(cases: Sequence[tuple[RunConfig, str]]) -> bool:
+    """Whether some case needs process settings other than TensorFlow's defaults."""
+    return any(not ProcessSettings.of(config).is_default for config, _mode in cases)
+
+
+def group_cases(cases: Sequence[tuple[RunConfig, str]]) -> dict[ProcessSettings, list[tuple[RunConfig, str]]]:
+    """The cases per set of process settings, in the order they first appear."""
+    groups: dict[ProcessSettings, list[tuple[RunConfig, str]]] = {}
+    for config, mode in cases:
+        groups.setdefault(ProcessSettings.of(config), []).append((config, mode))
+    return groups
+
+
+@dataclasses.dataclass
+class _Worker:
+    name: str
+    settings: ProcessSettings
+    cases: list[tuple[RunConfig, str]]
+    folder: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def out(self) -> Path:
+        return self.folder / f"{self.name}-rows.json"
+
+    @property
+    def primitive_log(self) -> Path:
+        return self.folder / f"{self.name}-onednn.log"
+
+    @property
+    def messages(self) -> Path:
+        return self.folder / f"{self.name}-stderr.log"
+
+    def start(self, tracing: Tracing | None) -> None:
+        cases_file = self.folder / f"{self.name}-cases.json"
+        cases_file.write_text(json.dumps({"cases": [[dataclasses.asdict(config), mode] for config, mode in self.cases]}))
+        args = ["--cases", cases_file, "--turns", self.folder / self.name, "--out", self.out]
+        if tracing:
+            args += ["--trace-dir", tracing.directory, "--trace-steps", tracing.steps]
+            args += [flag for flag, wanted in (("--breakdown", tracing.breakdown), ("--keep-traces", tracing.keep))
+                     if wanted]
+        with self.primitive_log.open("w") as log, self.messages.open("w") as messages:
+            self.process = subprocess.Popen(module_command("resnet_perf.worker", args), stdout=log, stderr=messages,
+                                            env=self.settings.environment(package_env(), log_primitives=True))
+
+    def stop(self) -> None:
+        """Ask a running worker to stop (it writes its completed rounds), kill it if it does not."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def last_words(self) -> str:
+        lines = self.messages.read_text(errors="replace").strip().splitlines() if self.messages.exists() else []
+        return lines[-1][:300] if lines else "(no output)"
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Its rows, each an error where the primitive log says a switch did not take effect."""
+        if not self.out.exists():
+            code = self.process.poll() if self.process else None
+            raise UserError(f"the worker for {self.settings.describe()} wrote no rows (exit {code}): {self.last_words()}")
+        rows = json.loads(self.out.read_text())["rows"]
+        with self.primitive_log.open(errors="replace") as log:
+            problems = primitive_problems(self.settings, log)
+        for row in rows:
+            row["process_settings"] = self.settings.describe()
+            if problems and not row.get("skipped"):
+                row["error"] = "; ".join(filter(None, [row.get("error"), *problems]))
+        return rows
+
+
+class IsolatedCases:
+    """``StepCases``'s interface (``measure``, ``rows``, ``release``) over worker processes."""
+
+    def __init__(self, cases: Sequence[tuple[RunConfig, str]], report: Callable[[str], None] = print,
+                 tracing: Tracing | None = None) -> None:
+        self.groups = group_cases(cases)
+        first = cases[0][0]
+        self.rounds = first.rounds
+        self.report, self.tracing = report, tracing
+        self._rows: dict[CaseKey, dict[str, Any]] = {}
+
+    def measure(self) -> None:
+        with tempfile.TemporaryDirectory(prefix="resnet_perf-workers-") as folder:
+            workers = [_Worker(f"w{number}", settings, cases, Path(folder))
+                       for number, (settings, cases) in enumerate(self.groups.items())]
+            make_pipes(Path(folder), [worker.name for worker in workers])
+            for worker in workers:
+                self.report(f"worker {worker.name}: {len(worker.cases)} case(s) with {worker.settings.describe()}")
+                worker.start(self.tracing)
+            processes = {worker.name: worker.process for worker in workers}
+            describe = {worker.name: f"the worker for {worker.settings.describe()}" for worker in workers}
+            coordinator = Coordinator(Path(folder), processes, BLOCK_TIMEOUT_S, describe=describe.__getitem__)
+            try:
+                rounds_in_turn(coordinator, [worker.name for worker in workers], self.rounds,
+                               1 if self.tracing else 0, self.report)
+                for worker in workers:
+                    worker.process.wait(STOP_WAIT_S)
+            finally:
+                coordinator.close()
+                for worker in workers:
+                    worker.stop()
+                self._collect(workers)
+
+    def _collect(self, workers: Sequence[_Worker]) -> None:
+        for worker in workers:
+            try:
+                rows = worker.rows()
+            except UserError as error:
+                self.report(str(error))
+                continue
+            for row in rows:
+                self._rows[(row["run_id"], row["mode"])] = row
+
+    def rows(self) -> dict[CaseKey, dict[str, Any]]:
+        return self._rows
+
+    def release(self, key: CaseKey) -> None:
+        """Nothing to drop: the cases lived in the workers."""
