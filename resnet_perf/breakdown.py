@@ -64,7 +64,7 @@ _XLA_REORDERS = {"copy", "transpose", "convert", "bitcast", "bitcast-convert", "
 def category(kind: str, op_type: str, name: str) -> str:
     """The category (a key of ``CATEGORIES``) of one op event: ``kind`` ``tf`` or ``xla``."""
     if kind == "xla":
-        if op_type.startswith("convolution") or "conv" in op_type and op_type.startswith("custom-call"):
+        if op_type.startswith("convolution") or (op_type.startswith("custom-call") and "conv" in name):
             return "conv_xla"
         if op_type == "dot":
             return "pool_dense"

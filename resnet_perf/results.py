@@ -173,10 +173,14 @@ ROW_FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "host_rss_added_bytes": _NUMBER, "device_peak_bytes": _NUMBER, "epoch_time_s": _NUMBER, "clock_s": _NUMBER,
     "target_accuracy": _NUMBER, "stop_at_target": (bool,),
     "images_per_sec": _NUMBER, "train_loss": _NUMBER, "train_accuracy": _NUMBER, "test_accuracy": _NUMBER,
-    "step_times_s": (list,), "round_medians_s": (list,),
+    "step_times_s": (list,), "round_medians_s": (list,), "count": (int,),
+    "batch_norm": (str,), "threads": (str,), "onednn": (bool,), "fpmath": (str,), "process_settings": (str,),
+    "breakdown_op_s": (dict,), "breakdown_step_s": _NUMBER, "breakdown_steps": (int,),
+    "max_batch": (int,), "max_batch_probes": (list,), "memory_limit_bytes": _NUMBER, "reached_ceiling": (bool,),
 }
 """The types of the row fields this package reads; a row with another type is refused, naming it."""
-REQUIRED_FIELDS = {"step": ("run_id", "mode", "batch_size"), "memory": ("run_id", "mode"), "train": ("run_id",)}
+REQUIRED_FIELDS = {"step": ("run_id", "mode", "batch_size"), "memory": ("run_id", "mode"), "train": ("run_id",),
+                   "max_batch": ("run_id", "mode", "max_batch_probes", "memory_limit_bytes")}
 
 
 def check_rows(path: Path, rows: Any) -> list[dict[str, Any]]:
@@ -198,9 +202,18 @@ def check_rows(path: Path, rows: Any) -> list[dict[str, Any]]:
                 raise UserError(f"{path}: row {number} has {field} = {str(value)[:40]!r}, "
                                 f"not a {' or '.join(t.__name__ for t in types)}")
         for field in ("step_times_s", "round_medians_s"):
-            if not all(isinstance(t, _NUMBER) and not isinstance(t, bool) for t in row.get(field) or []):
+            if not all(_is_number(t) for t in row.get(field) or []):
                 raise UserError(f"{path}: row {number} has {field} that are not all numbers")
+        if not all(_is_number(seconds) for seconds in (row.get("breakdown_op_s") or {}).values()):
+            raise UserError(f"{path}: row {number} has breakdown_op_s that are not all numbers")
+        if not all(isinstance(probe, list) and len(probe) == 3 and isinstance(probe[0], int)
+                   for probe in row.get("max_batch_probes") or []):
+            raise UserError(f"{path}: row {number} has max_batch_probes that are not [batch, fits, why] each")
     return rows
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, _NUMBER) and not isinstance(value, bool)
 
 
 def load_results(path: str | Path) -> dict[str, Any]:

@@ -135,7 +135,10 @@ def rounds_in_turn(coordinator: Coordinator, names: Sequence[str], rounds: int, 
     after round) and then ``extra_blocks`` blocks per case: round ``r`` of every process back to
     back (processes in order, then in reverse order, ...), then the extra blocks process by process.
     Builds come first, one process at a time.  Returns each process's number of blocks."""
-    counts = {name: coordinator.blocks(name) for name in names}
+    counts = {}
+    for name in names:
+        counts[name] = coordinator.blocks(name)
+        report(f"{coordinator.describe(name)} has built its cases ({len(counts)}/{len(names)})")
     per_round = {name: count // (rounds + extra_blocks) for name, count in counts.items()}
     for number in range(rounds):
         for name in (names if number % 2 == 0 else names[::-1]):

@@ -308,6 +308,11 @@ def test_a_value_that_is_missing_or_not_finite_is_a_regression(tmp_path, capsys)
     ([{"bench": "step", "run_id": "r", "mode": "train", "batch_size": 8, "median_s": True}], "median_s = 'True'"),
     ([{"bench": "step", "run_id": "r", "mode": "train", "batch_size": 8, "step_times_s": [0.1, "x"]}],
      "step_times_s that are not all numbers"),
+    ([{"bench": "step", "run_id": "r", "mode": "train", "batch_size": 8, "breakdown_op_s": {"batch_norm": "x"}}],
+     "breakdown_op_s that are not all numbers"),
+    ([{"bench": "max_batch", "run_id": "r", "mode": "train", "memory_limit_bytes": 1, "max_batch_probes": [[8]]}],
+     "max_batch_probes that are not [batch, fits, why] each"),
+    ([{"bench": "step", "run_id": "r", "mode": "train", "batch_size": 8, "onednn": "yes"}], "onednn = 'yes'"),
     ({"rows": "are not a list"}, "has no list of rows"),
 ])
 def test_hostile_rows_are_one_error_line_naming_the_file(tmp_path, capsys, rows, message):
