@@ -259,9 +259,13 @@ def pytest_configure(config: pytest.Config) -> None:
             if option.profile_steps < 1:
                 raise UserError(f"--profile-steps must be at least 1, got {option.profile_steps}")
         if option.turns:
+            from resnet_perf.isolated import needs_workers
             from resnet_perf.turns import Turns
 
             Turns(option.turns)  # its pipes must exist
+            if needs_workers(matrix + latency):
+                raise UserError("--threads, --onednn off, --fpmath bf16 and amp_bf16 measure in worker processes of "
+                                "their own, not inside an A/B run's suite (compare such settings with --a-env/--b-env)")
         if option.peak_readings < 0:
             raise UserError(f"--peak-readings must be at least 0, got {option.peak_readings}")
         directory = results_dir(option)

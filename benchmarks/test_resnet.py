@@ -60,10 +60,7 @@ class SuiteSteps:
                  for item in session.items if getattr(item, "originalname", None) in STEP_TESTS
                  and item.module.__name__ == __name__]
         turns, report = session.config.option.turns, _progress_writer(session.config)
-        if needs_workers(cases):
-            if turns:
-                raise pytest.UsageError("--threads, --onednn off, --fpmath and amp_bf16 run their cases in worker "
-                                        "processes: not inside an A/B run's suite (use --a-env/--b-env there)")
+        if needs_workers([config for config, _mode in cases]):
             self.cases = IsolatedCases(cases, report=report, tracing=tracing)
         else:
             self.cases = StepCases(cases, report=report, turns=Turns(turns) if turns else None, tracing=tracing)

@@ -18,14 +18,19 @@ the layer in its name:
 - other: the rest (variable reads, the loss, control).
 
 Under XLA the events are HLO instructions, which carry no layer: convolutions of every direction
-are one category, ``dot`` is dense, copies/transposes/converts are reorders, and fusions and
-reductions (batch norm and elementwise math fused together) are a category of their own.
+and dots are one category (XLA turns 1x1 convolutions into dots; the classifier's dot is tiny
+beside them), pooling windows are pooling, fusions of nothing but copies, transposes, reverses and
+converts are reorders, and the other fusions and reductions (batch norm and elementwise math fused
+together) are a category of their own.
 
 **Adding up to the step.**  Ops of one step overlap (inter-op threads), so their self times summed
 over threads exceed the step's wall time.  A row keeps the raw figures, each category's op self
 time per traced step (``breakdown_op_s``) and the traced steps' median wall time
 (``breakdown_step_s``); ``step_shares`` apportions the step's wall time by them when read, so the
-categories add up to the step exactly.
+categories add up to the step exactly.  The step apportioned is the *timed* median where the row
+has one: traced steps run slower than timed ones (the profiler's own cost, 10-50% on ResNet-50
+here) and are only a few, so the trace gives the shares and the timing gives the milliseconds, and
+the categories' changes between two rows add up to the change of their measured step times.
 """
 from __future__ import annotations
 
@@ -39,7 +44,7 @@ CATEGORIES: dict[str, str] = {
     "conv_forward": "convolution forward",
     "conv_backward_data": "convolution backward (data)",
     "conv_backward_filter": "convolution backward (filter)",
-    "conv_xla": "convolution (XLA, all directions)",
+    "conv_xla": "convolutions and dots (XLA, all directions)",
     "batch_norm": "batch norm",
     "cast_reorder": "casts and layout reorders",
     "elementwise": "elementwise and activations",
@@ -58,17 +63,24 @@ _POOL_DENSE = ("MaxPool", "AvgPool", "MatMul", "BiasAdd")
 _ELEMENTWISE = {"Relu", "ReluGrad", "Relu6", "Relu6Grad", "AddV2", "Add", "AddN", "Mul", "Sub", "Neg", "Maximum",
                 "Minimum", "Square", "SquaredDifference", "RealDiv", "Rsqrt", "RsqrtGrad", "Sqrt", "Identity",
                 "Tile", "Sum", "Mean", "Select", "SelectV2", "ZerosLike", "OnesLike"}
-_XLA_REORDERS = {"copy", "transpose", "convert", "bitcast", "bitcast-convert", "copy-start", "copy-done"}
+_XLA_REORDERS = {"copy", "transpose", "reverse", "convert", "bitcast", "bitcast-convert", "copy-start", "copy-done"}
+_XLA_PREFIX, _XLA_SUFFIX = "wrapped_", "_fusion"
+
+
+def _xla_category(kind: str) -> str:
+    """The category of an HLO instruction kind (``convolution``, ``copy_reverse_fusion``, ``wrapped_add``)."""
+    if "convolution" in kind or kind == "dot" or kind.startswith("MatMul"):
+        return "conv_xla"
+    if "reduce-window" in kind or "select-and-scatter" in kind:
+        return "pool_dense"
+    parts = kind.removeprefix(_XLA_PREFIX).removesuffix(_XLA_SUFFIX).split("_")
+    return "cast_reorder" if all(part in _XLA_REORDERS for part in parts) else "xla_fusion"
 
 
 def category(kind: str, op_type: str, name: str) -> str:
     """The category (a key of ``CATEGORIES``) of one op event: ``kind`` ``tf`` or ``xla``."""
     if kind == "xla":
-        if op_type.startswith("convolution") or (op_type.startswith("custom-call") and "conv" in name):
-            return "conv_xla"
-        if op_type == "dot":
-            return "pool_dense"
-        return "cast_reorder" if op_type in _XLA_REORDERS else "xla_fusion"
+        return _xla_category(op_type)
     if "Conv2DBackpropFilter" in op_type:
         return "conv_backward_filter"
     if "Conv2DBackpropInput" in op_type:
@@ -112,11 +124,20 @@ def trace_fields(path: str | Path) -> dict[str, Any]:
     return {"breakdown_op_s": per_step, "breakdown_step_s": statistics.median(steps), "breakdown_steps": len(steps)}
 
 
+def step_seconds(row: Mapping[str, Any]) -> float | None:
+    """The step a breakdown apportions: the row's timed median, else its traced steps' median."""
+    for field in ("median_s", "breakdown_step_s"):
+        value = row.get(field)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            return float(value)
+    return None
+
+
 def step_shares(row: Mapping[str, Any]) -> dict[str, dict[str, float]] | None:
-    """``{category: {"share", "ms"}}``: the step's wall time apportioned by op self time (the shares
-    sum to 1, the milliseconds to the traced step's median); ``None`` for a row without a breakdown."""
-    op_seconds, step = row.get("breakdown_op_s"), row.get("breakdown_step_s")
-    if not isinstance(op_seconds, Mapping) or not isinstance(step, (int, float)):
+    """``{category: {"share", "ms"}}``: the step's wall time (``step_seconds``) apportioned by op self
+    time (the shares sum to 1, the milliseconds to the step); ``None`` for a row without a breakdown."""
+    op_seconds, step = row.get("breakdown_op_s"), step_seconds(row)
+    if not isinstance(op_seconds, Mapping) or step is None:
         return None
     total = sum(op_seconds.values())
     if total <= 0:
@@ -131,11 +152,17 @@ def category_ms(row: Mapping[str, Any], keys: tuple[str, ...]) -> float | None:
     return None if shares is None else sum(shares[key]["ms"] for key in keys)
 
 
+NEGLIGIBLE = 0.005
+"""A group below this share of the step is left out of an explanation."""
+NEXT_TO_NOTHING = 0.02
+"""A group whose time in one row is below this fraction of the other's "appeared" or is "gone": a
+ratio to almost nothing (a cast that did not exist in float32) means nothing."""
 EXPLAINED_GROUPS: dict[str, tuple[str, ...]] = {
     "convolutions": CONVOLUTIONS,
     "batch norm": ("batch_norm",),
     "casts + reorders": ("cast_reorder",),
-    "elementwise": ("elementwise", "xla_fusion"),
+    "elementwise": ("elementwise",),
+    "XLA fusions": ("xla_fusion",),
     "pooling + dense": ("pool_dense",),
     "optimizer": ("optimizer",),
     "other": ("other",),
@@ -152,7 +179,7 @@ def explain(row: Mapping[str, Any], base: Mapping[str, Any], top: int = 3) -> st
     changes = []
     for label, keys in EXPLAINED_GROUPS.items():
         mine, theirs = category_ms(row, keys), category_ms(base, keys)
-        if mine is None or theirs is None or max(mine, theirs) < 0.005 * (row["breakdown_step_s"] * 1e3):
+        if mine is None or theirs is None or max(mine, theirs) < NEGLIGIBLE * step_seconds(row) * 1e3:
             continue
         changes.append((mine - theirs, label, mine, theirs))
     changes.sort(key=lambda change: -abs(change[0]))
@@ -160,14 +187,15 @@ def explain(row: Mapping[str, Any], base: Mapping[str, Any], top: int = 3) -> st
 
 
 def _factor(mine: float, theirs: float) -> str:
-    if mine <= 0 or theirs <= 0:
+    if min(mine, theirs) < NEXT_TO_NOTHING * max(mine, theirs):
         return "appeared" if mine > theirs else "gone"
-    return f"{theirs / mine:.1f}x faster" if mine < theirs else f"{mine / theirs:.1f}x slower"
+    ratio = max(mine, theirs) / min(mine, theirs)
+    return f"{ratio:.{2 if ratio < 1.1 else 1}f}x {'faster' if mine < theirs else 'slower'}"
 
 
 def breakdown_frame(rows: list[Mapping[str, Any]]):
-    """A ``pandas.DataFrame``, one row per case with a breakdown: config, step, the traced step's
-    ms, then per category (those with time in some case) its ms of the step and its share."""
+    """A ``pandas.DataFrame``, one row per case with a breakdown: config, step, the step's ms
+    (``step_seconds``), then per category (those with time in some case) its ms of the step and its share."""
     import pandas as pd
 
     records = []
@@ -175,7 +203,7 @@ def breakdown_frame(rows: list[Mapping[str, Any]]):
         shares = step_shares(row)
         if shares is not None:
             records.append({"config": row.get("run_id"), "step": row.get("mode"),
-                            "step ms": row["breakdown_step_s"] * 1e3,
+                            "step ms": step_seconds(row) * 1e3,
                             **{key: shares[key] for key in CATEGORIES}})
     used = [key for key in CATEGORIES if any(record[key]["ms"] > 0 for record in records)]
     return pd.DataFrame([{**{name: record[name] for name in ("config", "step", "step ms")},

@@ -34,9 +34,9 @@ BLOCK_TIMEOUT_S = 3600
 STOP_WAIT_S = 120
 
 
-def needs_workers(cases: Sequence[tuple[RunConfig, str]]) -> bool:
-    """Whether some case needs process settings other than TensorFlow's defaults."""
-    return any(not ProcessSettings.of(config).is_default for config, _mode in cases)
+def needs_workers(configs: Sequence[RunConfig]) -> bool:
+    """Whether some config needs process settings other than TensorFlow's defaults."""
+    return any(not ProcessSettings.of(config).is_default for config in configs)
 
 
 def group_cases(cases: Sequence[tuple[RunConfig, str]]) -> dict[ProcessSettings, list[tuple[RunConfig, str]]]:

@@ -222,7 +222,8 @@ def extra_tables(rows: Sequence[dict[str, Any]]) -> list[tuple[str, pd.DataFrame
     from resnet_perf.breakdown import breakdown_frame
 
     tables = [("batch-1 forward latency", latency_frame(rows)),
-              ("where the step time went (traced steps' median, apportioned by op self time; ms and share)",
+              ("where the step time went (the timed median step, apportioned by the traced op self time; "
+               "ms and share)",
                breakdown_frame([row for row in rows if row.get("bench") == "step"])),
               ("largest batch that runs", max_batch_frame(rows))]
     return [(title, frame) for title, frame in tables if not frame.empty]

@@ -125,6 +125,12 @@ def test_training_case_with_multiworker_strategy(tmp_path):
     (["--train-replicas", "3"], "global batch 256 does not divide over 3 replicas"),
     (["--profile-dir", "/dev/null/traces"], "cannot write traces to /dev/null/traces"),
     (["--results-dir", "/dev/null/results"], "cannot write results to /dev/null/results"),
+    (["--threads", "2"], "threads must be INTRA:INTER"),
+    (["--onednn", "maybe"], "--onednn: cannot read 'maybe'"),
+    (["--fpmath", "tf32"], "unknown fpmath mode 'tf32'"),
+    (["--batch-norms", "group"], "unknown batch norm 'group'"),
+    (["--latency-steps", "0"], "--latency-steps must be at least 1"),
+    (["--max-batch-memory", "0"], "--max-batch-memory must be a positive number of GiB"),
 ])
 def test_bad_matrix_is_one_error_line_and_nonzero_exit(args, message):
     done = run_suite(*args, timeout=120)

@@ -28,9 +28,13 @@ from resnet_perf.config import RunConfig
     ("tf", "ReadVariableOp", "Add/ReadVariableOp", "other"),
     ("tf", "SparseSoftmaxCrossEntropyWithLogits", "SparseSoftmaxCrossEntropyWithLogits/x", "other"),
     ("xla", "convolution", "convolution.20", "conv_xla"),
-    ("xla", "fusion", "fusion.3", "xla_fusion"),
+    ("xla", "convolution-window-dilated", "convolution-window-dilated.2", "conv_xla"),
+    ("xla", "dot", "dot.1", "conv_xla"),
+    ("xla", "wrapped_reduce-window", "wrapped_reduce-window.1", "pool_dense"),
+    ("xla", "copy_reverse_fusion", "copy_reverse_fusion.3", "cast_reorder"),
     ("xla", "copy", "copy.7", "cast_reorder"),
-    ("xla", "dot", "dot.1", "pool_dense"),
+    ("xla", "copy_subtract_fusion", "copy_subtract_fusion.1", "xla_fusion"),
+    ("xla", "wrapped_add", "wrapped_add.5", "xla_fusion"),
 ])
 def test_each_op_falls_into_its_category(kind, op_type, name, expected):
     assert category(kind, op_type, name) == expected
