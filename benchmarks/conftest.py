@@ -219,6 +219,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # reported or compared (--benchmark-compare-fail) as a step time.  pytest-benchmark warns then.
     config.addinivalue_line("filterwarnings", "ignore:Benchmark fixture was not used at all in this test")
     _stop_like_ctrl_c_on_sigterm(config)
+    from resnet_perf.runtime import git_commit
+
+    git_commit()  # the code this session runs, read now (the environment is read at its end)
     option = config.option
     try:
         matrix = expand_matrix(

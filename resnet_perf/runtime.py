@@ -126,7 +126,10 @@ def global_auto_jit() -> bool:
     return bool(tf.config.optimizer.get_jit()) or (level is not None and int(level.group(1)) > 0)
 
 
-def _git_commit() -> str | None:
+@lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """The commit of this package's checkout (``-dirty`` with uncommitted changes), read once per
+    process: a command calls it when it starts, so edits made while it runs are not credited to it."""
     here = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
@@ -160,7 +163,7 @@ def environment() -> dict[str, Any]:
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "xla_auto_jit": global_auto_jit(),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
     }
 
 
