@@ -52,6 +52,8 @@ def _comma_list(text: str, convert: Callable[[str], Any], option: str) -> list:
         raise UserError(f"{option}: {text!r} has an empty item")
     try:
         values = [convert(part) for part in parts]
+    except UserError:  # a value's own message says more than "cannot read"
+        raise
     except (KeyError, ValueError):
         raise UserError(f"{option}: cannot read {text!r} as a comma-separated list") from None
     return values

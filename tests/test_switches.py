@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -101,22 +102,22 @@ def test_onednns_own_log_tells_which_switch_took_effect():
 
 @pytest.mark.slow
 def test_suite_measures_process_switches_in_workers_taking_turns(tmp_path):
-    """Threads, amp_bf16 and fpmath bf16 in one run: every case measured in its worker, each switch
-    confirmed by the runtime, with breakdowns and batch-1 latency; compare names the best."""
+    """Threads and amp_bf16 in one run: every case measured in its worker, each switch confirmed by
+    the runtime, with breakdowns and batch-1 latency; compare names the best.  (fpmath and oneDNN off
+    reach the runtime the same way: their logs are judged above.)"""
     done = run_suite("--depths", "18", "--precisions", "fp32,amp_bf16", "--xla", "off", "--image-size", "32",
                      "--batch-size", "2", "--rounds", "2", "--steps", "1", "--warmup", "0", "--threads", "1:1",
-                     "--fpmath", "default,bf16", "--breakdown", "--latency", "--latency-steps", "3",
+                     "--breakdown", "--latency", "--latency-steps", "3",
                      "-k", "test_latency or (test_train and not test_train_forward and not fashion)",
                      "--peak-readings", "1", "--results-dir", str(tmp_path))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (saved,) = tmp_path.glob("bench-*.json")
     rows = {(row["run_id"], row["mode"]): row for row in json.loads(saved.read_text())["rows"]}
-    # 2 precisions x 2 math modes = 4 configs, each train + latency, a worker each
-    assert len(rows) == 8 and not [row for row in rows.values() if row.get("error") or row.get("skipped")]
-    assert {row["process_settings"] for row in rows.values()} == {
-        "threads 1:1", "threads 1:1, fpmath bf16", "threads 1:1, amp_bf16", "threads 1:1, fpmath bf16, amp_bf16"}
-    assert "worker w3: " in done.stdout and "round 2/2 done in every process" in done.stdout
-    one_thread = rows[("resnet18-amp_bf16-noxla-nhwc-b2-32-t1x1-fpmath_bf16", "train")]
+    # 2 precisions = 2 configs, each train + latency, a worker each
+    assert len(rows) == 4 and not [row for row in rows.values() if row.get("error") or row.get("skipped")]
+    assert {row["process_settings"] for row in rows.values()} == {"threads 1:1", "threads 1:1, amp_bf16"}
+    assert "worker w1: " in done.stdout and "round 2/2 done in every process" in done.stdout
+    one_thread = rows[("resnet18-amp_bf16-noxla-nhwc-b2-32-t1x1", "train")]
     assert one_thread["cpu_threads"] == 1 and len(one_thread["round_medians_s"]) == 2
     assert one_thread["breakdown_op_s"]["conv_backward_filter"] > 0 and one_thread["breakdown_step_s"] > 0
     latency = rows[("resnet18-fp32-noxla-nhwc-b1-32-t1x1", "forward")]
@@ -128,6 +129,8 @@ def test_suite_measures_process_switches_in_workers_taking_turns(tmp_path):
     assert completed.returncode == 0, completed.stderr
     best = completed.stdout.split("best configuration per depth, batch, image size and step:")[1].split("\n\n")[0]
     assert best.count("| resnet18-") == 2  # train at batch 2, forward at batch 1
-    assert "amp_bf16 = " in completed.stdout and "x fp32" in completed.stdout
-    assert "fpmath bf16 = " in completed.stdout and "x fpmath default" in completed.stdout
-    assert "convolutions " in completed.stdout  # the speed-ups explained by the breakdown
+    # each switch against its baseline (claimed, not significant, or rounds that disagree: 2 tiny
+    # rounds decide nothing), explained by the breakdown
+    main_table = completed.stdout.split("\n\n")[0]
+    amp = next(line for line in main_table.splitlines() if "| resnet18-amp_bf16-noxla-nhwc-b2-32-t1x1 " in line)
+    assert re.search(r"amp_bf16( = [\d.]+x| vs) fp32", amp) and "convolutions " in amp, amp
