@@ -146,10 +146,9 @@ def step_shares(row: Mapping[str, Any]) -> dict[str, dict[str, float]] | None:
             for key in CATEGORIES}
 
 
-def category_ms(row: Mapping[str, Any], keys: tuple[str, ...]) -> float | None:
-    """The step milliseconds of some categories together (``step_shares``), or ``None``."""
-    shares = step_shares(row)
-    return None if shares is None else sum(shares[key]["ms"] for key in keys)
+def category_ms(shares: Mapping[str, Mapping[str, float]], keys: tuple[str, ...]) -> float:
+    """The step milliseconds of some categories together, from ``step_shares``."""
+    return sum(shares[key]["ms"] for key in keys)
 
 
 NEGLIGIBLE = 0.005
@@ -174,12 +173,13 @@ def explain(row: Mapping[str, Any], base: Mapping[str, Any], top: int = 3) -> st
     """Why ``row``'s step differs from ``base``'s: the groups whose time changed most, e.g.
     ``convolutions 1.6x faster (-366 ms), batch norm 1.1x slower (+25 ms), casts + reorders appeared
     (+11 ms)``; ``None`` without both breakdowns."""
-    if step_shares(row) is None or step_shares(base) is None:
+    my_shares, their_shares = step_shares(row), step_shares(base)
+    if my_shares is None or their_shares is None:
         return None
     changes = []
     for label, keys in EXPLAINED_GROUPS.items():
-        mine, theirs = category_ms(row, keys), category_ms(base, keys)
-        if mine is None or theirs is None or max(mine, theirs) < NEGLIGIBLE * step_seconds(row) * 1e3:
+        mine, theirs = category_ms(my_shares, keys), category_ms(their_shares, keys)
+        if max(mine, theirs) < NEGLIGIBLE * step_seconds(row) * 1e3:
             continue
         changes.append((mine - theirs, label, mine, theirs))
     changes.sort(key=lambda change: -abs(change[0]))

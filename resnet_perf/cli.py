@@ -20,6 +20,7 @@ SWITCH_OPTIONS = ("batch_norm", "threads", "onednn", "fpmath")
 ON_OFF = {"on": True, "off": False}
 """How on/off switches (``--xla``, ``--onednn``) read on the command line."""
 ON_OFF_FIELDS = ("xla", "onednn")
+"""RunConfig fields that are on/off switches."""
 
 
 def argument_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -27,6 +27,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from resnet_perf.switches import onednn_enabled
+
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx512vl", "avx512bw",
              "amx_bf16", "amx_tile", "amx_int8", "avx_vnni")
 """CPU flags that change which kernels run (and so the results)."""
@@ -95,8 +97,7 @@ def software() -> dict[str, Any]:
     """The software settings that change results and need no TensorFlow to read (the runtime adds
     the TensorFlow, Keras and CUDA versions)."""
     return {"python": platform.python_version(),
-            # TensorFlow turns oneDNN on by default on x86 Linux; TF_ENABLE_ONEDNN_OPTS=0 turns it off.
-            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") not in ("0", "false", "False"),
+            "onednn": onednn_enabled(),
             **{name.lower(): os.environ.get(name) for name in THREAD_VARIABLES}}
 
 

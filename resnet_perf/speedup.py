@@ -16,25 +16,25 @@ from typing import Any
 
 import pandas as pd
 
-from resnet_perf.cli import ON_OFF
+from resnet_perf.cli import ON_OFF, ON_OFF_FIELDS
 from resnet_perf.breakdown import explain
-from resnet_perf.config import AUTO_THREADS, RunConfig
+from resnet_perf.config import RunConfig
 from resnet_perf.errors import UserError
 from resnet_perf.intervals import ROUNDS_DISAGREE, Ratio, paired_ratio, spread
 from resnet_perf.regression import ALPHA, METRICS, is_true, round_values
 
 SWITCHES = ("precision", "xla", "layout", "batch_norm", "threads", "onednn", "fpmath")
-REFERENCE = {"precision": "fp32", "xla": False, "layout": "nhwc", "batch_norm": "keras", "threads": AUTO_THREADS,
-             "onednn": True, "fpmath": "default"}
-"""The reference value of every switch: a result file written before a switch existed ran with it."""
-ON_OFF_SWITCHES = ("xla", "onednn")
+REFERENCE = {field: getattr(RunConfig(), field) for field in SWITCHES}
+"""The reference value of every switch, its ``RunConfig`` default (fp32, XLA off, NHWC, Keras batch
+norm, threads auto, oneDNN on, fpmath default): a result file written before a switch existed ran
+with it."""
 SAME = ("model", "depth", "batch_size", "image_size", "channels", "num_classes", "mode")
 
 
 def switch_text(field: str, value: Any) -> str:
     """How a switch's value reads in a label: ``mixed_bf16``, ``xla``/``noxla``, ``nchw``,
     ``fused_bn``, ``threads 2:1``, ``onednn``/``noonednn``, ``fpmath bf16``."""
-    if field in ON_OFF_SWITCHES:
+    if field in ON_OFF_FIELDS:
         return field if value else f"no{field}"
     if field == "batch_norm":
         return f"{value}_bn"
@@ -58,8 +58,8 @@ def parse_baseline(text: str) -> dict[str, Any]:
         field, _, value = part.partition("=")
         if field not in SWITCHES or not value:
             raise UserError(f"--baseline expects FIELD=VALUE for {', '.join(SWITCHES)}, got {part!r}")
-        reference[field] = ON_OFF.get(value, value) if field in ON_OFF_SWITCHES else value
-    for field in ON_OFF_SWITCHES:
+        reference[field] = ON_OFF.get(value, value) if field in ON_OFF_FIELDS else value
+    for field in ON_OFF_FIELDS:
         if not isinstance(reference[field], bool):
             raise UserError(f"--baseline: {field} must be on or off, got {reference[field]!r}")
     RunConfig(**reference)  # names must exist

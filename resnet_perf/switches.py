@@ -31,6 +31,12 @@ AMP_OPTION = "auto_mixed_precision_onednn_bfloat16"
 OFF_VALUES = ("0", "false", "False")
 
 
+def onednn_enabled(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether TensorFlow runs its oneDNN kernels under ``environ``: on by default on x86 Linux,
+    off with ``TF_ENABLE_ONEDNN_OPTS=0``."""
+    return environ.get(ONEDNN_VARIABLE, "1") not in OFF_VALUES
+
+
 @dataclass(frozen=True)
 class ProcessSettings:
     """What a case needs of its process."""
@@ -74,7 +80,7 @@ def apply_here(settings: ProcessSettings) -> None:
     can no longer change: a ``UserError`` if they would have to."""
     wanted = settings.environment(os.environ)
     if "tensorflow" in sys.modules:
-        running = ProcessSettings(settings.threads, os.environ.get(ONEDNN_VARIABLE, "1") not in OFF_VALUES,
+        running = ProcessSettings(settings.threads, onednn_enabled(),
                                   _fpmath_of(os.environ.get(FPMATH_VARIABLE)), settings.amp_bf16)
         if running != settings:
             raise UserError(f"TensorFlow is already loaded with {running.describe()}: oneDNN and fpmath cannot "
@@ -111,7 +117,7 @@ def process_problems(settings: ProcessSettings) -> list[str]:
     import tensorflow as tf
 
     found = []
-    onednn = os.environ.get(ONEDNN_VARIABLE, "1") not in OFF_VALUES
+    onednn = onednn_enabled()
     if onednn != settings.onednn:
         found.append(f"oneDNN is {'on' if onednn else 'off'} in this process ({ONEDNN_VARIABLE}), "
                      f"the config says {'on' if settings.onednn else 'off'}")
