@@ -35,9 +35,9 @@ INSTALL_HINT = "install it with 'apt-get install dataset-fashion-mnist' or point
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
 IMAGE_SIDE = 28
 NUM_CLASSES = 10
-AUGMENTATIONS = ("none", "flip-translate")
-"""flip-translate: each training image flipped left-right with probability 1/2 and shifted by up to
-``TRANSLATE_PIXELS`` in each direction (``flip_and_translate``)."""
+AUGMENTATIONS = ("none", "translate", "flip-translate")
+"""translate: each training image shifted by up to ``TRANSLATE_PIXELS`` in each direction;
+flip-translate: also flipped left-right with probability 1/2 (``augment_batch``)."""
 TRANSLATE_PIXELS = 2
 
 # SHA-256 of the decompressed IDX payloads of Zalando's Fashion-MNIST, as shipped by Debian's
@@ -171,12 +171,16 @@ def load_split(folder: Path, split: str, limit: int | None = None) -> Images:
     return Images(images, labels, verified)
 
 
-def flip_and_translate(images, pixels: int):
-    """Each image of an NHWC batch flipped left-right with probability 1/2 and shifted by up to
-    ``pixels`` in each direction, zeros filling in (Fashion-MNIST's background)."""
+def augment_batch(images, augment: str, pixels: int = TRANSLATE_PIXELS):
+    """Each image of an NHWC batch shifted by up to ``pixels`` in each direction, zeros filling in
+    (Fashion-MNIST's background), and with ``augment="flip-translate"`` first flipped left-right with
+    probability 1/2; ``augment="none"`` returns the batch as it is."""
     import tensorflow as tf
 
-    images = tf.image.random_flip_left_right(images)  # each image of a 4-D batch on its own
+    if augment == "none":
+        return images
+    if augment == "flip-translate":
+        images = tf.image.random_flip_left_right(images)  # each image of a 4-D batch on its own
     count = tf.shape(images)[0]
     shifts = tf.cast(tf.random.uniform((count, 2), -pixels, pixels + 1, dtype=tf.int32), tf.float32)
     ones, zeros = tf.ones((count, 1)), tf.zeros((count, 1))
@@ -194,8 +198,8 @@ def make_dataset(split: Images, *, batch_size: int, image_size: int = IMAGE_SIDE
     Images become float32 in [0, 1] with one channel, resized (bilinear) when ``image_size`` is not
     28, in the layout asked for.  Training shuffles with ``seed`` anew each epoch and drops the last
     partial batch, so every step has the same shape and nothing retraces; evaluation keeps it.
-    ``augment="flip-translate"`` (training only) flips and shifts each training image anew every
-    epoch (``flip_and_translate``, by ``TRANSLATE_PIXELS``).
+    ``augment`` (training only; ``AUGMENTATIONS``) shifts, or flips and shifts, each training image
+    anew every epoch (``augment_batch``).
     Both repeat without end: a run reads each through one iterator, a known number of batches at a
     time (an epoch's worth, or the test set's), instead of making and destroying an iterator per pass.
     """
@@ -205,8 +209,8 @@ def make_dataset(split: Images, *, batch_size: int, image_size: int = IMAGE_SIDE
         images = tf.cast(images, tf.float32)[..., tf.newaxis] / 255.0
         if image_size != IMAGE_SIDE:
             images = tf.image.resize(images, (image_size, image_size))
-        if training and augment == "flip-translate":
-            images = flip_and_translate(images, TRANSLATE_PIXELS)
+        if training:
+            images = augment_batch(images, augment)
         if layout == "nchw":
             images = tf.transpose(images, (0, 3, 1, 2))
         return images, tf.cast(labels, tf.int32)

@@ -43,6 +43,8 @@ class Recipe:
     label_smoothing: float
     augment: str
     test_flip: bool
+    ema: float
+    eval_every: int
     target_accuracy: float
 
 
@@ -50,25 +52,27 @@ RECIPES = {recipe.name: recipe for recipe in (
     Recipe("fast", "this suite's recipe for time to accuracy on a CPU (README, 'Time to accuracy')",
            depth=18, precision="mixed_bf16", batch_norm="keras", image_size=32, batch_size=256, epochs=6,
            lr=0.2, schedule="cosine", momentum=0.9, nesterov=True, weight_decay=5e-4, label_smoothing=0.0, augment="none", test_flip=False,
-           target_accuracy=0.93),
+           ema=0.0, eval_every=1, target_accuracy=0.93),
     Recipe("d2l", "the seed article's settings (Dive into Deep Learning, ResNet chapter): 96x96, plain SGD "
                   "at 0.05, batch 256, 10 epochs, float32",
            depth=18, precision="fp32", batch_norm="keras", image_size=96, batch_size=256, epochs=10,
            lr=0.05, schedule="constant", momentum=0.0, nesterov=False, weight_decay=0.0, label_smoothing=0.0, augment="none", test_flip=False,
-           target_accuracy=0.91),
+           ema=0.0, eval_every=1, target_accuracy=0.91),
 )}
 DEFAULT_RECIPE = "fast"
 RECIPE_SETTINGS = tuple(field.name for field in fields(Recipe) if field.name not in ("name", "description"))
 
 
 PLAIN_TRAINING = {"batch_norm": "keras", "lr": 0.2, "schedule": "cosine", "momentum": 0.9, "nesterov": True,
-                  "weight_decay": 5e-4, "label_smoothing": 0.0, "augment": "none", "test_flip": False}
+                  "weight_decay": 5e-4, "label_smoothing": 0.0, "augment": "none", "test_flip": False, "ema": 0.0,
+                  "eval_every": 1}
 """The training every run used before recipes existed; a run_id names only what differs from it, so
 the ids of those runs (and of the suite's training case) stay what they were."""
 _SUFFIXES = {"batch_norm": lambda value: "fbn" if value == "fused" else "", "lr": "lr{:g}".format,
              "schedule": str, "momentum": "m{:g}".format, "nesterov": lambda value: "nesterov" if value else "plain",
              "weight_decay": "wd{:g}".format, "label_smoothing": "ls{:g}".format, "augment": str,
-             "test_flip": lambda value: "tta" if value else "notta"}
+             "test_flip": lambda value: "tta" if value else "notta", "ema": "ema{:g}".format,
+             "eval_every": "ev{}".format}
 
 
 def training_suffix(settings: Mapping[str, Any]) -> str:
@@ -102,6 +106,8 @@ class TrainConfig:
     label_smoothing: float = RECIPES[DEFAULT_RECIPE].label_smoothing
     augment: str = RECIPES[DEFAULT_RECIPE].augment
     test_flip: bool = RECIPES[DEFAULT_RECIPE].test_flip
+    ema: float = RECIPES[DEFAULT_RECIPE].ema
+    eval_every: int = RECIPES[DEFAULT_RECIPE].eval_every
     target_accuracy: float = RECIPES[DEFAULT_RECIPE].target_accuracy
     stop_at_target: bool = False
     replicas: int | str = "auto"
@@ -124,7 +130,7 @@ class TrainConfig:
         if self.run.precision in GRAPH_REWRITE_PRECISIONS:
             raise UserError(f"precision {self.run.precision} is a benchmark switch of whole processes; training takes "
                             f"{', '.join(name for name in PRECISIONS if name not in GRAPH_REWRITE_PRECISIONS)}")
-        for name in ("lr", "momentum", "weight_decay", "label_smoothing", "target_accuracy"):
+        for name in ("lr", "momentum", "weight_decay", "label_smoothing", "ema", "target_accuracy"):
             if not math.isfinite(getattr(self, name)):
                 raise UserError(f"{name.replace('_', ' ')} must be a finite number, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -141,6 +147,10 @@ class TrainConfig:
             raise UserError(f"weight decay must be >= 0, got {self.weight_decay}")
         if not 0 <= self.label_smoothing < 1:
             raise UserError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 <= self.ema < 1:
+            raise UserError(f"ema must be in [0, 1) (0: off), got {self.ema}")
+        if self.eval_every < 1:
+            raise UserError(f"eval every must be at least 1 (epochs), got {self.eval_every}")
         if not 0 < self.target_accuracy <= 1:
             raise UserError(f"target accuracy must be in (0, 1], got {self.target_accuracy}")
         for name in ("limit_train", "limit_test"):
@@ -197,7 +207,7 @@ class TrainConfig:
                 "--schedule", self.schedule, "--momentum", self.momentum,
                 "--nesterov", "on" if self.nesterov else "off", "--weight-decay", self.weight_decay,
                 "--label-smoothing", self.label_smoothing, "--augment", self.augment,
-                "--test-flip", "on" if self.test_flip else "off",
+                "--test-flip", "on" if self.test_flip else "off", "--ema", self.ema, "--eval-every", self.eval_every,
                 "--target-accuracy", self.target_accuracy, "--seed", self.seed, "--strategy", self.strategy]
         if self.stop_at_target:
             args.append("--stop-at-target")

@@ -22,7 +22,7 @@ from pathlib import Path
 from resnet_perf import cli
 from resnet_perf.cluster import STARTUP_TIMEOUT_S, current_task
 from resnet_perf.config import BATCH_NORMS
-from resnet_perf.data import AUGMENTATIONS, IMAGE_SIDE
+from resnet_perf.data import AUGMENTATIONS, IMAGE_SIDE, TRANSLATE_PIXELS
 from resnet_perf.errors import UserError
 from resnet_perf.recipes import DEFAULT_RECIPE, RECIPES, SCHEDULES, STRATEGIES, TrainConfig
 
@@ -65,11 +65,17 @@ def build_parser(recipe_name: str = DEFAULT_RECIPE) -> argparse.ArgumentParser:
     parser.add_argument("--label-smoothing", type=float, default=recipe.label_smoothing,
                         help="share of each label's probability spread over all classes (default %(default)s)")
     parser.add_argument("--augment", choices=AUGMENTATIONS, default=recipe.augment,
-                        help="flip-translate: random left-right flips and shifts of up to 2 pixels of every "
-                             "training image, anew each epoch (default %(default)s)")
+                        help=f"translate: random shifts of up to {TRANSLATE_PIXELS} pixels of every training image, "
+                             "anew each epoch; flip-translate: also random left-right flips (default %(default)s)")
     parser.add_argument("--test-flip", default="on" if recipe.test_flip else "off", **on_off,
                         help="evaluate on the mean prediction of each test image and its mirror image "
                              "(default %(default)s)")
+    parser.add_argument("--ema", type=float, default=recipe.ema, metavar="DECAY",
+                        help="evaluate an exponential moving average of the weights, updated every step with this "
+                             "decay (at most (1 + step) / (10 + step) early on); 0: off (default %(default)s)")
+    parser.add_argument("--eval-every", type=int, default=recipe.eval_every, metavar="K",
+                        help="evaluate after every K-th epoch and the last; time to target is read at "
+                             "evaluations only (default %(default)s)")
     parser.add_argument("--target-accuracy", type=float, default=recipe.target_accuracy,
                         help="test accuracy whose time is reported (default %(default)s)")
     parser.add_argument("--stop-at-target", action="store_true",
@@ -109,7 +115,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         epochs=args.epochs, lr=args.lr,
         schedule=args.schedule, momentum=args.momentum, nesterov=cli.ON_OFF[args.nesterov],
         weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, augment=args.augment,
-        test_flip=cli.ON_OFF[args.test_flip], target_accuracy=args.target_accuracy,
+        test_flip=cli.ON_OFF[args.test_flip], ema=args.ema, eval_every=args.eval_every, target_accuracy=args.target_accuracy,
         stop_at_target=args.stop_at_target, replicas=replicas, seed=args.seed, data_dir=args.data_dir,
         limit_train=args.limit_train, limit_test=args.limit_test, strategy=args.strategy)
 

@@ -84,17 +84,47 @@ class Trainer:
                 logits += tf.cast(model(tf.reverse(images, [width_axis]), training=False), tf.float32)
             return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.int32))
 
+        variables = model.trainable_variables
+        if config.ema:
+            with strategy.scope():
+                averages = [tf.Variable(variable.value, trainable=False) for variable in variables]
+
         @tf.function
         def train_step(batch):
             loss, correct = strategy.run(replica_train, args=batch)
+            if config.ema:  # after the update; the decay is lower for the first steps, as tf.train's EMA does
+                step = tf.cast(optimizer.iterations, tf.float32)
+                decay = tf.minimum(config.ema, (1.0 + step) / (10.0 + step))
+                for average, variable in zip(averages, variables):
+                    average.assign(decay * average + (1.0 - decay) * variable.value)
             return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
                     strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None))
+
+        @tf.function
+        def swap_averages():
+            """The model's weights and their moving averages change places (twice: back as they were)."""
+            for average, variable in zip(averages, variables):
+                weights = tf.identity(variable.value)
+                variable.assign(average)
+                average.assign(weights)
 
         @tf.function
         def eval_step(batch):
             return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_eval, args=batch), axis=None)
 
         self.train_step, self.eval_step = train_step, eval_step
+        self.swap_averages = swap_averages if config.ema else None
+
+    def evaluate(self, batches, steps: int) -> int:
+        """Correct predictions over ``steps`` test batches, with the weights' moving averages when
+        the recipe keeps them (the batch-norm statistics are the trained model's own)."""
+        if self.swap_averages:
+            self.swap_averages()
+        try:
+            return sum(int(self.eval_step(next(batches))) for _ in range(steps))
+        finally:
+            if self.swap_averages:
+                self.swap_averages()
 
     def per_worker(self, value: float, rank: int, workers: int) -> list[float]:
         """``value`` of every worker, in rank order: each contributes its own through an all-reduce.
@@ -232,6 +262,7 @@ def train(config: TrainConfig, output: Path, startup_timeout_s: float = STARTUP_
                                "steps_per_epoch": steps_per_epoch, "recipe": config.recipe,
                                "changed_settings": config.changed_settings(), "time_to_target_s": None,
                                "epochs_to_target": None, "eval_to_target_s": None, "stopped_at_target": False,
+                               "final_test_accuracy": None,
                                "completed": False}
     if task:
         summary["cluster"] = task.cluster
@@ -253,14 +284,16 @@ def train(config: TrainConfig, output: Path, startup_timeout_s: float = STARTUP_
         timing, metrics = _run_epoch(trainer, train_batches, steps_per_epoch, run.batch_size, first_epoch=epoch == 1)
         epoch_time = timing.wall_s
         worker_times = trainer.per_worker(epoch_time, task.rank if task else 0, len(worker_names))
-        eval_start = time.perf_counter()
-        test_correct = sum(int(trainer.eval_step(next(test_batches))) for _ in range(test_steps))
-        eval_seconds = time.perf_counter() - eval_start
         train_time += epoch_time
-        eval_time += eval_seconds
-        test_accuracy = test_correct / len(test_split)
+        test_accuracy = eval_seconds = None
+        if epoch % config.eval_every == 0 or epoch == config.epochs:
+            eval_start = time.perf_counter()
+            test_accuracy = trainer.evaluate(test_batches, test_steps) / len(test_split)
+            eval_seconds = time.perf_counter() - eval_start
+            eval_time += eval_seconds
+            summary["final_test_accuracy"] = test_accuracy
         seen = steps_per_epoch * run.batch_size
-        clock = time.perf_counter() - started  # from the first step to the end of this evaluation
+        clock = time.perf_counter() - started  # from the first step to the end of this evaluation (or epoch)
         rows.append(_epoch_row(config, replicas, epoch, **timing.as_row(run.batch_size), **metrics,
                                test_accuracy=test_accuracy, eval_time_s=eval_seconds, lr_end=trainer.current_lr(),
                                cumulative_train_time_s=train_time, clock_s=clock, workers=worker_names,
@@ -269,17 +302,19 @@ def train(config: TrainConfig, output: Path, startup_timeout_s: float = STARTUP_
                                worker_images_per_sec=[seen / len(worker_names) / t for t in worker_times]))
         if epoch == 1:
             summary["compile_s"] = timing.compile_s
-        reached = summary["time_to_target_s"] is None and test_accuracy >= config.target_accuracy
+        reached = (summary["time_to_target_s"] is None and test_accuracy is not None
+                   and test_accuracy >= config.target_accuracy)
         if reached:
             summary.update(time_to_target_s=clock, epochs_to_target=epoch, eval_to_target_s=eval_time)
         stop = reached and config.stop_at_target
         summary.update(total_train_time_s=train_time, total_eval_time_s=eval_time,
-                       total_time_s=time.perf_counter() - started, final_test_accuracy=test_accuracy,
+                       total_time_s=time.perf_counter() - started,
                        stopped_at_target=stop, completed=stop or epoch == config.epochs)
         row = rows[-1]
         print(f"epoch {epoch}/{config.epochs}: {epoch_time:.1f} s (steps {row['step_time_sum_s']:.1f} s, "
               f"first step {timing.compile_s:.1f} s, input wait {timing.data_wait_s:.1f} s, other "
-              f"{timing.other_s:.1f} s), {row['images_per_sec']:.0f} img/s, test accuracy {test_accuracy:.4f}")
+              f"{timing.other_s:.1f} s), {row['images_per_sec']:.0f} img/s, "
+              + (f"test accuracy {test_accuracy:.4f}" if test_accuracy is not None else "not evaluated"))
         payload = result_payload("train", rows, environment(), summary=summary)
         if writes_results:
             write_results(output, payload)

@@ -192,25 +192,77 @@ def test_time_to_target_runs_from_the_first_step_to_the_end_of_the_evaluation_th
         assert summary["time_to_target_s"] is None and summary["eval_to_target_s"] is None
 
 
-def test_flip_and_translate_moves_each_image_on_its_own_by_at_most_two_pixels():
+def test_evaluating_every_k_epochs_reads_the_target_at_evaluations_only(tmp_path):
+    folder = write_dataset(tmp_path / "data", train=64, test=32)
+    config = TrainConfig(run=RunConfig(depth=18, batch_size=16, image_size=32, channels=1, num_classes=10,
+                                       precision="fp32"), epochs=3, eval_every=2, data_dir=str(folder),
+                         target_accuracy=0.01)
+    payload = train(config, tmp_path / "train.json")
+    rows, summary = payload["rows"], payload["summary"]
+    assert [row["test_accuracy"] is not None for row in rows] == [False, True, True]  # every 2nd and the last
+    assert rows[0]["eval_time_s"] is None and rows[1]["eval_time_s"] > 0
+    assert summary["epochs_to_target"] == 2 and summary["time_to_target_s"] == rows[1]["clock_s"]
+    assert summary["total_eval_time_s"] == rows[1]["eval_time_s"] + rows[2]["eval_time_s"]
+    assert summary["final_test_accuracy"] == rows[2]["test_accuracy"]
+
+
+def test_the_evaluation_uses_the_moving_average_of_the_weights_and_gives_them_back():
     import numpy as np
     import tensorflow as tf
 
-    from resnet_perf.data import TRANSLATE_PIXELS, flip_and_translate
+    from resnet_perf.trainer import Trainer
+
+    config = TrainConfig(run=RunConfig(depth=18, batch_size=2, image_size=32, channels=1, num_classes=10,
+                                       precision="fp32"), epochs=1, ema=0.5)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    trainer = Trainer(config, strategy, steps_per_epoch=4)
+    variables = trainer.model.trainable_variables
+    expected = [v.numpy() for v in variables]
+    batch = (tf.random.stateless_uniform((2, 32, 32, 1), (1, 2)), tf.constant([3, 7]))
+    for step in range(1, 5):
+        trainer.train_step(batch)
+        decay = min(0.5, (1 + step) / (10 + step))  # the first steps average faster
+        expected = [decay * e + (1 - decay) * v.numpy() for e, v in zip(expected, variables)]
+    trained = [v.numpy() for v in variables]
+    seen = []
+
+    def eval_step(_batch):
+        seen.append([v.numpy() for v in variables])
+        return 1
+
+    trainer.eval_step = eval_step
+    assert trainer.evaluate(iter([batch]), 1) == 1
+    for average, evaluated, weights, now in zip(expected, seen[0], trained, variables):
+        np.testing.assert_allclose(evaluated, average, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(now.numpy(), weights)  # given back exactly
+    assert any(not np.allclose(average, weights) for average, weights in zip(expected, trained))
+
+
+@pytest.mark.parametrize("augment", ["translate", "flip-translate"])
+def test_augment_batch_moves_each_image_on_its_own_by_at_most_two_pixels(augment):
+    import numpy as np
+    import tensorflow as tf
+
+    from resnet_perf.data import TRANSLATE_PIXELS, augment_batch
 
     images = np.zeros((200, 12, 12, 1), np.float32)
     images[:, 5, 3, 0] = 1.0  # one lit pixel, off the vertical axis so that a flip moves it
     tf.random.set_seed(0)
-    moved = flip_and_translate(tf.constant(images), TRANSLATE_PIXELS).numpy()
+    moved = augment_batch(tf.constant(images), augment).numpy()
     places = set()
     for image in moved:
         lit = np.argwhere(image[..., 0] == 1.0)
         assert len(lit) == 1 and image.sum() == 1.0  # moved, not blurred
         row, column = lit[0]
         assert abs(row - 5) <= TRANSLATE_PIXELS
-        assert min(abs(column - 3), abs(column - (11 - 3))) <= TRANSLATE_PIXELS  # shifted, flipped or not
+        if augment == "translate":
+            assert abs(column - 3) <= TRANSLATE_PIXELS
+        else:
+            assert min(abs(column - 3), abs(column - (11 - 3))) <= TRANSLATE_PIXELS  # shifted, flipped or not
         places.add((row, column))
-    assert len(places) > 20 and any(column > 6 for _row, column in places)  # each its own; some flipped
+    flipped = any(column > 3 + TRANSLATE_PIXELS for _row, column in places)
+    assert len(places) > 20 and flipped == (augment == "flip-translate")  # each its own; flips only when asked
+    assert augment_batch(tf.constant(images), "none").numpy().tolist() == images.tolist()
 
 
 def test_label_smoothing_is_the_cross_entropy_against_smoothed_labels():
