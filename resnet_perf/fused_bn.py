@@ -27,15 +27,18 @@ import tensorflow as tf
 class FusedBatchNorm(keras.layers.Layer):
     """Keras's ``BatchNormalization(axis, momentum, epsilon)`` on NHWC or NCHW, as fused ops."""
 
-    def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3, **kwargs: Any) -> None:
+    def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3, gamma_initializer: str = "ones",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if axis not in (-1, 1, 3):
             raise ValueError(f"FusedBatchNorm normalizes the channels of a 4-D input (axis 1, 3 or -1), not axis {axis}")
         self.axis, self.momentum, self.epsilon = axis, momentum, epsilon
+        self.gamma_initializer = gamma_initializer
 
     def build(self, input_shape) -> None:
         shape = (input_shape[self.axis],)
-        self.gamma = self.add_weight(shape=shape, name="gamma", initializer="ones", autocast=False)
+        self.gamma = self.add_weight(shape=shape, name="gamma", initializer=self.gamma_initializer,
+                                     autocast=False)
         self.beta = self.add_weight(shape=shape, name="beta", initializer="zeros", autocast=False)
         self.moving_mean = self.add_weight(shape=shape, name="moving_mean", initializer="zeros", trainable=False,
                                            autocast=False)
@@ -64,4 +67,5 @@ class FusedBatchNorm(keras.layers.Layer):
         return input_shape
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon}
+        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,
+                "gamma_initializer": self.gamma_initializer}

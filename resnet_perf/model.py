@@ -36,11 +36,13 @@ BN_EPSILON = 1e-5
 class _Layers:
     """Makes the layers of one model with the same data format, dtype policy and batch norm."""
 
-    def __init__(self, data_format: str, policy: keras.DTypePolicy, batch_norm: str = "keras") -> None:
+    def __init__(self, data_format: str, policy: keras.DTypePolicy, batch_norm: str = "keras",
+                 zero_init_residual: bool = False) -> None:
         self.data_format = data_format
         self.policy = policy
         self.channel_axis = 1 if data_format == "channels_first" else -1
         self.batch_norm = batch_norm
+        self.zero_init_residual = zero_init_residual
 
     def conv(self, filters: int, kernel: int, stride: int, name: str) -> keras.layers.Layer:
         return keras.layers.Conv2D(
@@ -48,15 +50,15 @@ class _Layers:
             data_format=self.data_format, kernel_initializer="he_normal",
             dtype=self.policy, name=name)
 
-    def bn(self, name: str) -> keras.layers.Layer:
+    def bn(self, name: str, gamma: str = "ones") -> keras.layers.Layer:
         if self.batch_norm == "fused":
             from resnet_perf.fused_bn import FusedBatchNorm
 
             return FusedBatchNorm(axis=self.channel_axis, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                                  dtype=self.policy, name=name)
+                                  gamma_initializer=gamma, dtype=self.policy, name=name)
         return keras.layers.BatchNormalization(
             axis=self.channel_axis, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-            dtype=self.policy, name=name)
+            gamma_initializer=gamma, dtype=self.policy, name=name)
 
     def relu(self, name: str) -> keras.layers.Layer:
         return keras.layers.ReLU(dtype=self.policy, name=name)
@@ -65,6 +67,12 @@ class _Layers:
         """Convolution then BN, named ``{prefix}conv{suffix}`` / ``{prefix}bn{suffix}``."""
         x = self.conv(filters, kernel, stride, f"{prefix}conv{suffix}")(x)
         return self.bn(f"{prefix}bn{suffix}")(x)
+
+    def residual_end(self, x, filters: int, kernel: int, prefix: str, suffix: str):
+        """The last convolution and BN of a block's residual branch; with ``zero_init_residual`` its
+        BN scale starts at 0, so every block starts as its shortcut (Goyal et al. 2017, section 5.1)."""
+        x = self.conv(filters, kernel, 1, f"{prefix}conv{suffix}")(x)
+        return self.bn(f"{prefix}bn{suffix}", "zeros" if self.zero_init_residual else "ones")(x)
 
 
 def _shortcut(layers: _Layers, x, out_channels: int, stride: int, name: str):
@@ -84,7 +92,7 @@ def basic_block(layers: _Layers, x, width: int, stride: int, name: str):
     """Two 3x3 convolutions (ResNet-18/34)."""
     shortcut = _shortcut(layers, x, width, stride, name)
     y = layers.relu(f"{name}_relu1")(layers.conv_bn(x, width, 3, stride, f"{name}_", "1"))
-    y = layers.conv_bn(y, width, 3, 1, f"{name}_", "2")
+    y = layers.residual_end(y, width, 3, f"{name}_", "2")
     return _merge(layers, y, shortcut, name)
 
 
@@ -94,7 +102,7 @@ def bottleneck_block(layers: _Layers, x, width: int, stride: int, name: str):
     shortcut = _shortcut(layers, x, out_channels, stride, name)
     y = layers.relu(f"{name}_relu1")(layers.conv_bn(x, width, 1, 1, f"{name}_", "1"))
     y = layers.relu(f"{name}_relu2")(layers.conv_bn(y, width, 3, stride, f"{name}_", "2"))
-    y = layers.conv_bn(y, out_channels, 1, 1, f"{name}_", "3")
+    y = layers.residual_end(y, out_channels, 1, f"{name}_", "3")
     return _merge(layers, y, shortcut, name)
 
 
@@ -123,6 +131,7 @@ def build_resnet(
     data_format: str = "channels_last",
     precision: str = "fp32",
     batch_norm: str = "keras",
+    zero_init_residual: bool = False,
 ) -> keras.Model:
     """Build ResNet-``depth`` (v1.5) as an uncompiled ``keras.Model`` returning float32 logits.
 
@@ -130,6 +139,7 @@ def build_resnet(
     the model takes NCHW tensors.  ``precision`` (``fp32``, ``mixed_fp16``, ``mixed_bf16``) is a
     dtype policy handed to every layer of this model only.  ``batch_norm`` (``BATCH_NORMS``) picks
     Keras's batch normalization or the fused equivalent: same weights, same function.
+    ``zero_init_residual`` starts the scale of each block's last BN at 0 instead of 1.
     """
     spec: ResNetSpec = get_spec(depth)
     height, width, channels = _check_input_shape(input_shape)
@@ -139,7 +149,7 @@ def build_resnet(
         raise UserError(f"unknown data_format {data_format!r}: choose one of {', '.join(DATA_FORMATS)}")
     if batch_norm not in BATCH_NORMS:
         raise UserError(f"unknown batch norm {batch_norm!r}: choose one of {', '.join(BATCH_NORMS)}")
-    layers = _Layers(data_format, dtype_policy(precision), batch_norm)
+    layers = _Layers(data_format, dtype_policy(precision), batch_norm, zero_init_residual)
 
     shape = (channels, height, width) if data_format == "channels_first" else (height, width, channels)
     inputs = keras.Input(shape=shape, name="images")

@@ -32,6 +32,7 @@ class Recipe:
     depth: int
     precision: str
     batch_norm: str
+    zero_init_residual: bool
     image_size: int
     batch_size: int
     epochs: int
@@ -50,12 +51,12 @@ class Recipe:
 
 RECIPES = {recipe.name: recipe for recipe in (
     Recipe("fast", "this suite's recipe for time to accuracy on a CPU (README, 'Time to accuracy')",
-           depth=18, precision="mixed_bf16", batch_norm="keras", image_size=32, batch_size=256, epochs=6,
+           depth=18, precision="mixed_bf16", batch_norm="keras", zero_init_residual=False, image_size=32, batch_size=256, epochs=6,
            lr=0.2, schedule="cosine", momentum=0.9, nesterov=True, weight_decay=5e-4, label_smoothing=0.0, augment="none", test_flip=False,
            ema=0.0, eval_every=1, target_accuracy=0.93),
     Recipe("d2l", "the seed article's settings (Dive into Deep Learning, ResNet chapter): 96x96, plain SGD "
                   "at 0.05, batch 256, 10 epochs, float32",
-           depth=18, precision="fp32", batch_norm="keras", image_size=96, batch_size=256, epochs=10,
+           depth=18, precision="fp32", batch_norm="keras", zero_init_residual=False, image_size=96, batch_size=256, epochs=10,
            lr=0.05, schedule="constant", momentum=0.0, nesterov=False, weight_decay=0.0, label_smoothing=0.0, augment="none", test_flip=False,
            ema=0.0, eval_every=1, target_accuracy=0.91),
 )}
@@ -63,12 +64,13 @@ DEFAULT_RECIPE = "fast"
 RECIPE_SETTINGS = tuple(field.name for field in fields(Recipe) if field.name not in ("name", "description"))
 
 
-PLAIN_TRAINING = {"batch_norm": "keras", "lr": 0.2, "schedule": "cosine", "momentum": 0.9, "nesterov": True,
+PLAIN_TRAINING = {"batch_norm": "keras", "zero_init_residual": False, "lr": 0.2, "schedule": "cosine", "momentum": 0.9, "nesterov": True,
                   "weight_decay": 5e-4, "label_smoothing": 0.0, "augment": "none", "test_flip": False, "ema": 0.0,
                   "eval_every": 1}
 """The training every run used before recipes existed; a run_id names only what differs from it, so
 the ids of those runs (and of the suite's training case) stay what they were."""
-_SUFFIXES = {"batch_norm": lambda value: "fbn" if value == "fused" else "", "lr": "lr{:g}".format,
+_SUFFIXES = {"batch_norm": lambda value: "fbn" if value == "fused" else "",
+             "zero_init_residual": lambda value: "zir" if value else "", "lr": "lr{:g}".format,
              "schedule": str, "momentum": "m{:g}".format, "nesterov": lambda value: "nesterov" if value else "plain",
              "weight_decay": "wd{:g}".format, "label_smoothing": "ls{:g}".format, "augment": str,
              "test_flip": lambda value: "tta" if value else "notta", "ema": "ema{:g}".format,
@@ -97,6 +99,7 @@ class TrainConfig:
     run: RunConfig
     recipe: str = DEFAULT_RECIPE
     batch_norm: str = RECIPES[DEFAULT_RECIPE].batch_norm
+    zero_init_residual: bool = RECIPES[DEFAULT_RECIPE].zero_init_residual
     epochs: int = RECIPES[DEFAULT_RECIPE].epochs
     lr: float = RECIPES[DEFAULT_RECIPE].lr
     schedule: str = RECIPES[DEFAULT_RECIPE].schedule
@@ -200,7 +203,8 @@ class TrainConfig:
     def argv(self) -> list[str]:
         """The ``python -m resnet_perf.train`` arguments that describe this run."""
         run = self.run
-        args = ["--recipe", self.recipe, "--depth", run.depth, "--batch-norm", self.batch_norm, "--epochs", self.epochs,
+        args = ["--recipe", self.recipe, "--depth", run.depth, "--batch-norm", self.batch_norm,
+                "--zero-init-residual", "on" if self.zero_init_residual else "off", "--epochs", self.epochs,
                 "--batch-size", run.batch_size,
                 "--replicas", self.replicas, "--precision", run.precision, "--xla", "on" if run.xla else "off",
                 "--layout", run.layout, "--image-size", run.image_size, "--lr", self.lr,

@@ -51,6 +51,9 @@ def build_parser(recipe_name: str = DEFAULT_RECIPE) -> argparse.ArgumentParser:
                         help="keras: Keras's BatchNormalization; fused: the same function as TensorFlow's fused "
                              "kernel, one op each way (default %(default)s)")
     on_off = dict(choices=tuple(cli.ON_OFF))
+    parser.add_argument("--zero-init-residual", default="on" if recipe.zero_init_residual else "off", **on_off,
+                        help="start the scale of each residual block's last batch norm at 0, so every block "
+                             "starts as its shortcut (default %(default)s)")
     parser.add_argument("--epochs", type=int, default=recipe.epochs,
                         help="epochs the schedule spans (default %(default)s)")
     parser.add_argument("--lr", type=float, default=recipe.lr, help="peak learning rate (default %(default)s)")
@@ -112,7 +115,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     run = cli.config_kwargs(args)
     return TrainConfig.from_recipe(
         args.recipe, xla=run.pop("xla"), layout=run.pop("layout"), **run, batch_norm=args.batch_norm,
-        epochs=args.epochs, lr=args.lr,
+        zero_init_residual=cli.ON_OFF[args.zero_init_residual], epochs=args.epochs, lr=args.lr,
         schedule=args.schedule, momentum=args.momentum, nesterov=cli.ON_OFF[args.nesterov],
         weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, augment=args.augment,
         test_flip=cli.ON_OFF[args.test_flip], ema=args.ema, eval_every=args.eval_every, target_accuracy=args.target_accuracy,

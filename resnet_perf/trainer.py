@@ -51,7 +51,7 @@ class Trainer:
         with strategy.scope():
             self.model = build_resnet(run.depth, num_classes=run.num_classes, input_shape=run.input_shape,
                                       data_format=run.data_format, precision=run.precision,
-                                      batch_norm=config.batch_norm)
+                                      batch_norm=config.batch_norm, zero_init_residual=config.zero_init_residual)
             optimizer = make_optimizer(run.precision, learning_rate(config, steps_per_epoch), momentum=config.momentum,
                                        nesterov=config.nesterov, weight_decay=config.weight_decay)
             optimizer.build(self.model.trainable_variables)

@@ -185,3 +185,21 @@ def test_the_fused_batch_norm_runs_in_mixed_bfloat16():
                                rtol=0.05, atol=0.05)  # bfloat16 keeps 8 bits of mantissa
     with pytest.raises(UserError, match="unknown batch norm 'batch'"):
         build_resnet(18, num_classes=10, input_shape=(32, 32, 1), batch_norm="batch")
+
+
+@pytest.mark.parametrize("depth, batch_norm", [(18, "keras"), (50, "fused")])
+def test_zero_init_residual_starts_every_block_as_its_shortcut(depth, batch_norm):
+    last = "bn2" if depth == 18 else "bn3"  # the residual branch's last batch norm
+    model = build_resnet(depth, num_classes=10, input_shape=(32, 32, 1), batch_norm=batch_norm,
+                         zero_init_residual=True)
+    scales = {layer.name: layer.gamma.numpy() for layer in model.layers if hasattr(layer, "gamma")}
+    zeroed = sorted(name for name, gamma in scales.items() if not gamma.any())
+    assert zeroed == sorted(name for name in scales if name.startswith("stage") and name.endswith(f"_{last}"))
+    assert len(zeroed) == sum(get_spec(depth).blocks_per_stage)
+    assert all((gamma == 1).all() for name, gamma in scales.items() if name not in zeroed)
+    block = model.get_layer("stage1_block2_add")  # an identity block: its output is its input
+    probe = keras.Model(model.input, [block.input[1], block.output])
+    shortcut, added = probe(np.random.default_rng(0).normal(size=(2, 32, 32, 1)).astype("float32"), training=False)
+    np.testing.assert_allclose(added.numpy(), shortcut.numpy(), rtol=1e-6, atol=1e-6)
+    default = build_resnet(depth, num_classes=10, input_shape=(32, 32, 1), batch_norm=batch_norm)
+    assert all(layer.gamma.numpy().all() for layer in default.layers if hasattr(layer, "gamma"))
