@@ -59,20 +59,15 @@ def interrupted_status(error: KeyboardInterrupt) -> int:
     return 128 + (signal.SIGTERM if isinstance(error, Terminated) else signal.SIGINT)
 
 
-INTERRUPTED_STATUSES = (128 + signal.SIGINT, 128 + signal.SIGTERM)
-
-
 def exit_process(status: int) -> None:
-    """End a command's process with ``status``.  After an interrupt, without the interpreter's
-    teardown: a ``tf.data`` iterator stopped mid-epoch can wait forever in its destructor for its
-    input threads (seen: ``train`` stopped by SIGTERM, ``py-spy dump --native`` in
-    ``UnboundedThreadPool::LogicalThreadWrapper::~LogicalThreadWrapper``), and everything worth
-    keeping (result files) is already written."""
-    if status in INTERRUPTED_STATUSES:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
-    sys.exit(status)
+    """End a command's process with ``status``, without the interpreter's teardown: a ``tf.data``
+    iterator waits in its destructor for its input threads, for minutes after an interrupt (seen:
+    ``train`` stopped by SIGTERM, ``py-spy dump --native`` in
+    ``UnboundedThreadPool::LogicalThreadWrapper::~LogicalThreadWrapper``) and tens of seconds after
+    a finished run, and everything worth keeping (result files) is already written."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def fail(error: BaseException, exit_code: int = 2) -> int:

@@ -28,6 +28,14 @@ from resnet_perf.errors import UserError
 from resnet_perf.recipes import WARMUP_FRACTION, TrainConfig
 
 
+_LIVE_ITERATORS: list = []
+"""Every run's input iterators, kept for the life of the process.  Destroying one waits for its
+``MultiDeviceIterator``'s prefetch thread: on the AMD VM 40-60 s after a finished run, about 2
+minutes after SIGTERM (``py-spy dump --native``: ``~MultiDeviceIterator`` in
+``UnboundedThreadPool::LogicalThreadWrapper::~LogicalThreadWrapper``), so ``python -m
+resnet_perf.train`` ends without the interpreter's teardown (``cli.exit_process``) instead."""
+
+
 def learning_rate(config: TrainConfig, steps_per_epoch: int):
     """The recipe's schedule over this run's steps (``resnet_perf.objective.learning_rate_schedule``)."""
     from resnet_perf.objective import learning_rate_schedule
@@ -273,6 +281,7 @@ def train(config: TrainConfig, output: Path, startup_timeout_s: float = STARTUP_
     test_batches = iter(strategy.experimental_distribute_dataset(_auto_shard_by_data(make_dataset(
         test_split, batch_size=run.batch_size, image_size=run.image_size, layout=run.layout, training=False))))
     test_steps = math.ceil(len(test_split) / run.batch_size)
+    _LIVE_ITERATORS.extend((train_batches, test_batches))
     trainer = Trainer(config, strategy, steps_per_epoch)
 
     started = time.perf_counter()
