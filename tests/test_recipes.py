@@ -45,6 +45,9 @@ def test_the_recipe_sets_the_defaults_and_a_flag_changes_one_setting():
     ({"label_smoothing": 1.0}, "label smoothing must be in [0, 1)"),
     ({"augment": "mixup"}, "unknown augmentation 'mixup'"),
     ({"schedule": "step"}, "unknown schedule 'step'"),
+    ({"ema": 1.0}, "ema must be in [0, 1) (0: off)"),
+    ({"ema": float("nan")}, "ema must be a finite number"),
+    ({"eval_every": 0}, "eval every must be at least 1"),
 ])
 def test_bad_settings_are_refused(changes, message):
     with pytest.raises(UserError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
@@ -95,8 +98,9 @@ def test_a_training_run_id_names_the_settings_that_set_the_run_apart(tmp_path):
     plain = TrainConfig.from_recipe(epochs=6)
     assert plain.run_id == "resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-rauto-e6"  # as before recipes existed
     varied = dataclasses.replace(plain, augment="flip-translate", label_smoothing=0.1, batch_norm="fused",
-                                 test_flip=True, replicas=2)
-    assert varied.run_id == "resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-fbn-ls0.1-flip-translate-tta-r2-e6"
+                                 test_flip=True, replicas=2, zero_init_residual=True, ema=0.99, eval_every=2)
+    assert varied.run_id == ("resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-fbn-zir-ls0.1-flip-translate-tta-ema0.99-ev2"
+                             "-r2-e6")
     assert "-lr0.05-constant-m0-plain-wd0-" in TrainConfig.from_recipe("d2l").run_id
     # a row written before run_ids named the settings: the history names it from its own fields
     old_row = {**varied.as_dict(), "bench": "train", "epoch": 1, "test_accuracy": 0.5,

@@ -35,6 +35,8 @@ def test_indivisible_global_batch_is_rejected():
     (["--momentum", "1"], "momentum must be in [0, 1)"),
     (["--label-smoothing", "-0.1"], "label smoothing must be in [0, 1)"),
     (["--seeds", "0,x"], "--seeds expects comma-separated integers"),
+    (["--ema", "1"], "ema must be in [0, 1) (0: off), got 1.0"),
+    (["--eval-every", "0"], "eval every must be at least 1 (epochs), got 0"),
 ])
 def test_bad_arguments_are_one_line_and_exit_2(capsys, argv, message):
     assert main(argv) == 2
