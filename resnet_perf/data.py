@@ -191,6 +191,18 @@ def augment_batch(images, augment: str, pixels: int = TRANSLATE_PIXELS):
                                                  interpolation="NEAREST", fill_mode="CONSTANT")
 
 
+def shift_images(images, rows: int, columns: int, height_axis: int = 1, width_axis: int = 2):
+    """A batch moved down by ``rows`` and right by ``columns`` pixels (negative: up, left), zeros
+    filling in; ``height_axis``/``width_axis`` say where the image's axes are (NHWC: 1, 2; NCHW: 2, 3)."""
+    import tensorflow as tf
+
+    paddings, begin = [[0, 0]] * 4, [0] * 4
+    for axis, amount in ((height_axis, rows), (width_axis, columns)):
+        paddings[axis] = [max(amount, 0), max(-amount, 0)]
+        begin[axis] = max(-amount, 0)
+    return tf.slice(tf.pad(images, paddings), begin, tf.shape(images))
+
+
 def make_dataset(split: Images, *, batch_size: int, image_size: int = IMAGE_SIDE, layout: str = "nhwc",
                  training: bool, seed: int = 0, augment: str = "none"):
     """A ``tf.data`` pipeline of (images, labels) batches.

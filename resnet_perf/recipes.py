@@ -44,6 +44,7 @@ class Recipe:
     label_smoothing: float
     augment: str
     test_flip: bool
+    test_shift: int
     ema: float
     eval_every: int
     target_accuracy: float
@@ -53,19 +54,20 @@ RECIPES = {recipe.name: recipe for recipe in (
     Recipe("fast", "this suite's recipe for time to accuracy on a CPU (README, 'Time to accuracy')",
            depth=18, precision="mixed_bf16", batch_norm="keras", zero_init_residual=False, image_size=32, batch_size=256, epochs=6,
            lr=0.2, schedule="cosine", momentum=0.9, nesterov=True, weight_decay=5e-4, label_smoothing=0.0, augment="none", test_flip=False,
-           ema=0.0, eval_every=1, target_accuracy=0.93),
+           test_shift=0, ema=0.0, eval_every=1, target_accuracy=0.93),
     Recipe("d2l", "the seed article's settings (Dive into Deep Learning, ResNet chapter): 96x96, plain SGD "
                   "at 0.05, batch 256, 10 epochs, float32",
            depth=18, precision="fp32", batch_norm="keras", zero_init_residual=False, image_size=96, batch_size=256, epochs=10,
            lr=0.05, schedule="constant", momentum=0.0, nesterov=False, weight_decay=0.0, label_smoothing=0.0, augment="none", test_flip=False,
-           ema=0.0, eval_every=1, target_accuracy=0.91),
+           test_shift=0, ema=0.0, eval_every=1, target_accuracy=0.91),
 )}
 DEFAULT_RECIPE = "fast"
 RECIPE_SETTINGS = tuple(field.name for field in fields(Recipe) if field.name not in ("name", "description"))
 
 
 PLAIN_TRAINING = {"batch_norm": "keras", "zero_init_residual": False, "lr": 0.2, "schedule": "cosine", "momentum": 0.9, "nesterov": True,
-                  "weight_decay": 5e-4, "label_smoothing": 0.0, "augment": "none", "test_flip": False, "ema": 0.0,
+                  "weight_decay": 5e-4, "label_smoothing": 0.0, "augment": "none", "test_flip": False, "test_shift": 0,
+                  "ema": 0.0,
                   "eval_every": 1}
 """The training every run used before recipes existed; a run_id names only what differs from it, so
 the ids of those runs (and of the suite's training case) stay what they were."""
@@ -73,7 +75,8 @@ _SUFFIXES = {"batch_norm": lambda value: "fbn" if value == "fused" else "",
              "zero_init_residual": lambda value: "zir" if value else "", "lr": "lr{:g}".format,
              "schedule": str, "momentum": "m{:g}".format, "nesterov": lambda value: "nesterov" if value else "plain",
              "weight_decay": "wd{:g}".format, "label_smoothing": "ls{:g}".format, "augment": str,
-             "test_flip": lambda value: "tta" if value else "notta", "ema": "ema{:g}".format,
+             "test_flip": lambda value: "tta" if value else "notta", "test_shift": "tts{}".format,
+             "ema": "ema{:g}".format,
              "eval_every": "ev{}".format}
 
 
@@ -109,6 +112,7 @@ class TrainConfig:
     label_smoothing: float = RECIPES[DEFAULT_RECIPE].label_smoothing
     augment: str = RECIPES[DEFAULT_RECIPE].augment
     test_flip: bool = RECIPES[DEFAULT_RECIPE].test_flip
+    test_shift: int = RECIPES[DEFAULT_RECIPE].test_shift
     ema: float = RECIPES[DEFAULT_RECIPE].ema
     eval_every: int = RECIPES[DEFAULT_RECIPE].eval_every
     target_accuracy: float = RECIPES[DEFAULT_RECIPE].target_accuracy
@@ -152,6 +156,8 @@ class TrainConfig:
             raise UserError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 <= self.ema < 1:
             raise UserError(f"ema must be in [0, 1) (0: off), got {self.ema}")
+        if self.test_shift < 0:
+            raise UserError(f"test shift must be >= 0 (pixels), got {self.test_shift}")
         if self.eval_every < 1:
             raise UserError(f"eval every must be at least 1 (epochs), got {self.eval_every}")
         if not 0 < self.target_accuracy <= 1:
@@ -211,7 +217,8 @@ class TrainConfig:
                 "--schedule", self.schedule, "--momentum", self.momentum,
                 "--nesterov", "on" if self.nesterov else "off", "--weight-decay", self.weight_decay,
                 "--label-smoothing", self.label_smoothing, "--augment", self.augment,
-                "--test-flip", "on" if self.test_flip else "off", "--ema", self.ema, "--eval-every", self.eval_every,
+                "--test-flip", "on" if self.test_flip else "off",
+                "--test-shift", self.test_shift, "--ema", self.ema, "--eval-every", self.eval_every,
                 "--target-accuracy", self.target_accuracy, "--seed", self.seed, "--strategy", self.strategy]
         if self.stop_at_target:
             args.append("--stop-at-target")

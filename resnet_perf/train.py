@@ -73,6 +73,9 @@ def build_parser(recipe_name: str = DEFAULT_RECIPE) -> argparse.ArgumentParser:
     parser.add_argument("--test-flip", default="on" if recipe.test_flip else "off", **on_off,
                         help="evaluate on the mean prediction of each test image and its mirror image "
                              "(default %(default)s)")
+    parser.add_argument("--test-shift", type=int, default=recipe.test_shift, metavar="PIXELS",
+                        help="evaluate on the mean prediction of each test image and its 4 copies shifted by this "
+                             "many pixels left, right, up and down; 0: off (default %(default)s)")
     parser.add_argument("--ema", type=float, default=recipe.ema, metavar="DECAY",
                         help="evaluate an exponential moving average of the weights, updated every step with this "
                              "decay (at most (1 + step) / (10 + step) early on); 0: off (default %(default)s)")
@@ -118,7 +121,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         zero_init_residual=cli.ON_OFF[args.zero_init_residual], epochs=args.epochs, lr=args.lr,
         schedule=args.schedule, momentum=args.momentum, nesterov=cli.ON_OFF[args.nesterov],
         weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, augment=args.augment,
-        test_flip=cli.ON_OFF[args.test_flip], ema=args.ema, eval_every=args.eval_every, target_accuracy=args.target_accuracy,
+        test_flip=cli.ON_OFF[args.test_flip], test_shift=args.test_shift, ema=args.ema, eval_every=args.eval_every, target_accuracy=args.target_accuracy,
         stop_at_target=args.stop_at_target, replicas=replicas, seed=args.seed, data_dir=args.data_dir,
         limit_train=args.limit_train, limit_test=args.limit_test, strategy=args.strategy)
 

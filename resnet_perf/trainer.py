@@ -50,6 +50,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, strategy, steps_per_epoch: int) -> None:
         import tensorflow as tf
 
+        from resnet_perf.data import shift_images
         from resnet_perf.model import build_resnet
         from resnet_perf.objective import is_loss_scaled, logits_and_loss, make_optimizer
 
@@ -83,13 +84,22 @@ class Trainer:
             optimizer.apply(grads, model.trainable_variables)
             return loss, correct
 
-        width_axis = 3 if run.layout == "nchw" else 2
+        height_axis, width_axis = (2, 3) if run.layout == "nchw" else (1, 2)
+        shift = config.test_shift
+        # The views whose mean prediction is evaluated: the image, its 4 shifts (--test-shift), and
+        # each one's mirror image (--test-flip).
+        offsets = [(0, 0)] + ([(shift, 0), (-shift, 0), (0, shift), (0, -shift)] if shift else [])
+
+        def evaluated_logits(images):
+            views = [shift_images(images, rows, columns, height_axis, width_axis) if rows or columns else images
+                     for rows, columns in offsets]
+            if config.test_flip:
+                views += [tf.reverse(view, [width_axis]) for view in views]
+            return tf.add_n([tf.cast(model(view, training=False), tf.float32) for view in views])
 
         @tf.function(jit_compile=run.xla)
         def replica_eval(images, labels):
-            logits = tf.cast(model(images, training=False), tf.float32)
-            if config.test_flip:  # the mean prediction of the image and its mirror image
-                logits += tf.cast(model(tf.reverse(images, [width_axis]), training=False), tf.float32)
+            logits = evaluated_logits(images)
             return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.int32))
 
         variables = model.trainable_variables
@@ -121,6 +131,7 @@ class Trainer:
             return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_eval, args=batch), axis=None)
 
         self.train_step, self.eval_step = train_step, eval_step
+        self.evaluated_logits = tf.function(evaluated_logits)  # of one replica's batch, as the evaluation sums them
         self.swap_averages = swap_averages if config.ema else None
 
     def evaluate(self, batches, steps: int) -> int:

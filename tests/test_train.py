@@ -267,6 +267,44 @@ def test_augment_batch_moves_each_image_on_its_own_by_at_most_two_pixels(augment
     assert augment_batch(tf.constant(images), "none").numpy().tolist() == images.tolist()
 
 
+@pytest.mark.parametrize("layout, axes", [("nhwc", (1, 2)), ("nchw", (2, 3))])
+def test_shift_images_moves_a_batch_and_fills_with_zeros(layout, axes):
+    import numpy as np
+
+    from resnet_perf.data import shift_images
+
+    images = np.zeros((2, 1, 6, 6) if layout == "nchw" else (2, 6, 6, 1), np.float32)
+    pixel = (0, 0, 2, 3) if layout == "nchw" else (0, 2, 3, 0)
+    images[pixel] = 1.0
+    images[1] = 1.0  # a full image: what moves out is lost, zeros come in
+    moved = shift_images(images, -1, 2, *axes).numpy()
+    lit = list(pixel)
+    lit[axes[0]] -= 1
+    lit[axes[1]] += 2
+    assert np.argwhere(moved[0] == 1.0).tolist() == [lit[1:]] and moved[0].sum() == 1.0
+    full = moved[1].squeeze()
+    assert full.sum() == 5 * 4 and not full[-1].any() and not full[:, :2].any()
+
+
+def test_test_shift_evaluates_the_mean_prediction_of_the_image_and_its_four_shifts():
+    import numpy as np
+    import tensorflow as tf
+
+    from resnet_perf.data import shift_images
+    from resnet_perf.trainer import Trainer
+
+    config = TrainConfig(run=RunConfig(depth=18, batch_size=8, image_size=32, channels=1, num_classes=10,
+                                       precision="fp32"), epochs=1, test_shift=2)
+    trainer = Trainer(config, tf.distribute.MirroredStrategy(["/cpu:0"]), steps_per_epoch=4)
+    images = tf.random.stateless_uniform((8, 32, 32, 1), (3, 4))
+    views = [images] + [shift_images(images, rows, columns) for rows, columns in ((2, 0), (-2, 0), (0, 2), (0, -2))]
+    summed = sum(trainer.model(view, training=False).numpy() for view in views)
+    np.testing.assert_allclose(trainer.evaluated_logits(images).numpy(), summed, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(summed, 5 * trainer.model(images, training=False).numpy(), rtol=1e-3)  # the views differ
+    labels = tf.constant(np.argmax(summed, axis=-1), tf.int32)
+    assert int(trainer.eval_step((images, labels))) == 8
+
+
 def test_label_smoothing_is_the_cross_entropy_against_smoothed_labels():
     import keras
     import numpy as np
