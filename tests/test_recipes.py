@@ -96,10 +96,12 @@ def test_a_training_run_id_names_the_settings_that_set_the_run_apart(tmp_path):
     from resnet_perf.history import load_history
     from resnet_perf.results import result_payload, write_results
 
-    plain = TrainConfig.from_recipe(epochs=6)
+    plain = TrainConfig.from_recipe(epochs=6, ema=0.0)
     assert plain.run_id == "resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-rauto-e6"  # as before recipes existed
+    assert TrainConfig.from_recipe().run_id == "resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-ema0.99-rauto-e6"
     varied = dataclasses.replace(plain, augment="flip-translate", label_smoothing=0.1, batch_norm="fused",
-                                 test_flip=True, replicas=2, zero_init_residual=True, ema=0.99, eval_every=2, test_shift=1)
+                                 test_flip=True, replicas=2, zero_init_residual=True, ema=0.99, eval_every=2,
+                                 test_shift=1)
     assert varied.run_id == ("resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-fbn-zir-ls0.1-flip-translate-tta-tts1"
                              "-ema0.99-ev2-r2-e6")
     assert "-lr0.05-constant-m0-plain-wd0-" in TrainConfig.from_recipe("d2l").run_id
