@@ -194,7 +194,7 @@ class TrainConfig:
     @property
     def run_id(self) -> str:
         """The model/step run_id, the training settings that set it apart (``training_suffix``),
-        replicas (or ``mw``: multi-worker) and epochs: ``resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-r2-e1``."""
+        replicas (or ``mw``: multi-worker) and epochs: ``resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-ema0.99-r2-e1``."""
         return training_run_id(self.run, asdict(self))
 
     def changed_settings(self) -> dict[str, Any]:

@@ -51,12 +51,12 @@ def test_tiny_matrix_end_to_end(tmp_path):
     assert memory["host_rss_added_bytes"] > 0 and "device_peak_bytes" not in memory
     assert result["environment"]["machine"]["software"]["tensorflow"] and result["environment"]["machine"]["id"]
 
-    training = rows[("train", "resnet18-fp32-noxla-nhwc-b32-32-c1-k10-r2-e2", 1)]
+    training = rows[("train", "resnet18-fp32-noxla-nhwc-b32-32-c1-k10-ema0.99-r2-e2", 1)]
     assert training["replicas"] == 2 and training["epoch_time_s"] > 0 and training["images_per_sec"] > 0
     assert (training["test_accuracy"] * 128).is_integer()  # a count of the 128 test images
     assert "training run" in done.stdout  # the training table
     # --train-to-target: the recipe's target (128 images do not reach it), the clock for the history
-    second = rows[("train", "resnet18-fp32-noxla-nhwc-b32-32-c1-k10-r2-e2", 2)]
+    second = rows[("train", "resnet18-fp32-noxla-nhwc-b32-32-c1-k10-ema0.99-r2-e2", 2)]
     assert training["stop_at_target"] and training["recipe"] == "fast" and training["clock_s"] < second["clock_s"]
     from resnet_perf.history import load_history
 
