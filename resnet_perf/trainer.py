@@ -2,11 +2,13 @@
 
 Per epoch it records the training wall time and what it is made of (see ``EpochTiming``: the
 steps' own times, waiting for input, the first step's tracing apart), images/s, mean training loss
-and accuracy, test accuracy, the evaluation's time and the learning rate.  **Time to target** is
-the wall time from the start of the first training step to the end of the first evaluation whose
-test accuracy reached ``target_accuracy`` (as MLPerf and DAWNBench count it: evaluations included),
-with the evaluations' share and the first step's (tracing) reported apart; ``stop_at_target`` ends
-the run there.
+and accuracy, the learning rate, and (after every ``eval_every``-th epoch and the last) the test
+accuracy and the evaluation's time; the evaluation uses a moving average of the weights when the
+recipe keeps one (``ema``), and the mean prediction over shifted or mirrored views when it asks
+(``test_shift``, ``test_flip``).  **Time to target** is the wall time from the start of the first
+training step to the end of the first evaluation whose test accuracy reached ``target_accuracy``
+(as MLPerf and DAWNBench count it: evaluations included), with the evaluations' share and the first
+step's (tracing) reported apart; ``stop_at_target`` ends the run there.
 
 The input is one iterator over a repeated dataset for the whole run, ``steps_per_epoch`` batches
 an epoch (as Keras's ``fit`` does).  An iterator per epoch ended each epoch in its destructor,
@@ -103,9 +105,20 @@ class Trainer:
             return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.int32))
 
         variables = model.trainable_variables
+        self.swap_averages = None
         if config.ema:
             with strategy.scope():
                 averages = [tf.Variable(variable.value, trainable=False) for variable in variables]
+
+            @tf.function
+            def swap_averages():
+                """The model's weights and their moving averages change places (twice: back as they were)."""
+                for average, variable in zip(averages, variables):
+                    weights = tf.identity(variable.value)
+                    variable.assign(average)
+                    average.assign(weights)
+
+            self.swap_averages = swap_averages
 
         @tf.function
         def train_step(batch):
@@ -119,20 +132,11 @@ class Trainer:
                     strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None))
 
         @tf.function
-        def swap_averages():
-            """The model's weights and their moving averages change places (twice: back as they were)."""
-            for average, variable in zip(averages, variables):
-                weights = tf.identity(variable.value)
-                variable.assign(average)
-                average.assign(weights)
-
-        @tf.function
         def eval_step(batch):
             return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_eval, args=batch), axis=None)
 
         self.train_step, self.eval_step = train_step, eval_step
         self.evaluated_logits = tf.function(evaluated_logits)  # of one replica's batch, as the evaluation sums them
-        self.swap_averages = swap_averages if config.ema else None
 
     def evaluate(self, batches, steps: int) -> int:
         """Correct predictions over ``steps`` test batches, with the weights' moving averages when
