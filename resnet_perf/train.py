@@ -130,7 +130,13 @@ def _default_output(config: TrainConfig) -> Path:
     return Path("results") / f"train-{config.run.run_id}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+_COMMAND_INPUTS: list = []
+"""The command's input iterators: never destroyed, as the command ends with ``cli.exit_process``
+(``resnet_perf.trainer.train``'s ``keep_inputs`` says why)."""
+
+
+def main(argv: Sequence[str] | None = None, keep_inputs: list | None = None) -> int:
+    """The command; ``keep_inputs``: see ``resnet_perf.trainer.train``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(_recipe_name(argv)).parse_args(argv)
     cli.stop_on_sigterm()
@@ -147,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_seeds(config, parse_seeds(args.seeds), output)
         from resnet_perf.trainer import train
 
-        payload = train(config, output, args.startup_timeout)
+        payload = train(config, output, args.startup_timeout, keep_inputs)
     except UserError as error:
         return cli.fail(error)
     except Exception as error:
@@ -176,4 +182,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    cli.exit_process(main())
+    cli.exit_process(main(keep_inputs=_COMMAND_INPUTS))

@@ -30,14 +30,6 @@ from resnet_perf.errors import UserError
 from resnet_perf.recipes import WARMUP_FRACTION, TrainConfig
 
 
-_LIVE_ITERATORS: list = []
-"""Every run's input iterators, kept for the life of the process.  Destroying one waits for its
-``MultiDeviceIterator``'s prefetch thread: on the AMD VM 40-60 s after a finished run, about 2
-minutes after SIGTERM (``py-spy dump --native``: ``~MultiDeviceIterator`` in
-``UnboundedThreadPool::LogicalThreadWrapper::~LogicalThreadWrapper``), so ``python -m
-resnet_perf.train`` ends without the interpreter's teardown (``cli.exit_process``) instead."""
-
-
 def learning_rate(config: TrainConfig, steps_per_epoch: int):
     """The recipe's schedule over this run's steps (``resnet_perf.objective.learning_rate_schedule``)."""
     from resnet_perf.objective import learning_rate_schedule
@@ -249,9 +241,17 @@ def _auto_shard_by_data(dataset):
     return dataset.with_options(options)
 
 
-def train(config: TrainConfig, output: Path, startup_timeout_s: float = STARTUP_TIMEOUT_S) -> dict[str, Any]:
+def train(config: TrainConfig, output: Path, startup_timeout_s: float = STARTUP_TIMEOUT_S,
+          keep_inputs: list | None = None) -> dict[str, Any]:
     """Train, writing ``output`` after every epoch (the chief only, multi-worker); return the final
-    payload.  A multi-worker run waits at most ``startup_timeout_s`` for the other workers to start."""
+    payload.  A multi-worker run waits at most ``startup_timeout_s`` for the other workers to start.
+
+    ``keep_inputs``: a list that outlives the run, to which its input iterators are added, for a
+    process that ends without destroying them (``python -m resnet_perf.train``).  Destroying one
+    waits for its ``MultiDeviceIterator``'s prefetch thread: on the AMD VM 40-60 s after a finished
+    run, about 2 minutes after SIGTERM (``py-spy dump --native``: ``~MultiDeviceIterator`` in
+    ``UnboundedThreadPool::LogicalThreadWrapper::~LogicalThreadWrapper``); without it they go with
+    the run, as any Python caller expects."""
     from resnet_perf.results import check_writable, result_payload, write_results
 
     task = current_task() if config.strategy == "multiworker" else None  # checked before TensorFlow starts
@@ -296,7 +296,8 @@ def train(config: TrainConfig, output: Path, startup_timeout_s: float = STARTUP_
     test_batches = iter(strategy.experimental_distribute_dataset(_auto_shard_by_data(make_dataset(
         test_split, batch_size=run.batch_size, image_size=run.image_size, layout=run.layout, training=False))))
     test_steps = math.ceil(len(test_split) / run.batch_size)
-    _LIVE_ITERATORS.extend((train_batches, test_batches))
+    if keep_inputs is not None:
+        keep_inputs.extend((train_batches, test_batches))
     trainer = Trainer(config, strategy, steps_per_epoch)
 
     started = time.perf_counter()
