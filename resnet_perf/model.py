@@ -63,16 +63,18 @@ class _Layers:
     def relu(self, name: str) -> keras.layers.Layer:
         return keras.layers.ReLU(dtype=self.policy, name=name)
 
-    def conv_bn(self, x, filters: int, kernel: int, stride: int, prefix: str, suffix: str = ""):
-        """Convolution then BN, named ``{prefix}conv{suffix}`` / ``{prefix}bn{suffix}``."""
+    def conv_bn(self, x, filters: int, kernel: int, stride: int, prefix: str, suffix: str = "",
+                gamma: str = "ones"):
+        """Convolution then BN (its scale initialised by ``gamma``), named ``{prefix}conv{suffix}`` /
+        ``{prefix}bn{suffix}``."""
         x = self.conv(filters, kernel, stride, f"{prefix}conv{suffix}")(x)
-        return self.bn(f"{prefix}bn{suffix}")(x)
+        return self.bn(f"{prefix}bn{suffix}", gamma)(x)
 
-    def residual_end(self, x, filters: int, kernel: int, prefix: str, suffix: str):
-        """The last convolution and BN of a block's residual branch; with ``zero_init_residual`` its
-        BN scale starts at 0, so every block starts as its shortcut (Goyal et al. 2017, section 5.1)."""
-        x = self.conv(filters, kernel, 1, f"{prefix}conv{suffix}")(x)
-        return self.bn(f"{prefix}bn{suffix}", "zeros" if self.zero_init_residual else "ones")(x)
+    @property
+    def residual_gamma(self) -> str:
+        """The initial scale of a block's last BN: 0 with ``zero_init_residual``, so every block
+        starts as its shortcut (Goyal et al. 2017, section 5.1), else 1."""
+        return "zeros" if self.zero_init_residual else "ones"
 
 
 def _shortcut(layers: _Layers, x, out_channels: int, stride: int, name: str):
@@ -92,7 +94,7 @@ def basic_block(layers: _Layers, x, width: int, stride: int, name: str):
     """Two 3x3 convolutions (ResNet-18/34)."""
     shortcut = _shortcut(layers, x, width, stride, name)
     y = layers.relu(f"{name}_relu1")(layers.conv_bn(x, width, 3, stride, f"{name}_", "1"))
-    y = layers.residual_end(y, width, 3, f"{name}_", "2")
+    y = layers.conv_bn(y, width, 3, 1, f"{name}_", "2", gamma=layers.residual_gamma)
     return _merge(layers, y, shortcut, name)
 
 
@@ -102,7 +104,7 @@ def bottleneck_block(layers: _Layers, x, width: int, stride: int, name: str):
     shortcut = _shortcut(layers, x, out_channels, stride, name)
     y = layers.relu(f"{name}_relu1")(layers.conv_bn(x, width, 1, 1, f"{name}_", "1"))
     y = layers.relu(f"{name}_relu2")(layers.conv_bn(y, width, 3, stride, f"{name}_", "2"))
-    y = layers.residual_end(y, out_channels, 1, f"{name}_", "3")
+    y = layers.conv_bn(y, out_channels, 1, 1, f"{name}_", "3", gamma=layers.residual_gamma)
     return _merge(layers, y, shortcut, name)
 
 
