@@ -34,6 +34,7 @@ from resnet_perf.results import check_writable
 from resnet_perf.recipes import DEFAULT_RECIPE, RECIPES, TrainConfig
 
 resnet_perf.quiet_tensorflow_logs()  # before the test modules import TensorFlow
+resnet_perf.enable_onednn()
 
 MATRIX = pytest.StashKey[list]()
 LATENCY = pytest.StashKey[list]()

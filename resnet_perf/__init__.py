@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["build_resnet", "quiet_tensorflow_logs"]
+__all__ = ["build_resnet", "enable_onednn", "quiet_tensorflow_logs"]
 
 
 def quiet_tensorflow_logs() -> None:
@@ -20,8 +20,19 @@ def quiet_tensorflow_logs() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def enable_onednn() -> None:
+    """Turn TensorFlow's oneDNN kernels on unless the user set ``TF_ENABLE_ONEDNN_OPTS``: every
+    configuration here says oneDNN on unless it is switched off (``--onednn off``), and TensorFlow
+    turns it on by itself only on CPUs with AVX-512 VNNI/BF16, AVX-VNNI or AMX
+    (``resnet_perf.switches.ONEDNN_DEFAULT_FLAGS``).  On an AVX2-only AMD EPYC its Eigen kernels
+    trained ResNet-18 3-11x slower (README, "oneDNN on every CPU, and the allocator").  Processes started from
+    here inherit it."""
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+
 if sys.argv[:1] == ["-m"]:  # python -m resnet_perf.<tool>: the package is imported before the tool
     quiet_tensorflow_logs()
+    enable_onednn()
 
 
 def __getattr__(name: str) -> Any:

@@ -99,14 +99,15 @@ def parse_shape(text: str) -> tuple[int, int, int]:
 
 def add_config_options(parser: argparse.ArgumentParser, defaults: RunConfig,
                        fields: Sequence[str] = CONFIG_OPTIONS, image_help: str = "synthetic images",
-                       batch_help: str = "images per step") -> None:
+                       batch_help: str = "images per step",
+                       precision_help: str = f"one of {', '.join(PRECISIONS)}") -> None:
     """Add the ``RunConfig`` flags named in ``fields`` with ``defaults``'s values: one definition
     of each flag for every command (``config_kwargs`` reads them back)."""
     helps = {
         "depth": (dict(type=int), f"ResNet depth: one of {', '.join(map(str, DEPTHS))}"),
         "batch_size": (dict(type=int), batch_help),
         "image_size": (dict(type=int), f"height = width of the {image_help}, at least 32"),
-        "precision": (dict(), f"one of {', '.join(PRECISIONS)}"),
+        "precision": (dict(), precision_help),
         "xla": (dict(choices=tuple(ON_OFF)), "XLA jit_compile of the step functions"),
         "layout": (dict(choices=tuple(LAYOUTS)), "tensor layout: nhwc (channels last) or nchw (channels first)"),
         "batch_norm": (dict(choices=BATCH_NORMS), "batch norm layer: keras, or fused (one TensorFlow op each way)"),

@@ -8,7 +8,10 @@ carries:
 - ``hardware``: CPU vendor, model name, family/model/stepping numbers, the ISA flags that change
   results, core count, memory (GiB, rounded), GPU names and driver version;
 - ``software``: Python, TensorFlow, Keras (filled in by ``resnet_perf.runtime.environment``), oneDNN
-  and thread settings;
+  (whether TensorFlow runs it, as TensorFlow decides: ``switches.onednn_enabled``) and thread
+  settings, and the memory allocator (``allocator``): on a CPU, TensorFlow's buffers come from
+  ``malloc``, and tcmalloc instead of glibc's changed a training step by 1.0-1.6x on one of these VMs
+  (README, "oneDNN on every CPU, and the allocator");
 - ``id``: a short, stable name derived from the hardware part only, e.g. ``amd-2c-1f9e0c3a``:
   results with the same id were measured on the same kind of machine.
 
@@ -23,7 +26,7 @@ import os
 import platform
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +34,13 @@ from resnet_perf.switches import onednn_enabled
 
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx512vl", "avx512bw",
              "amx_bf16", "amx_tile", "amx_int8", "avx_vnni")
-"""CPU flags that change which kernels run (and so the results)."""
+"""CPU flags that change which kernels run (and so the results), among them all of
+``resnet_perf.switches.ONEDNN_DEFAULT_FLAGS``."""
 CPUINFO_FIELDS = {"vendor_id": "cpu_vendor", "model name": "cpu_model", "cpu family": "cpu_family",
                   "model": "cpu_model_number", "stepping": "cpu_stepping"}
 THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
+ALLOCATORS = ("tcmalloc", "jemalloc", "mimalloc")
+"""malloc replacements recognised by their library's file name among the process's mappings."""
 GIB = 2**30
 
 
@@ -74,31 +80,58 @@ def _gpus() -> tuple[list[str], str | None]:
     return [row[0] for row in rows], (rows[0][1] if rows and len(rows[0]) > 1 else None)
 
 
+def _read_cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+def cpu_flags(cpuinfo: str | None = None) -> list[str]:
+    """The ``ISA_FLAGS`` this machine's CPU has (``cpuinfo``: the text of /proc/cpuinfo, for tests)."""
+    flags = set(_first_cpu(_read_cpuinfo() if cpuinfo is None else cpuinfo).get("flags", "").split())
+    return [flag for flag in ISA_FLAGS if flag in flags]
+
+
 def hardware(cpuinfo: str | None = None) -> dict[str, Any]:
     """The hardware part of this machine's fingerprint (``cpuinfo``: the text of /proc/cpuinfo, for tests)."""
     if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
+        cpuinfo = _read_cpuinfo()
     first = _first_cpu(cpuinfo)
     found = {ours: first.get(theirs) for theirs, ours in CPUINFO_FIELDS.items()}
     if not found["cpu_model"]:
         found["cpu_model"] = platform.processor() or platform.machine()
-    flags = set(first.get("flags", "").split())
     gpu_names, driver = _gpus()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {**found, "isa_flags": [flag for flag in ISA_FLAGS if flag in flags], "cores": cores,
+    return {**found, "isa_flags": cpu_flags(cpuinfo), "cores": cores,
             "memory_gib": _memory_gib(), "gpu_names": gpu_names, "gpu_driver": driver,
             "machine": platform.machine()}
 
 
-def software() -> dict[str, Any]:
-    """The software settings that change results and need no TensorFlow to read (the runtime adds
-    the TensorFlow, Keras and CUDA versions)."""
+def allocator(maps: str | None = None) -> str:
+    """The ``malloc`` this process runs on: an ``ALLOCATORS`` name whose library is mapped (preloaded
+    with ``LD_PRELOAD``, or linked), else ``"system"`` (glibc's, with ``GLIBC_TUNABLES`` if set).
+    ``maps``: the text of /proc/self/maps, for tests."""
+    if maps is None:
+        try:
+            maps = Path("/proc/self/maps").read_text()
+        except OSError:
+            maps = ""
+    libraries = {Path(line.split()[-1]).name for line in maps.splitlines() if "/" in line}
+    for name in ALLOCATORS:
+        if any(library.startswith(f"lib{name}") for library in libraries):
+            return name
+    tunables = os.environ.get("GLIBC_TUNABLES")
+    return f"system ({tunables})" if tunables else "system"
+
+
+def software(cpu_flags: Collection[str]) -> dict[str, Any]:
+    """The software settings that change results and need no TensorFlow to read, on a CPU with
+    ``cpu_flags`` (the runtime adds the TensorFlow, Keras and CUDA versions)."""
     return {"python": platform.python_version(),
-            "onednn": onednn_enabled(),
-            **{name.lower(): os.environ.get(name) for name in THREAD_VARIABLES}}
+            "onednn": onednn_enabled(cpu_flags),
+            **{name.lower(): os.environ.get(name) for name in THREAD_VARIABLES},
+            "allocator": allocator()}
 
 
 def machine_id(hardware_part: Mapping[str, Any]) -> str:
@@ -113,7 +146,7 @@ def fingerprint(extra_software: Mapping[str, Any] | None = None) -> dict[str, An
     """This machine's fingerprint: ``{"id", "hardware", "software"}``."""
     hardware_part = hardware()
     return {"id": machine_id(hardware_part), "hardware": hardware_part,
-            "software": {**software(), **(extra_software or {})}}
+            "software": {**software(hardware_part["isa_flags"]), **(extra_software or {})}}
 
 
 def differences(first: Mapping[str, Any] | None, second: Mapping[str, Any] | None) -> list[str]:

@@ -35,7 +35,7 @@ STOP_WAIT_S = 120
 
 
 def needs_workers(configs: Sequence[RunConfig]) -> bool:
-    """Whether some config needs process settings other than TensorFlow's defaults."""
+    """Whether some config needs process settings other than the suite's defaults (``ProcessSettings.is_default``)."""
     return any(not ProcessSettings.of(config).is_default for config in configs)
 
 

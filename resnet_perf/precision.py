@@ -5,6 +5,7 @@ touched, so one benchmark case cannot leak its precision into the next.
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from resnet_perf.errors import UserError
@@ -25,6 +26,11 @@ PRECISIONS: tuple[str, ...] = tuple(PRECISION_POLICIES)
 COMPUTE_DTYPES: dict[str, str] = {"fp32": "float32", "mixed_fp16": "float16", "mixed_bf16": "bfloat16",
                                   "amp_bf16": "bfloat16"}
 """The dtype the convolutions and matmuls run in under each precision (the MFU denominator's dtype)."""
+AUTO_PRECISION = "auto"
+"""A training recipe's precision chosen by the CPU: ``mixed_bf16`` where it has bfloat16 instructions
+(``NATIVE_BF16_FLAGS``), else ``fp32``: without them bfloat16 is converted in software, and an
+AVX2-only AMD EPYC trained ResNet-18 11x slower in mixed_bf16 than in fp32 (README, "oneDNN on every CPU, and the allocator")."""
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 GRAPH_REWRITE_PRECISIONS = ("amp_bf16",)
 """Precisions made by a grappler rewrite of a float32 model, not by a Keras policy: benchmark
 steps only (training takes the Keras policies)."""
@@ -35,6 +41,13 @@ def check_precision(name: str) -> str:
     if name not in PRECISION_POLICIES:
         raise UserError(f"unknown precision {name!r}: choose one of {', '.join(PRECISIONS)}")
     return name
+
+
+def training_precision(name: str, cpu_flags: Collection[str]) -> str:
+    """``name``, or for ``AUTO_PRECISION`` the precision it stands for on a CPU with ``cpu_flags``."""
+    if name != AUTO_PRECISION:
+        return name
+    return "mixed_bf16" if any(flag in cpu_flags for flag in NATIVE_BF16_FLAGS) else "fp32"
 
 
 def dtype_policy(name: str) -> keras.DTypePolicy:

@@ -14,7 +14,8 @@ from typing import Any
 from resnet_perf.config import BATCH_NORMS, RunConfig
 from resnet_perf.data import AUGMENTATIONS, NUM_CLASSES
 from resnet_perf.errors import UserError
-from resnet_perf.precision import GRAPH_REWRITE_PRECISIONS, PRECISIONS
+from resnet_perf.fingerprint import cpu_flags
+from resnet_perf.precision import AUTO_PRECISION, GRAPH_REWRITE_PRECISIONS, PRECISIONS, training_precision
 
 SCHEDULES = ("cosine", "linear", "constant")
 """cosine / linear: linear warm-up over the first ``WARMUP_FRACTION`` of the steps, then down to 0."""
@@ -25,7 +26,8 @@ STRATEGIES = ("mirrored", "multiworker")
 
 @dataclass(frozen=True)
 class Recipe:
-    """How to train: the model and its precision, the input, the optimisation, the evaluation."""
+    """How to train: the model and its precision (``auto``: chosen by the CPU, ``precision.AUTO_PRECISION``),
+    the input, the optimisation, the evaluation."""
 
     name: str
     description: str
@@ -51,8 +53,9 @@ class Recipe:
 
 
 RECIPES = {recipe.name: recipe for recipe in (
-    Recipe("fast", "this suite's recipe for time to accuracy on a CPU (README, 'Time to accuracy')",
-           depth=18, precision="mixed_bf16", batch_norm="keras", zero_init_residual=False, image_size=32,
+    Recipe("fast", "this suite's recipe for time to accuracy on a CPU (README, 'Time to accuracy'); precision "
+                   "auto: mixed_bf16 on a CPU with bfloat16 instructions (avx512_bf16, amx_bf16), else fp32",
+           depth=18, precision=AUTO_PRECISION, batch_norm="keras", zero_init_residual=False, image_size=32,
            batch_size=256, epochs=6, lr=0.2, schedule="cosine", momentum=0.9, nesterov=True, weight_decay=5e-4,
            label_smoothing=0.0, augment="none", test_flip=False, test_shift=0, ema=0.99, eval_every=1,
            target_accuracy=0.93),
@@ -157,8 +160,9 @@ class TrainConfig:
             raise UserError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 <= self.ema < 1:
             raise UserError(f"ema must be in [0, 1) (0: off), got {self.ema}")
-        if self.test_shift < 0:
-            raise UserError(f"test shift must be >= 0 (pixels), got {self.test_shift}")
+        if not 0 <= self.test_shift < self.run.image_size:  # a shift of the whole image leaves a blank view
+            raise UserError(f"test shift must be >= 0 and below the image size {self.run.image_size} (pixels), "
+                            f"got {self.test_shift}")
         if self.eval_every < 1:
             raise UserError(f"eval every must be at least 1 (epochs), got {self.eval_every}")
         if not 0 < self.target_accuracy <= 1:
@@ -178,6 +182,7 @@ class TrainConfig:
             raise UserError(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
         settings = {key: value for key, value in asdict(RECIPES[name]).items() if key in RECIPE_SETTINGS}
         settings.update(overrides)
+        settings["precision"] = training_precision(settings["precision"], cpu_flags())
         run = RunConfig(depth=settings.pop("depth"), batch_size=settings.pop("batch_size"),
                         image_size=settings.pop("image_size"), precision=settings.pop("precision"),
                         channels=1, num_classes=NUM_CLASSES, xla=xla, layout=layout)
@@ -200,6 +205,7 @@ class TrainConfig:
     def changed_settings(self) -> dict[str, Any]:
         """The recipe settings this run changed: ``{setting: value}``."""
         recipe, mine = asdict(RECIPES[self.recipe]), self.as_dict()
+        recipe["precision"] = training_precision(recipe["precision"], cpu_flags())
         return {name: mine[name] for name in RECIPE_SETTINGS if mine[name] != recipe[name]}
 
     def as_dict(self) -> dict[str, Any]:

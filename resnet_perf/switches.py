@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from resnet_perf.config import AUTO_THREADS, FPMATH_MODES, RunConfig, parse_threads
@@ -28,13 +28,19 @@ VERBOSE_VARIABLE = "ONEDNN_VERBOSE"
 VERBOSE_CREATIONS = "profile_create"
 """oneDNN logs each primitive it creates (one line each, none per execution)."""
 AMP_OPTION = "auto_mixed_precision_onednn_bfloat16"
-OFF_VALUES = ("0", "false", "False")
+BOOLEAN_VALUES = {"0": False, "false": False, "1": True, "true": True}
+"""The values TensorFlow reads a boolean environment variable as (case aside); others keep its default."""
+ONEDNN_DEFAULT_FLAGS = ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+"""The x86 CPU flags with which TensorFlow turns oneDNN on by itself on Linux; without any of them
+(an AVX2-only CPU) it runs its Eigen kernels unless ``TF_ENABLE_ONEDNN_OPTS`` says otherwise
+(``DefaultOneDnnPolicy``, tensorflow/core/util/util.cc)."""
 
 
-def onednn_enabled(environ: Mapping[str, str] = os.environ) -> bool:
-    """Whether TensorFlow runs its oneDNN kernels under ``environ``: on by default on x86 Linux,
-    off with ``TF_ENABLE_ONEDNN_OPTS=0``."""
-    return environ.get(ONEDNN_VARIABLE, "1") not in OFF_VALUES
+def onednn_enabled(cpu_flags: Collection[str], environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether TensorFlow runs its oneDNN kernels on an x86 Linux CPU with ``cpu_flags`` under
+    ``environ``: as ``TF_ENABLE_ONEDNN_OPTS`` says, else by TensorFlow's default (``ONEDNN_DEFAULT_FLAGS``)."""
+    default = any(flag in cpu_flags for flag in ONEDNN_DEFAULT_FLAGS)
+    return BOOLEAN_VALUES.get(environ.get(ONEDNN_VARIABLE, "").lower(), default)
 
 
 @dataclass(frozen=True)
@@ -53,14 +59,15 @@ class ProcessSettings:
 
     @property
     def is_default(self) -> bool:
-        """Whether these are the settings of a plain TensorFlow process."""
+        """Whether these are the settings of a process of this suite as it starts (oneDNN on:
+        ``resnet_perf.enable_onednn``; the rest TensorFlow's defaults)."""
         return self == ProcessSettings()
 
     def describe(self) -> str:
         changed = [f"threads {self.threads}" if self.threads != AUTO_THREADS else "",
                    "" if self.onednn else "oneDNN off", f"fpmath {self.fpmath}" if self.fpmath != "default" else "",
                    "amp_bf16" if self.amp_bf16 else ""]
-        return ", ".join(filter(None, changed)) or "TensorFlow's defaults"
+        return ", ".join(filter(None, changed)) or "the suite's defaults"
 
     def environment(self, base: Mapping[str, str], log_primitives: bool = False) -> dict[str, str]:
         """``base`` with this process's variables set (and oneDNN's creation log, if asked)."""
@@ -116,8 +123,10 @@ def process_problems(settings: ProcessSettings) -> list[str]:
     """How this process differs from ``settings``, as its environment and TensorFlow report it."""
     import tensorflow as tf
 
+    from resnet_perf.fingerprint import cpu_flags
+
     found = []
-    onednn = onednn_enabled()
+    onednn = onednn_enabled(cpu_flags())
     if onednn != settings.onednn:
         found.append(f"oneDNN is {'on' if onednn else 'off'} in this process ({ONEDNN_VARIABLE}), "
                      f"the config says {'on' if settings.onednn else 'off'}")

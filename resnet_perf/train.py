@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +25,7 @@ from resnet_perf.cluster import STARTUP_TIMEOUT_S, current_task
 from resnet_perf.config import BATCH_NORMS
 from resnet_perf.data import AUGMENTATIONS, IMAGE_SIDE, TRANSLATE_PIXELS
 from resnet_perf.errors import UserError
+from resnet_perf.precision import AUTO_PRECISION, GRAPH_REWRITE_PRECISIONS, NATIVE_BF16_FLAGS, PRECISIONS
 from resnet_perf.recipes import DEFAULT_RECIPE, RECIPES, SCHEDULES, STRATEGIES, TrainConfig
 
 
@@ -45,8 +47,12 @@ def build_parser(recipe_name: str = DEFAULT_RECIPE) -> argparse.ArgumentParser:
     parser.add_argument("--recipe", choices=RECIPES, default=DEFAULT_RECIPE,
                         help="; ".join(f"{name}: {r.description}" for name, r in RECIPES.items())
                         + " (default %(default)s)")
+    trainable = [name for name in PRECISIONS if name not in GRAPH_REWRITE_PRECISIONS]
     cli.add_config_options(parser, recipe.run, image_help=f"Fashion-MNIST images (resized from {IMAGE_SIDE})",
-                           batch_help="global batch, split over the replicas")
+                           batch_help="global batch, split over the replicas",
+                           precision_help=f"one of {', '.join(trainable)}, or {AUTO_PRECISION}: mixed_bf16 on a "
+                                          f"CPU with bfloat16 instructions ({', '.join(NATIVE_BF16_FLAGS)}), else "
+                                          f"fp32; the recipe: {RECIPES[recipe.recipe].precision}, on this CPU")
     parser.add_argument("--batch-norm", choices=BATCH_NORMS, default=recipe.batch_norm,
                         help="keras: Keras's BatchNormalization; fused: the same function as TensorFlow's fused "
                              "kernel, one op each way (default %(default)s)")
@@ -121,7 +127,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         zero_init_residual=cli.ON_OFF[args.zero_init_residual], epochs=args.epochs, lr=args.lr,
         schedule=args.schedule, momentum=args.momentum, nesterov=cli.ON_OFF[args.nesterov],
         weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, augment=args.augment,
-        test_flip=cli.ON_OFF[args.test_flip], test_shift=args.test_shift, ema=args.ema, eval_every=args.eval_every, target_accuracy=args.target_accuracy,
+        test_flip=cli.ON_OFF[args.test_flip], test_shift=args.test_shift, ema=args.ema,
+        eval_every=args.eval_every, target_accuracy=args.target_accuracy,
         stop_at_target=args.stop_at_target, replicas=replicas, seed=args.seed, data_dir=args.data_dir,
         limit_train=args.limit_train, limit_test=args.limit_test, strategy=args.strategy)
 
@@ -140,6 +147,7 @@ def main(argv: Sequence[str] | None = None, keep_inputs: list | None = None) -> 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(_recipe_name(argv)).parse_args(argv)
     cli.stop_on_sigterm()
+    started, output = time.time(), None
     try:
         config = config_from_args(args)
         if config.strategy == "multiworker":
@@ -162,7 +170,10 @@ def main(argv: Sequence[str] | None = None, keep_inputs: list | None = None) -> 
         lost = lost_worker_reason(error) if args.strategy == "multiworker" else None
         return cli.fail(lost, exit_code=1) if lost else cli.fail_if_unsupported(error)
     except KeyboardInterrupt as stop:
-        print("\ninterrupted: the epochs already finished are in the result file", file=sys.stderr)
+        # The output is rewritten after every epoch (every seed): written since the start, it holds what finished
+        written = output is not None and output.exists() and output.stat().st_mtime >= started
+        print(f"\ninterrupted: what finished before it is in {output}" if written else
+              "\ninterrupted before anything finished: nothing written", file=sys.stderr)
         return cli.interrupted_status(stop)
     from resnet_perf.tables import format_training_table
 

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import pytest
 
+import resnet_perf
 from resnet_perf.config import RunConfig
+
+resnet_perf.enable_onednn()  # before the tests import TensorFlow: the process their configs describe
 
 TINY = dict(depth=18, batch_size=2, image_size=32, num_classes=10, warmup=1, steps=2)
 

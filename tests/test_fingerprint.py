@@ -1,7 +1,13 @@
 """Machine fingerprints: what is read from /proc/cpuinfo, the stable id, and how two differ."""
 from __future__ import annotations
 
-from resnet_perf.fingerprint import differences, hardware, machine_id, same_hardware
+import os
+import subprocess
+import sys
+
+import pytest
+
+from resnet_perf.fingerprint import allocator, differences, hardware, machine_id, same_hardware
 
 AMD = """processor	: 0
 vendor_id	: AuthenticAMD
@@ -47,3 +53,38 @@ def test_differences_name_each_changed_field():
     assert "hardware.cpu_vendor: 'AuthenticAMD' -> 'GenuineIntel'" in found
     assert "hardware.isa_flags: +amx_bf16 +amx_int8 +amx_tile +avx512_fp16" in found
     assert not same_hardware(None, a) and differences(a, a) == []
+
+
+MAPS = """7f0000000000-7f0000001000 r--p 00000000 00:20 123 /usr/lib/x86_64-linux-gnu/libc.so.6
+7f0000002000-7f0000003000 r-xp 00000000 00:20 456 {library}
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]
+"""
+
+
+@pytest.mark.parametrize("library, expected", [
+    ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4.5.10", "tcmalloc"),
+    ("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "jemalloc"),
+    ("/usr/lib/x86_64-linux-gnu/libm.so.6", "system"),
+])
+def test_the_allocator_is_named_by_the_library_mapped(library, expected, monkeypatch):
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    assert allocator(MAPS.format(library=library)) == expected
+
+
+def test_glibc_tunables_are_part_of_the_system_allocator(monkeypatch):
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_max=0")
+    assert allocator(MAPS.format(library="/usr/lib/libm.so.6")) == "system (glibc.malloc.mmap_max=0)"
+
+
+def test_a_preloaded_allocator_is_seen_in_the_fingerprint_of_that_process():
+    library = next((path for path in ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+                                      "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2") if os.path.exists(path)), None)
+    if library is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI has no tcmalloc: .ci/run installs Debian's libtcmalloc-minimal4")
+        pytest.skip("neither tcmalloc nor jemalloc is installed (Debian: libtcmalloc-minimal4, libjemalloc2)")
+    code = "from resnet_perf.fingerprint import fingerprint; print(fingerprint()['software']['allocator'])"
+    env = {**os.environ, "LD_PRELOAD": library}
+    env.pop("GLIBC_TUNABLES", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == ("tcmalloc" if "tcmalloc" in library else "jemalloc")

@@ -11,6 +11,8 @@ import pytest
 
 from resnet_perf import seeds
 from resnet_perf.errors import UserError
+from resnet_perf.fingerprint import cpu_flags
+from resnet_perf.precision import training_precision
 from resnet_perf.recipes import RECIPE_SETTINGS, RECIPES, TrainConfig
 from resnet_perf.train import build_parser, config_from_args
 from tests.fmnist_files import write_dataset
@@ -23,7 +25,7 @@ def test_every_recipe_is_a_valid_run_and_the_command_line_reproduces_it(name):
     recipe = RECIPES[name]
     config = TrainConfig.from_recipe(name, seed=3, stop_at_target=True)
     assert (config.run.depth, config.run.precision, config.run.image_size, config.run.batch_size) == (
-        recipe.depth, recipe.precision, recipe.image_size, recipe.batch_size)
+        recipe.depth, training_precision(recipe.precision, cpu_flags()), recipe.image_size, recipe.batch_size)
     assert config.changed_settings() == {}
     argv = config.argv()
     assert config_from_args(build_parser(name).parse_args(argv)) == config
@@ -49,10 +51,25 @@ def test_the_recipe_sets_the_defaults_and_a_flag_changes_one_setting():
     ({"ema": float("nan")}, "ema must be a finite number"),
     ({"eval_every": 0}, "eval every must be at least 1"),
     ({"test_shift": -1}, "test shift must be >= 0"),
+    ({"test_shift": 32}, "test shift must be >= 0 and below the image size 32"),
 ])
 def test_bad_settings_are_refused(changes, message):
     with pytest.raises(UserError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
         dataclasses.replace(TrainConfig.from_recipe(), **changes)
+
+
+@pytest.mark.parametrize("flags, precision", [(["avx2", "avx512f", "avx512_bf16"], "mixed_bf16"),
+                                               (["avx2", "amx_bf16"], "mixed_bf16"), (["avx2", "fma"], "fp32")])
+def test_the_fast_recipe_trains_in_bfloat16_only_where_the_cpu_has_it(monkeypatch, flags, precision):
+    from resnet_perf import recipes
+
+    monkeypatch.setattr(recipes, "cpu_flags", lambda: flags)
+    assert RECIPES["fast"].precision == "auto" and training_precision("fp32", flags) == "fp32"
+    config = TrainConfig.from_recipe()
+    assert config.run.precision == precision and config.changed_settings() == {}  # auto is the recipe's own
+    assert TrainConfig.from_recipe(precision="auto").run.precision == precision
+    other = "fp32" if precision == "mixed_bf16" else "mixed_bf16"
+    assert TrainConfig.from_recipe(precision=other).changed_settings() == {"precision": other}
 
 
 def test_seeds_are_parsed_and_their_spread_is_over_the_seeds_that_reached():
@@ -96,9 +113,10 @@ def test_a_training_run_id_names_the_settings_that_set_the_run_apart(tmp_path):
     from resnet_perf.history import load_history
     from resnet_perf.results import result_payload, write_results
 
-    plain = TrainConfig.from_recipe(epochs=6, ema=0.0)
+    plain = TrainConfig.from_recipe(epochs=6, ema=0.0, precision="mixed_bf16")
     assert plain.run_id == "resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-rauto-e6"  # as before recipes existed
-    assert TrainConfig.from_recipe().run_id == "resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-ema0.99-rauto-e6"
+    assert (TrainConfig.from_recipe(precision="mixed_bf16").run_id
+            == "resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-ema0.99-rauto-e6")
     varied = dataclasses.replace(plain, augment="flip-translate", label_smoothing=0.1, batch_norm="fused",
                                  test_flip=True, replicas=2, zero_init_residual=True, ema=0.99, eval_every=2,
                                  test_shift=1)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -10,8 +11,9 @@ import pytest
 
 from resnet_perf.config import RunConfig, expand_matrix
 from resnet_perf.errors import UserError
-from resnet_perf.switches import (FPMATH_VARIABLE, ONEDNN_VARIABLE, VERBOSE_VARIABLE, ProcessSettings,
-                                  primitive_problems, process_problems)
+import resnet_perf
+from resnet_perf.switches import (FPMATH_VARIABLE, ONEDNN_VARIABLE, VERBOSE_VARIABLE, VERBOSE_CREATIONS,
+                                  ProcessSettings, onednn_enabled, primitive_problems, process_problems)
 from tests.test_bench_suite import run_suite
 
 TINY = dict(depth=18, batch_size=2, image_size=32)
@@ -68,6 +70,25 @@ def test_a_process_that_is_not_what_the_config_says_is_reported(monkeypatch):
     assert tf.config.threading.get_intra_op_parallelism_threads() == 0  # nothing was changed by asking
 
 
+@pytest.mark.parametrize("flags, value, enabled", [
+    (["avx2", "fma"], None, False),  # an AVX2-only CPU: TensorFlow leaves oneDNN off by itself
+    (["avx2", "avx512f", "avx512_vnni"], None, True), (["avx2", "amx_bf16"], None, True),
+    (["avx2"], "1", True), (["avx2"], "TRUE", True), (["avx512_bf16"], "0", False), (["avx512_bf16"], "false", False),
+    (["avx2"], "yes", False), (["avx512_bf16"], "yes", True),  # a value TensorFlow does not read: its default
+])
+def test_onednn_is_on_as_tensorflow_decides_it(flags, value, enabled):
+    assert onednn_enabled(flags, {} if value is None else {ONEDNN_VARIABLE: value}) is enabled
+
+
+def test_the_suite_turns_onednn_on_unless_the_user_chose(monkeypatch):
+    monkeypatch.delenv(ONEDNN_VARIABLE, raising=False)
+    resnet_perf.enable_onednn()
+    assert os.environ[ONEDNN_VARIABLE] == "1" and onednn_enabled([])
+    monkeypatch.setenv(ONEDNN_VARIABLE, "0")
+    resnet_perf.enable_onednn()
+    assert not onednn_enabled(["avx512_vnni"])
+
+
 CONVOLUTION = """
 import tensorflow as tf
 x, w = tf.random.uniform((2, 8, 8, 4)), tf.random.uniform((3, 3, 4, 4))
@@ -76,12 +97,21 @@ tf.nn.conv2d(x, w, 1, "SAME").numpy()
 
 
 def _primitive_log(settings: ProcessSettings) -> list[str]:
-    import os
-
     done = subprocess.run([sys.executable, "-c", CONVOLUTION], capture_output=True, text=True, timeout=300,
                           env=settings.environment(os.environ, log_primitives=True))
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.splitlines()
+
+
+def test_a_process_of_the_suite_runs_onednn_on_a_cpu_where_tensorflow_would_not():
+    """What TensorFlow itself does with the variable enable_onednn sets before it loads: oneDNN
+    creates primitives (on an AVX2-only CPU, without it, it creates none)."""
+    env = {**os.environ, VERBOSE_VARIABLE: VERBOSE_CREATIONS}
+    env.pop(ONEDNN_VARIABLE, None)
+    code = "import resnet_perf; resnet_perf.enable_onednn()\n" + CONVOLUTION
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert any(",primitive,create" in line and ",convolution," in line for line in done.stdout.splitlines())
 
 
 @pytest.mark.slow
