@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from resnet_perf.config import AUTO_THREADS, FPMATH_MODES, RunConfig, parse_threads
 from resnet_perf.errors import UserError
+from resnet_perf.precision import NATIVE_BF16_FLAGS
 
 ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
 FPMATH_VARIABLE = "ONEDNN_DEFAULT_FPMATH_MODE"
@@ -87,7 +88,9 @@ def apply_here(settings: ProcessSettings) -> None:
     can no longer change: a ``UserError`` if they would have to."""
     wanted = settings.environment(os.environ)
     if "tensorflow" in sys.modules:
-        running = ProcessSettings(settings.threads, onednn_enabled(),
+        from resnet_perf.fingerprint import cpu_flags
+
+        running = ProcessSettings(settings.threads, onednn_enabled(cpu_flags()),
                                   _fpmath_of(os.environ.get(FPMATH_VARIABLE)), settings.amp_bf16)
         if running != settings:
             raise UserError(f"TensorFlow is already loaded with {running.describe()}: oneDNN and fpmath cannot "
@@ -145,12 +148,15 @@ def process_problems(settings: ProcessSettings) -> list[str]:
     return found
 
 
-def primitive_problems(settings: ProcessSettings, log: Iterable[str]) -> list[str]:
-    """What oneDNN's creation log (``VERBOSE_CREATIONS``) of a process run with ``settings`` says did
-    not take effect (empty when every switch did)."""
+def primitive_problems(settings: ProcessSettings, log: Iterable[str], cpu_flags: Collection[str] = ()) -> list[str]:
+    """What oneDNN's creation log (``VERBOSE_CREATIONS``) of a process run with ``settings`` on a CPU
+    with ``cpu_flags`` says did not take effect (empty when every switch did)."""
     created = [line for line in log if ",primitive,create" in line]
     if not settings.onednn:
         return [f"oneDNN was switched off but created {len(created)} primitive(s)"] if created else []
+    if not created and settings.amp_bf16 and not any(flag in cpu_flags for flag in NATIVE_BF16_FLAGS):
+        return [f"amp_bf16 ran no oneDNN primitive: this CPU has no bfloat16 instructions "
+                f"({', '.join(NATIVE_BF16_FLAGS)}), so TensorFlow ran the rewritten graph on its own kernels"]
     if not created:
         return ["oneDNN is on but logged no primitive: is this TensorFlow built with oneDNN?"]
     found = []

@@ -12,6 +12,8 @@ import pytest
 from resnet_perf.config import RunConfig, expand_matrix
 from resnet_perf.errors import UserError
 import resnet_perf
+from resnet_perf.fingerprint import cpu_flags
+from resnet_perf.precision import NATIVE_BF16_FLAGS
 from resnet_perf.switches import (FPMATH_VARIABLE, ONEDNN_VARIABLE, VERBOSE_VARIABLE, VERBOSE_CREATIONS,
                                   ProcessSettings, onednn_enabled, primitive_problems, process_problems)
 from tests.test_bench_suite import run_suite
@@ -130,11 +132,20 @@ def test_onednns_own_log_tells_which_switch_took_effect():
     assert "none of 1 oneDNN convolution(s) ran in bfloat16" in primitive_problems(ProcessSettings(amp_bf16=True), plain)[0]
 
 
+def test_amp_bf16_without_bfloat16_instructions_is_named_for_what_it_is():
+    """On an AVX2-only CPU the rewritten graph created no oneDNN primitive at all (AMD EPYC Zen 3)."""
+    amp = ProcessSettings(amp_bf16=True)
+    assert "this CPU has no bfloat16 instructions (avx512_bf16, amx_bf16)" in primitive_problems(amp, [], ["avx2"])[0]
+    assert "logged no primitive" in primitive_problems(amp, [], ["avx2", "avx512_bf16"])[0]
+
+
 @pytest.mark.slow
 def test_suite_measures_process_switches_in_workers_taking_turns(tmp_path):
     """Threads and amp_bf16 in one run: every case measured in its worker, each switch confirmed by
     the runtime, with breakdowns and batch-1 latency; compare names the best.  (fpmath and oneDNN off
     reach the runtime the same way: their logs are judged above.)"""
+    if not any(flag in cpu_flags() for flag in NATIVE_BF16_FLAGS):  # the case's error is then right: below
+        pytest.skip(f"amp_bf16 needs bfloat16 instructions ({', '.join(NATIVE_BF16_FLAGS)}), which this CPU lacks")
     done = run_suite("--depths", "18", "--precisions", "fp32,amp_bf16", "--xla", "off", "--image-size", "32",
                      "--batch-size", "2", "--rounds", "2", "--steps", "1", "--warmup", "0", "--threads", "1:1",
                      "--breakdown", "--latency", "--latency-steps", "3",
