@@ -80,23 +80,24 @@ def _gpus() -> tuple[list[str], str | None]:
     return [row[0] for row in rows], (rows[0][1] if rows and len(rows[0]) > 1 else None)
 
 
-def _read_cpuinfo() -> str:
+def _read_proc(name: str) -> str:
+    """The text of ``/proc/<name>``; empty where there is none."""
     try:
-        return Path("/proc/cpuinfo").read_text()
+        return Path("/proc", name).read_text()
     except OSError:
         return ""
 
 
 def cpu_flags(cpuinfo: str | None = None) -> list[str]:
     """The ``ISA_FLAGS`` this machine's CPU has (``cpuinfo``: the text of /proc/cpuinfo, for tests)."""
-    flags = set(_first_cpu(_read_cpuinfo() if cpuinfo is None else cpuinfo).get("flags", "").split())
+    flags = set(_first_cpu(_read_proc("cpuinfo") if cpuinfo is None else cpuinfo).get("flags", "").split())
     return [flag for flag in ISA_FLAGS if flag in flags]
 
 
 def hardware(cpuinfo: str | None = None) -> dict[str, Any]:
     """The hardware part of this machine's fingerprint (``cpuinfo``: the text of /proc/cpuinfo, for tests)."""
     if cpuinfo is None:
-        cpuinfo = _read_cpuinfo()
+        cpuinfo = _read_proc("cpuinfo")
     first = _first_cpu(cpuinfo)
     found = {ours: first.get(theirs) for theirs, ours in CPUINFO_FIELDS.items()}
     if not found["cpu_model"]:
@@ -113,10 +114,7 @@ def allocator(maps: str | None = None) -> str:
     with ``LD_PRELOAD``, or linked), else ``"system"`` (glibc's, with ``GLIBC_TUNABLES`` if set).
     ``maps``: the text of /proc/self/maps, for tests."""
     if maps is None:
-        try:
-            maps = Path("/proc/self/maps").read_text()
-        except OSError:
-            maps = ""
+        maps = _read_proc("self/maps")
     libraries = {Path(line.split()[-1]).name for line in maps.splitlines() if "/" in line}
     for name in ALLOCATORS:
         if any(library.startswith(f"lib{name}") for library in libraries):

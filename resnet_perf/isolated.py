@@ -25,7 +25,6 @@ from typing import Any
 
 from resnet_perf.config import RunConfig
 from resnet_perf.errors import UserError
-from resnet_perf.fingerprint import cpu_flags
 from resnet_perf.rounds import CaseKey, Tracing
 from resnet_perf.subprocess_run import module_command, package_env
 from resnet_perf.switches import ProcessSettings, primitive_problems
@@ -102,7 +101,7 @@ class _Worker:
             raise UserError(f"the worker for {self.settings.describe()} wrote no rows (exit {code}): {self.last_words()}")
         rows = json.loads(self.out.read_text())["rows"]
         with self.primitive_log.open(errors="replace") as log:
-            problems = primitive_problems(self.settings, log, cpu_flags())
+            problems = primitive_problems(self.settings, log)
         for row in rows:
             row["process_settings"] = self.settings.describe()
             if problems and not row.get("skipped"):

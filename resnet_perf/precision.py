@@ -43,11 +43,16 @@ def check_precision(name: str) -> str:
     return name
 
 
+def has_native_bf16(cpu_flags: Collection[str]) -> bool:
+    """Whether a CPU with ``cpu_flags`` computes in bfloat16 itself (``NATIVE_BF16_FLAGS``)."""
+    return any(flag in cpu_flags for flag in NATIVE_BF16_FLAGS)
+
+
 def training_precision(name: str, cpu_flags: Collection[str]) -> str:
     """``name``, or for ``AUTO_PRECISION`` the precision it stands for on a CPU with ``cpu_flags``."""
     if name != AUTO_PRECISION:
         return name
-    return "mixed_bf16" if any(flag in cpu_flags for flag in NATIVE_BF16_FLAGS) else "fp32"
+    return "mixed_bf16" if has_native_bf16(cpu_flags) else "fp32"
 
 
 def dtype_policy(name: str) -> keras.DTypePolicy:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from resnet_perf.config import AUTO_THREADS, FPMATH_MODES, RunConfig, parse_threads
 from resnet_perf.errors import UserError
-from resnet_perf.precision import NATIVE_BF16_FLAGS
+from resnet_perf.precision import NATIVE_BF16_FLAGS, has_native_bf16
 
 ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
 FPMATH_VARIABLE = "ONEDNN_DEFAULT_FPMATH_MODE"
@@ -148,13 +148,16 @@ def process_problems(settings: ProcessSettings) -> list[str]:
     return found
 
 
-def primitive_problems(settings: ProcessSettings, log: Iterable[str], cpu_flags: Collection[str] = ()) -> list[str]:
+def primitive_problems(settings: ProcessSettings, log: Iterable[str],
+                       flags: Collection[str] | None = None) -> list[str]:
     """What oneDNN's creation log (``VERBOSE_CREATIONS``) of a process run with ``settings`` on a CPU
-    with ``cpu_flags`` says did not take effect (empty when every switch did)."""
+    with ``flags`` (default: this machine's) says did not take effect (empty when every switch did)."""
+    from resnet_perf.fingerprint import cpu_flags
+
     created = [line for line in log if ",primitive,create" in line]
     if not settings.onednn:
         return [f"oneDNN was switched off but created {len(created)} primitive(s)"] if created else []
-    if not created and settings.amp_bf16 and not any(flag in cpu_flags for flag in NATIVE_BF16_FLAGS):
+    if not created and settings.amp_bf16 and not has_native_bf16(cpu_flags() if flags is None else flags):
         return [f"amp_bf16 ran no oneDNN primitive: this CPU has no bfloat16 instructions "
                 f"({', '.join(NATIVE_BF16_FLAGS)}), so TensorFlow ran the rewritten graph on its own kernels"]
     if not created:

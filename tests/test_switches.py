@@ -13,7 +13,7 @@ from resnet_perf.config import RunConfig, expand_matrix
 from resnet_perf.errors import UserError
 import resnet_perf
 from resnet_perf.fingerprint import cpu_flags
-from resnet_perf.precision import NATIVE_BF16_FLAGS
+from resnet_perf.precision import NATIVE_BF16_FLAGS, has_native_bf16
 from resnet_perf.switches import (FPMATH_VARIABLE, ONEDNN_VARIABLE, VERBOSE_VARIABLE, VERBOSE_CREATIONS,
                                   ProcessSettings, onednn_enabled, primitive_problems, process_problems)
 from tests.test_bench_suite import run_suite
@@ -144,7 +144,7 @@ def test_suite_measures_process_switches_in_workers_taking_turns(tmp_path):
     """Threads and amp_bf16 in one run: every case measured in its worker, each switch confirmed by
     the runtime, with breakdowns and batch-1 latency; compare names the best.  (fpmath and oneDNN off
     reach the runtime the same way: their logs are judged above.)"""
-    if not any(flag in cpu_flags() for flag in NATIVE_BF16_FLAGS):  # the case's error is then right: below
+    if not has_native_bf16(cpu_flags()):  # the case's error is then right: below
         pytest.skip(f"amp_bf16 needs bfloat16 instructions ({', '.join(NATIVE_BF16_FLAGS)}), which this CPU lacks")
     done = run_suite("--depths", "18", "--precisions", "fp32,amp_bf16", "--xla", "off", "--image-size", "32",
                      "--batch-size", "2", "--rounds", "2", "--steps", "1", "--warmup", "0", "--threads", "1:1",
