@@ -110,13 +110,15 @@ def op_seconds_by_category(space) -> dict[str, float]:
     return {key: total * PICOSECONDS for key, total in totals.items()}
 
 
-def trace_fields(path: str | Path) -> dict[str, Any]:
+def trace_fields(path: str | Path, space=None) -> dict[str, Any]:
     """The raw breakdown fields of a trace of whole steps, for a result row: op self time per
-    category per traced step, the traced steps' median wall time and their number."""
+    category per traced step, the traced steps' median wall time and their number (``space``: the
+    trace in ``path``, where the caller has already read it)."""
     from resnet_perf.errors import UserError
     from resnet_perf.xplane import read_xspace, step_markers
 
-    space = read_xspace(path)
+    if space is None:
+        space = read_xspace(path)
     steps = [seconds for _number, seconds in step_markers(space)]
     if not steps:
         raise UserError(f"{path} has no step markers: cannot tell a step's time")

@@ -58,12 +58,12 @@ def _first_cpu(text: str) -> dict[str, str]:
 
 
 def _memory_gib() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
+    for line in _read_proc("meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            try:
                 return round(int(line.split()[1]) * 1024 / GIB)
-    except (OSError, ValueError, IndexError):
-        pass
+            except (ValueError, IndexError):
+                return None
     return None
 
 

@@ -180,7 +180,7 @@ def _profile(config: RunConfig, mode: str, logdir: Path, options: TracerOptions,
     from resnet_perf.runtime import environment
     from resnet_perf.steps import Step
     from resnet_perf.breakdown import trace_fields
-    from resnet_perf.xplane import summarize
+    from resnet_perf.xplane import read_xspace, summarize
 
     print(f"profiling {config.run_id} {mode}: first call, {config.warmup} warm-up step(s), "
           f"then {config.steps} traced step(s) into {logdir}", flush=True)
@@ -193,9 +193,10 @@ def _profile(config: RunConfig, mode: str, logdir: Path, options: TracerOptions,
     problems = step.problems(traced)
     if problems:
         raise UserError(f"the trace is not of {config.run_id}: {'; '.join(problems)}")
-    summary = summarize(trace, group_by)
+    space = read_xspace(trace)
+    summary = summarize(trace, group_by, space)
     print(format_summary(summary, top))
-    breakdown = trace_fields(trace)
+    breakdown = trace_fields(trace, space)
     print(format_breakdown(breakdown))
     saved = save_rows(logdir, "profile", summary_rows(config, mode, summary), environment(), trace=str(trace),
                       **breakdown,

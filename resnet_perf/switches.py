@@ -46,12 +46,12 @@ def onednn_enabled(cpu_flags: Collection[str], environ: Mapping[str, str] = os.e
 
 @dataclass(frozen=True)
 class ProcessSettings:
-    """What a case needs of its process."""
+    """What a case needs of its process; by default, that of a default ``RunConfig``."""
 
-    threads: str = AUTO_THREADS
-    onednn: bool = True
-    fpmath: str = "default"
-    amp_bf16: bool = False
+    threads: str = RunConfig.threads
+    onednn: bool = RunConfig.onednn
+    fpmath: str = RunConfig.fpmath
+    amp_bf16: bool = RunConfig.precision == "amp_bf16"
 
     @classmethod
     def of(cls, config: RunConfig) -> ProcessSettings:

@@ -171,14 +171,16 @@ TRAINING_COLUMNS = {
     "train_accuracy": "train acc",
     "test_accuracy": "test acc",
     "clock_s": "clock s",
-    "skipped": "note",
 }
 
 
 def training_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """Fashion-MNIST training rows (``bench == "train"``), one per epoch, with readable column names."""
-    frame = pd.DataFrame([row for row in rows if row.get("bench") == "train"])
-    return frame.reindex(columns=list(TRAINING_COLUMNS)).rename(columns=TRAINING_COLUMNS)
+    """Fashion-MNIST training rows (``bench == "train"``), one per epoch, with readable column names
+    and a note: why it was skipped, or that its steps got little CPU (``starvation_note``)."""
+    trained = [row for row in rows if row.get("bench") == "train"]
+    frame = pd.DataFrame(trained).reindex(columns=list(TRAINING_COLUMNS)).rename(columns=TRAINING_COLUMNS)
+    frame["note"] = ["; ".join(filter(None, [row.get("skipped"), starvation_note(row)])) for row in trained]
+    return frame
 
 
 def format_training_table(rows: Sequence[dict[str, Any]], table_format: str = "github") -> str:

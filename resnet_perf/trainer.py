@@ -26,8 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from resnet_perf.cluster import STARTUP_TIMEOUT_S, current_task, wait_for_peers
+from resnet_perf.cpu_usage import CpuCounters, read_counters, row_fields
 from resnet_perf.errors import UserError
 from resnet_perf.recipes import WARMUP_FRACTION, TrainConfig
+
+# Into a pipe the bar prints only at an epoch's end: a line this often in between shows a long epoch
+# (an epoch of the d2l recipe takes 11-19 minutes on 2 cores) is running.
+PIPE_PROGRESS_S = 60.0
 
 
 def learning_rate(config: TrainConfig, steps_per_epoch: int):
@@ -148,6 +153,8 @@ class Trainer:
         """
         import tensorflow as tf
 
+        if workers == 1:  # nothing to gather (and strategy.run, called eagerly, warns of its overhead)
+            return [value]
         local_replicas = len(self.strategy.extended.worker_devices)
         # Each local replica adds value / local_replicas at this worker's position: the sum is value.
         contribution = tf.one_hot(rank, workers, dtype=tf.float64) * (value / local_replicas)
@@ -171,24 +178,28 @@ class EpochTiming:
 
     ``compile_s``: the run's first step (tracing, XLA), in the first epoch only; ``step_times_s``:
     every other step, each finished (devices synced, results fetched); ``data_wait_s``: waiting for
-    the next batch; ``other_s``: the rest (progress bar, Python).
+    the next batch; ``other_s``: the rest (progress bar, Python); ``cpu``: what the CPU gave the
+    epoch after its compile step (this process's CPU time, the machine's steal and throttling).
     """
 
     wall_s: float
     compile_s: float
     step_times_s: list[float]
     data_wait_s: float
+    cpu: CpuCounters | None = None
 
     @property
     def other_s(self) -> float:
         return self.wall_s - self.compile_s - sum(self.step_times_s) - self.data_wait_s
 
     def as_row(self, batch_size: int) -> dict[str, Any]:
-        """The epoch's timing fields; images/s over the timed steps only (the compile step left out)."""
+        """The epoch's timing fields; images/s over the timed steps only (the compile step left out);
+        the CPU's fields as a step row has them (``resnet_perf.cpu_usage.row_fields``)."""
         timed = self.wall_s - self.compile_s
         return {"epoch_time_s": self.wall_s, "compile_s": self.compile_s, "step_time_sum_s": sum(self.step_times_s),
                 "data_wait_s": self.data_wait_s, "other_s": self.other_s, "step_times_s": self.step_times_s,
-                "images_per_sec": len(self.step_times_s) * batch_size / timed if timed > 0 else None}
+                "images_per_sec": len(self.step_times_s) * batch_size / timed if timed > 0 else None,
+                **(row_fields([self.cpu]) if self.cpu else {})}
 
 
 def _run_epoch(trainer: Trainer, batches, steps: int, batch_size: int, first_epoch: bool) -> tuple[EpochTiming, dict]:
@@ -198,12 +209,15 @@ def _run_epoch(trainer: Trainer, batches, steps: int, batch_size: int, first_epo
 
     from resnet_perf.measure import finish
 
-    # A live bar on a terminal; into a pipe (CI logs, the launcher) one line per epoch, not per step.
-    bar = keras.utils.Progbar(steps, stateful_metrics=["loss", "acc", "img/s"],
-                              verbose=1 if sys.stdout.isatty() else 2)
+    # A live bar on a terminal; into a pipe (CI logs, the launcher) one line per epoch, not per step,
+    # and a progress line every PIPE_PROGRESS_S.
+    live = sys.stdout.isatty()
+    bar = keras.utils.Progbar(steps, stateful_metrics=["loss", "acc", "img/s"], verbose=1 if live else 2)
     timing = EpochTiming(wall_s=0.0, compile_s=0.0, step_times_s=[], data_wait_s=0.0)
     loss_sum = correct = seen = 0.0
     epoch_start = time.perf_counter()
+    next_line = epoch_start + PIPE_PROGRESS_S
+    before = read_counters()
     for step in range(1, steps + 1):
         asked = time.perf_counter()
         batch = next(batches)
@@ -213,6 +227,7 @@ def _run_epoch(trainer: Trainer, batches, steps: int, batch_size: int, first_epo
         timing.data_wait_s += started - asked
         if first_epoch and step == 1:
             timing.compile_s = ended - started
+            before = read_counters()  # the compile step's CPU time is none of the timed steps'
         else:
             timing.step_times_s.append(ended - started)
         loss = float(loss)
@@ -223,7 +238,12 @@ def _run_epoch(trainer: Trainer, batches, steps: int, batch_size: int, first_epo
         correct += int(right)
         seen += batch_size
         bar.update(step, [("loss", loss_sum / step), ("acc", correct / seen), ("img/s", seen / (ended - epoch_start))])
+        if not live and step < steps and ended >= next_line:
+            print(f"  step {step}/{steps}: {ended - epoch_start:.0f} s, loss {loss_sum / step:.4f}, "
+                  f"acc {correct / seen:.4f}, {seen / (ended - epoch_start):.0f} img/s", flush=True)
+            next_line = ended + PIPE_PROGRESS_S
     timing.wall_s = time.perf_counter() - epoch_start
+    timing.cpu = read_counters().since(before)
     return timing, {"train_loss": loss_sum / steps, "train_accuracy": correct / seen}
 
 
@@ -304,7 +324,7 @@ def train(config: TrainConfig, output: Path, startup_timeout_s: float = STARTUP_
     train_time = eval_time = 0.0
     print(f"training {run.run_id} on {replicas} replica(s) {summary['devices']} as {summary['task']} of "
           f"{len(worker_names)} worker(s): {len(train_split)} train / {len(test_split)} test images from {folder}, "
-          f"{config.epochs} epoch(s) of {steps_per_epoch} steps")
+          f"{config.epochs} epoch(s) of {steps_per_epoch} steps", flush=True)
     for epoch in range(1, config.epochs + 1):
         timing, metrics = _run_epoch(trainer, train_batches, steps_per_epoch, run.batch_size, first_epoch=epoch == 1)
         epoch_time = timing.wall_s
@@ -339,7 +359,7 @@ def train(config: TrainConfig, output: Path, startup_timeout_s: float = STARTUP_
         print(f"epoch {epoch}/{config.epochs}: {epoch_time:.1f} s (steps {row['step_time_sum_s']:.1f} s, "
               f"first step {timing.compile_s:.1f} s, input wait {timing.data_wait_s:.1f} s, other "
               f"{timing.other_s:.1f} s), {row['images_per_sec']:.0f} img/s, "
-              + (f"test accuracy {test_accuracy:.4f}" if test_accuracy is not None else "not evaluated"))
+              + (f"test accuracy {test_accuracy:.4f}" if test_accuracy is not None else "not evaluated"), flush=True)
         payload = result_payload("train", rows, environment(), summary=summary)
         if writes_results:
             write_results(output, payload)

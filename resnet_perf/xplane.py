@@ -182,9 +182,11 @@ def profile_options(space) -> dict[str, Any]:
     return MessageToDict(options, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
 
 
-def summarize(path: str | Path, group_by: str = "type") -> TraceSummary:
-    """Steps, op self times and effective options of the trace in ``path``."""
-    space = read_xspace(path)
+def summarize(path: str | Path, group_by: str = "type", space=None) -> TraceSummary:
+    """Steps, op self times and effective options of the trace in ``path`` (``space``: that trace,
+    where the caller has already read it)."""
+    if space is None:
+        space = read_xspace(path)
     steps = step_markers(space)
     return TraceSummary(path=Path(path), planes=[plane.name for plane in space.planes],
                         step_numbers=[number for number, _seconds in steps],

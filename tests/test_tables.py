@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from resnet_perf.flops import with_derived_metrics
-from resnet_perf.tables import derive_backward, display_frame, format_table
+from resnet_perf.tables import derive_backward, display_frame, format_table, training_frame
 
 PEAKS = {"float32": 1e12}
 
@@ -53,3 +53,11 @@ def test_mfu_above_one_is_called_out():
     row = _step("r", "forward", 0.1, 2 * 10**11)  # 2e12 FLOP/s against a 1e12 peak
     (note,) = display_frame([row])["note"]
     assert "MFU > 100%" in note
+
+
+def test_training_table_notes_a_skip_and_an_epoch_whose_steps_got_little_cpu():
+    epoch = {"bench": "train", "run_id": "resnet18-fp32", "epoch": 1, "step_times_s": [4.0, 4.0], "cpu_threads": 2}
+    rows = [{**epoch, "cpu_time_s": 8.0, "steal_s": 1.5}, {**epoch, "epoch": 2, "cpu_time_s": 15.0, "steal_s": 0.0},
+            {"bench": "train", "run_id": "resnet50-fp32", "skipped": "no Fashion-MNIST here"}]
+    assert list(training_frame(rows)["note"]) == ["cpu 50% of 2 threads (steal 1.5 s)", "", "no Fashion-MNIST here"]
+    assert training_frame([]).empty

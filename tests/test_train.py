@@ -81,6 +81,8 @@ def test_two_replica_training_learns_and_records_every_field(tmp_path):
                     "eval_time_s", "lr_end", "cumulative_train_time_s"):
             assert row[key] is not None, key
         assert row["replicas"] == 2 and row["batch_size"] == 64 and row["run_id"].startswith("resnet18-fp32")
+        assert row["cpu_time_s"] > 0 and row["cpu_threads"] >= 1  # what the CPU gave the epoch's steps
+        assert all(row[key] is None or row[key] >= 0 for key in ("steal_s", "throttled_s"))
     assert summary["replicas"] == 2 and len(summary["devices"]) == 2
     assert summary["completed"] and summary["final_test_accuracy"] == rows[-1]["test_accuracy"]
     assert summary["train_images"] == 512 and summary["steps_per_epoch"] == 8 and not summary["data_verified"]
@@ -105,9 +107,12 @@ def test_epoch_timing_accounts_for_its_wall_time_and_leaves_the_compile_step_out
     assert row["images_per_sec"] == pytest.approx(3 * 32 / 6.0)  # 3 timed steps over the 6 s after compile
 
 
-def test_a_run_reads_its_training_data_through_one_iterator(tmp_path, monkeypatch):
+def test_a_run_reads_its_training_data_through_one_iterator_and_shows_progress_into_a_pipe(
+        tmp_path, monkeypatch, capsys):
     """An iterator per epoch ended each epoch waiting in its destructor (the end-of-epoch tail)."""
     import tensorflow as tf
+
+    from resnet_perf import trainer as train_module
 
     iterators = []
     distribute = tf.distribute.MirroredStrategy.experimental_distribute_dataset
@@ -125,10 +130,14 @@ def test_a_run_reads_its_training_data_through_one_iterator(tmp_path, monkeypatc
     folder = write_dataset(tmp_path / "data", train=64, test=32)
     config = TrainConfig(run=RunConfig(depth=18, batch_size=16, image_size=32, channels=1, num_classes=10,
                                        precision="fp32"), epochs=3, data_dir=str(folder))
+    monkeypatch.setattr(train_module, "PIPE_PROGRESS_S", 0.0)  # a progress line after every step but the last
     payload = train(config, tmp_path / "train.json")
     assert [row["epoch"] for row in payload["rows"]] == [1, 2, 3]
     assert len(iterators) == 2  # one for training and one for evaluation, for all three epochs
     assert [len(row["step_times_s"]) for row in payload["rows"]] == [3, 4, 4]
+    progress = [line.split(":")[0].strip() for line in capsys.readouterr().out.splitlines() if "img/s" in line
+                and line.startswith("  step ")]
+    assert progress == ["step 1/4", "step 2/4", "step 3/4"] * 3
 
 
 def test_a_loss_that_becomes_nan_ends_the_run_keeping_the_finished_epochs(tmp_path, capsys, monkeypatch):
