@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from resnet_perf.errors import UserError
+from resnet_perf.errors import UserError, require_choice
 from resnet_perf.precision import check_precision
 from resnet_perf.specs import TOTAL_STRIDE, get_spec
 
@@ -82,8 +82,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         get_spec(self.depth)
-        if self.model not in MODELS:
-            raise UserError(f"unknown model {self.model!r}: choose one of {', '.join(MODELS)}")
+        require_choice("model", self.model, MODELS)
         if self.depth not in MODELS[self.model]:
             depths = ", ".join(map(str, MODELS[self.model]))
             raise UserError(f"model {self.model!r} has no ResNet-{self.depth}: it builds depths {depths}")
@@ -94,17 +93,14 @@ class RunConfig:
         check_precision(self.precision)
         if not isinstance(self.xla, bool):
             raise UserError(f"xla must be True or False, got {self.xla!r}")
-        if self.layout not in LAYOUTS:
-            raise UserError(f"unknown layout {self.layout!r}: choose one of {', '.join(LAYOUTS)}")
-        if self.batch_norm not in BATCH_NORMS:
-            raise UserError(f"unknown batch norm {self.batch_norm!r}: choose one of {', '.join(BATCH_NORMS)}")
+        require_choice("layout", self.layout, LAYOUTS)
+        require_choice("batch norm", self.batch_norm, BATCH_NORMS)
         if self.batch_norm != "keras" and self.model != "resnet_perf":
             raise UserError(f"batch norm {self.batch_norm!r} is a variant of this package's model, not of {self.model!r}")
         parse_threads(self.threads)
         if not isinstance(self.onednn, bool):
             raise UserError(f"onednn must be True or False, got {self.onednn!r}")
-        if self.fpmath not in FPMATH_MODES:
-            raise UserError(f"unknown fpmath mode {self.fpmath!r}: choose one of {', '.join(FPMATH_MODES)}")
+        require_choice("fpmath mode", self.fpmath, FPMATH_MODES)
         if not self.onednn and self.fpmath != "default":
             raise UserError("fpmath is a oneDNN setting: it needs onednn on")
         if not self.onednn and self.precision == "amp_bf16":
@@ -200,8 +196,8 @@ def expand_matrix(
     With ``reference="keras"`` each of our configs whose depth the peer has is followed by the
     same config on the peer model, so the two sit side by side.
     """
-    if reference is not None and reference not in MODELS:
-        raise UserError(f"unknown reference model {reference!r}: choose one of {', '.join(MODELS)}")
+    if reference is not None:
+        require_choice("reference model", reference, MODELS)
     configs = []
     for (depth, precision, use_xla, layout, batch_size, image_size, batch_norm, pools, use_onednn,
          math_mode) in itertools.product(depths, precisions, xla, layouts, batch_sizes, image_sizes, batch_norms,

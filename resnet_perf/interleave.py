@@ -19,7 +19,7 @@ from typing import Any
 
 from resnet_perf import cli
 from resnet_perf.config import MODES, RunConfig
-from resnet_perf.errors import UserError
+from resnet_perf.errors import UserError, require_choice
 from resnet_perf.precision import PRECISIONS
 from resnet_perf.rounds import round_major
 
@@ -65,9 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         precisions = [part.strip() for part in args.precisions.split(",")]
         modes = [part.strip() for part in args.modes.split(",")]
-        unknown = [mode for mode in modes if mode not in MODES]
-        if unknown:
-            raise UserError(f"unknown mode {unknown[0]!r}: choose from {', '.join(MODES)}")
+        for mode in modes:
+            require_choice("mode", mode, MODES)
         if args.rounds < 1 or args.warmup < 0:
             raise UserError("--rounds must be at least 1 and --warmup at least 0")
         xla = [part.strip() for part in args.xla.split(",")]

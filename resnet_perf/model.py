@@ -23,7 +23,7 @@ import keras
 
 from resnet_perf import cli
 from resnet_perf.config import BATCH_NORMS, LAYOUTS, RunConfig
-from resnet_perf.errors import UserError
+from resnet_perf.errors import UserError, require_choice
 from resnet_perf.flops import count_macs
 from resnet_perf.precision import dtype_policy
 from resnet_perf.specs import BOTTLENECK_EXPANSION, TOTAL_STRIDE, ResNetSpec, get_spec
@@ -147,10 +147,8 @@ def build_resnet(
     height, width, channels = _check_input_shape(input_shape)
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise UserError(f"num_classes must be a positive integer, got {num_classes!r}")
-    if data_format not in DATA_FORMATS:
-        raise UserError(f"unknown data_format {data_format!r}: choose one of {', '.join(DATA_FORMATS)}")
-    if batch_norm not in BATCH_NORMS:
-        raise UserError(f"unknown batch norm {batch_norm!r}: choose one of {', '.join(BATCH_NORMS)}")
+    require_choice("data_format", data_format, DATA_FORMATS)
+    require_choice("batch norm", batch_norm, BATCH_NORMS)
     layers = _Layers(data_format, dtype_policy(precision), batch_norm, zero_init_residual)
 
     shape = (channels, height, width) if data_format == "channels_first" else (height, width, channels)

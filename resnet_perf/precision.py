@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
-from resnet_perf.errors import UserError
+from resnet_perf.errors import require_choice
 
 if TYPE_CHECKING:
     import keras
@@ -38,8 +38,7 @@ steps only (training takes the Keras policies)."""
 
 def check_precision(name: str) -> str:
     """``name`` unchanged if it is a known precision; a ``ValueError`` listing them otherwise."""
-    if name not in PRECISION_POLICIES:
-        raise UserError(f"unknown precision {name!r}: choose one of {', '.join(PRECISIONS)}")
+    require_choice("precision", name, PRECISIONS)
     return name
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from resnet_perf.config import BATCH_NORMS, RunConfig
 from resnet_perf.data import AUGMENTATIONS, NUM_CLASSES
-from resnet_perf.errors import UserError
+from resnet_perf.errors import UserError, require_choice
 from resnet_perf.fingerprint import cpu_flags
 from resnet_perf.precision import AUTO_PRECISION, GRAPH_REWRITE_PRECISIONS, PRECISIONS, training_precision
 
@@ -129,10 +129,8 @@ class TrainConfig:
     strategy: str = "mirrored"
 
     def __post_init__(self) -> None:
-        if self.recipe not in RECIPES:
-            raise UserError(f"unknown recipe {self.recipe!r}: choose one of {', '.join(RECIPES)}")
-        if self.strategy not in STRATEGIES:
-            raise UserError(f"unknown strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+        require_choice("recipe", self.recipe, RECIPES)
+        require_choice("strategy", self.strategy, STRATEGIES)
         if self.strategy == "multiworker" and self.replicas != "auto":
             raise UserError("--replicas must be 'auto' with --strategy multiworker: the replicas are the "
                             "workers in TF_CONFIG times each worker's devices")
@@ -148,12 +146,9 @@ class TrainConfig:
             raise UserError(f"lr must be positive, got {self.lr}")
         if not 0 <= self.momentum < 1:
             raise UserError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.schedule not in SCHEDULES:
-            raise UserError(f"unknown schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
-        if self.batch_norm not in BATCH_NORMS:
-            raise UserError(f"unknown batch norm {self.batch_norm!r}: choose one of {', '.join(BATCH_NORMS)}")
-        if self.augment not in AUGMENTATIONS:
-            raise UserError(f"unknown augmentation {self.augment!r}: choose one of {', '.join(AUGMENTATIONS)}")
+        require_choice("schedule", self.schedule, SCHEDULES)
+        require_choice("batch norm", self.batch_norm, BATCH_NORMS)
+        require_choice("augmentation", self.augment, AUGMENTATIONS)
         if self.weight_decay < 0:
             raise UserError(f"weight decay must be >= 0, got {self.weight_decay}")
         if not 0 <= self.label_smoothing < 1:
@@ -178,8 +173,7 @@ class TrainConfig:
     def from_recipe(cls, name: str = DEFAULT_RECIPE, xla: bool = False, layout: str = "nhwc",
                     **overrides: Any) -> TrainConfig:
         """The run of recipe ``name`` with ``overrides`` (any recipe setting or run field)."""
-        if name not in RECIPES:
-            raise UserError(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
+        require_choice("recipe", name, RECIPES)
         settings = {key: value for key, value in asdict(RECIPES[name]).items() if key in RECIPE_SETTINGS}
         settings.update(overrides)
         settings["precision"] = training_precision(settings["precision"], cpu_flags())

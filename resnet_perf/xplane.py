@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from resnet_perf.errors import UserError
+from resnet_perf.errors import UserError, require_choice
 
 HOST_PLANE = "/host:CPU"
 ENVIRONMENT_PLANE = "Task Environment"
@@ -155,8 +155,7 @@ def op_self_times(space) -> Iterator[tuple[str, str, str, int]]:
 
 def op_times(space, group_by: str = "type") -> list[OpTime]:
     """Op self times totalled per op type (or full name), largest first."""
-    if group_by not in GROUPINGS:
-        raise UserError(f"unknown grouping {group_by!r}: choose one of {', '.join(GROUPINGS)}")
+    require_choice("grouping", group_by, GROUPINGS)
     totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     for kind, op_type, name, own in op_self_times(space):
         total = totals[(name if group_by == "name" else op_type, kind)]
