@@ -12,6 +12,6 @@ class UserError(ValueError):
 
 
 def require_choice(kind: str, value: object, choices: Collection[str]) -> None:
-    """The one-line error for a ``kind`` (a depth, a layout, ...) whose ``value`` is not one of ``choices``."""
+    """The one-line error for a ``kind`` (a layout, a recipe, ...) whose ``value`` is not one of ``choices``."""
     if value not in choices:
         raise UserError(f"unknown {kind} {value!r}: choose one of {', '.join(choices)}")
