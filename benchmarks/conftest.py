@@ -1,17 +1,23 @@
 """The benchmark suite: the configuration matrix from command-line options, the cases, the report.
 
-    pytest benchmarks/ --benchmark-only [--depths 18,50] [--precisions fp32,mixed_bf16,amp_bf16] [--xla off,on]
-        [--layouts nhwc] [--batch-size 16] [--image-size 112] [--rounds 3] [--steps 3] [--warmup 2]
-        [--batch-norms keras,fused] [--threads auto,2:1] [--onednn on,off] [--fpmath default,bf16]
+    pytest benchmarks/ --benchmark-only [--depths 50] [--precisions auto|fp32,mixed_bf16,amp_bf16]
+        [--xla auto|off,on] [--batch-norms auto|keras,fused] [--modes forward,train] [--memory-modes train] [--layouts nhwc]
+        [--batch-size 16] [--image-size 112] [--budget 240] [--rounds N] [--steps 1] [--warmup 2]
+        [--threads auto,2:1] [--onednn on,off] [--fpmath default,bf16] [--wide-tables]
         [--breakdown] [--latency] [--latency-steps 30] [--find-max-batch] [--max-batch-memory GIB]
         [--peak-readings 3] [--reference keras] [--results-dir results] [--per-machine] [--profile-dir DIR] [--profile-steps 3]
         [--train-recipe fast] [--train-to-target] [--train-depths 18] [--train-precisions mixed_bf16]
         [--train-replicas 1] [--train-epochs 1] [--train-strategy mirrored|multiworker] [--train-workers 2]
 
-At the end of the session every measured (and skipped) case is printed as one table and written
+By default the matrix is chosen for the hardware the run finds (``resnet_perf.default_matrix``), and
+the step cases are timed in rounds until every switch verdict is decided or ``--budget`` is spent
+(``resnet_perf.sequential``).  At the end of the session the answer is printed on one screen (the
+fastest configuration per depth and step, its speed-up over fp32 with its interval and why, and
+the switches that do not pay: ``resnet_perf.answer``); every measured (and skipped) case is written
 to ``{results-dir}/bench-<UTC time>.json`` (never over an earlier file), also after a failure,
-Ctrl-C or SIGTERM, so no measured result is lost.  The file keeps the session's matmul peak
-readings (taken before the first and after the last step case) once; MFU is derived on reading.
+Ctrl-C or SIGTERM, so no measured result is lost, and shown as wide tables with ``--wide-tables``.
+The file keeps the session's matmul peak readings (taken before the first and after the last step
+case) once; MFU is derived on reading.
 """
 from __future__ import annotations
 
@@ -25,11 +31,12 @@ import pytest
 
 import resnet_perf
 from resnet_perf.cli import ON_OFF
-from resnet_perf.config import AUTO_THREADS, expand_matrix, parse_threads
-from resnet_perf.errors import UserError
-from resnet_perf.fingerprint import fingerprint
+from resnet_perf.config import AUTO_THREADS, MODES as MODES_ALL, expand_matrix, parse_threads
+from resnet_perf.default_matrix import AUTO, choose_switches, gpu_capabilities
+from resnet_perf.errors import UserError, require_choice
+from resnet_perf.fingerprint import cpu_flags, fingerprint
 from resnet_perf.measure import PEAK_READINGS
-from resnet_perf.precision import PRECISIONS, compute_dtype
+from resnet_perf.precision import GRAPH_REWRITE_PRECISIONS, PRECISIONS, compute_dtype
 from resnet_perf.results import check_writable
 from resnet_perf.recipes import DEFAULT_RECIPE, RECIPES, TrainConfig
 
@@ -37,12 +44,19 @@ resnet_perf.quiet_tensorflow_logs()  # before the test modules import TensorFlow
 resnet_perf.enable_onednn()
 
 MATRIX = pytest.StashKey[list]()
+MODES = pytest.StashKey[list]()
+MEMORY_MODES_ASKED = pytest.StashKey[list]()
+MEMORY_MODES = ("forward", "train")
+"""The steps ``test_memory`` can probe."""
 LATENCY = pytest.StashKey[list]()
 MAX_BATCH = pytest.StashKey[list]()
 TERMINATED = pytest.StashKey[bool]()
 TRAINING = pytest.StashKey[list]()
 RECORDER = pytest.StashKey["Recorder"]()
 
+
+
+BUDGET_S = 240.0
 
 
 def _comma_list(text: str, convert: Callable[[str], Any], option: str) -> list:
@@ -58,6 +72,35 @@ def _comma_list(text: str, convert: Callable[[str], Any], option: str) -> list:
     except (KeyError, ValueError):
         raise UserError(f"{option}: cannot read {text!r} as a comma-separated list") from None
     return values
+
+
+def suite_matrix(option: argparse.Namespace) -> list:
+    """The configurations the options ask for; ``auto`` switches as ``default_matrix.choose_switches``
+    picks them for this machine, with XLA as one comparison (fp32 + XLA beside fp32)."""
+    choice = None
+    if AUTO in (option.precisions, option.batch_norms, option.xla):
+        choice = choose_switches(cpu_flags(), gpu_capabilities())
+    precisions = list(choice.precisions) if option.precisions == AUTO else _comma_list(option.precisions, str,
+                                                                                          "--precisions")
+    if option.precisions == AUTO and option.turns:  # an A/B suite has no worker processes
+        precisions = [name for name in precisions if name not in GRAPH_REWRITE_PRECISIONS]
+    batch_norms = list(choice.batch_norms) if option.batch_norms == AUTO else _comma_list(option.batch_norms, str,
+                                                                                             "--batch-norms")
+    common = dict(depths=_comma_list(option.depths, int, "--depths"),
+                  layouts=_comma_list(option.layouts, str, "--layouts"),
+                  batch_sizes=_comma_list(option.batch_size, int, "--batch-size"),
+                  image_sizes=_comma_list(option.image_size, int, "--image-size"),
+                  warmup=option.warmup, steps=option.steps, reference=option.reference,
+                  threads=_comma_list(option.threads, _threads_text, "--threads"),
+                  onednn=_comma_list(option.onednn, ON_OFF.__getitem__, "--onednn"),
+                  fpmath=_comma_list(option.fpmath, str, "--fpmath"))
+    if option.xla != AUTO:
+        return expand_matrix(precisions=precisions, batch_norms=batch_norms,
+                             xla=_comma_list(option.xla, ON_OFF.__getitem__, "--xla"), **common)
+    matrix = expand_matrix(precisions=precisions, batch_norms=batch_norms, xla=[False], **common)
+    if choice.xla_comparison and "fp32" in precisions:
+        matrix += expand_matrix(precisions=["fp32"], batch_norms=[batch_norms[0]], xla=[True], **common)
+    return matrix
 
 
 def _threads_text(text: str) -> str:
@@ -83,16 +126,25 @@ def max_batch_configs(matrix: Sequence) -> list:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("resnet_perf", "resnet_perf benchmark matrix (comma-separated lists)")
-    group.addoption("--depths", default="18,50", help="ResNet depths (default 18,50)")
-    group.addoption("--precisions", default="fp32,mixed_bf16",
-                    help=f"{', '.join(PRECISIONS)} (default fp32,mixed_bf16; amp_bf16: grappler's bf16 rewrite "
-                         "of the float32 model)")
-    group.addoption("--xla", default="off,on", help="XLA jit_compile: off, on (default off,on)")
+    group.addoption("--depths", default="50", help="ResNet depths: 18, 34, 50, 101, 152 (default 50)")
+    group.addoption("--precisions", default=AUTO,
+                    help=f"{', '.join(PRECISIONS)}, or auto: what can pay off on this hardware (a CPU with bfloat16 "
+                         "instructions: fp32,mixed_bf16,amp_bf16; without: fp32; resnet_perf.default_matrix) "
+                         "(default auto; amp_bf16: grappler's bf16 rewrite of the float32 model)")
+    group.addoption("--xla", default=AUTO,
+                    help="XLA jit_compile: off, on, or auto: off, plus fp32 with XLA as one comparison (default auto; "
+                         "off,on crosses XLA with every configuration)")
+    group.addoption("--modes", default="forward,train",
+                    help=f"the steps to time: {', '.join(MODES_ALL)} (default forward,train)")
+    group.addoption("--memory-modes", default="train",
+                    help="the steps whose peak memory is probed, each configuration in a fresh process: forward, "
+                         "train, or none (default train)")
     group.addoption("--layouts", default="nhwc", help="nhwc, nchw (default nhwc)")
     group.addoption("--batch-size", default="16", help="images per step (default 16)")
     group.addoption("--image-size", default="112", help="image height = width (default 112)")
-    group.addoption("--batch-norms", default="keras",
-                    help="our model's batch norm: keras, fused (one TensorFlow op each way) (default keras)")
+    group.addoption("--batch-norms", default=AUTO,
+                    help="our model's batch norm: keras, fused (one TensorFlow op each way), or auto: keras,fused on "
+                         "a CPU, keras on a GPU (default auto)")
     group.addoption("--threads", default=AUTO_THREADS,
                     help="TensorFlow thread pools as INTRA:INTER, or auto (default auto); cases with other "
                          "thread counts, oneDNN off, fpmath bf16 or amp_bf16 run in worker processes of their own")
@@ -111,11 +163,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "in a fresh process under --max-batch-memory")
     group.addoption("--max-batch-memory", type=float, default=None, metavar="GIB",
                     help="memory a --find-max-batch probe may use (default: 90%% of this machine's memory)")
-    group.addoption("--rounds", type=int, default=3,
-                    help="rounds: every step case is timed once per round, round after round, so a slow spell "
-                         "of the machine falls on all cases alike; the per-round medians are the units of the "
-                         "speed-up intervals (default 3)")
-    group.addoption("--steps", type=int, default=3, help="timed steps per case in each round (default 3)")
+    group.addoption("--budget", type=float, default=BUDGET_S, metavar="SECONDS",
+                    help="time for the rounds: every step case is timed once per round, round after round, until "
+                         "every switch verdict is decided (faster, slower, or no difference within +-5%%) or the "
+                         "next look of the stopping rule would pass the budget (resnet_perf.sequential) "
+                         f"(default {BUDGET_S:.0f}: the default run within 10 minutes on 2 cores)")
+    group.addoption("--rounds", type=int, default=None,
+                    help="at most this many rounds (default: no cap, the budget decides; fewer than 3 cannot decide)")
+    group.addoption("--steps", type=int, default=1,
+                    help="timed steps per case in each round, at least: a block is raised to 3 steps and 0.2 s "
+                         "at its warm-up pace (resnet_perf.rounds.MIN_BLOCK_S) (default 1)")
+    group.addoption("--wide-tables", action="store_true",
+                    help="also print every row as the wide table (it is always in the JSON and in compare)")
     group.addoption("--warmup", type=int, default=2, help="untimed steps after the first call (default 2)")
     group.addoption("--peak-readings", type=int, default=PEAK_READINGS,
                     help="matmul peak readings per dtype at the session's start and end, the denominator of MFU "
@@ -163,6 +222,7 @@ class Recorder:
         self.readings = readings
         self.rows: list[dict[str, Any]] = []
         self.peak_readings: dict[str, list[float]] = {}
+        self.rounds: dict[str, Any] = {}
         self.saved_to: Path | None = None
         self.save_error: str | None = None
 
@@ -182,7 +242,7 @@ class Recorder:
         """What belongs to the session, not to a row: the peak readings and the environment."""
         from resnet_perf.runtime import environment
 
-        return {"matmul_peak_readings": self.peak_readings, "environment": environment()}
+        return {"matmul_peak_readings": self.peak_readings, "rounds": self.rounds, "environment": environment()}
 
     def save(self) -> None:
         from resnet_perf.results import save_rows
@@ -227,19 +287,17 @@ def pytest_configure(config: pytest.Config) -> None:
     git_commit()  # the code this session runs, read now (the environment is read at its end)
     option = config.option
     try:
-        matrix = expand_matrix(
-            depths=_comma_list(option.depths, int, "--depths"),
-            precisions=_comma_list(option.precisions, str, "--precisions"),
-            xla=_comma_list(option.xla, ON_OFF.__getitem__, "--xla"),
-            layouts=_comma_list(option.layouts, str, "--layouts"),
-            batch_sizes=_comma_list(option.batch_size, int, "--batch-size"),
-            image_sizes=_comma_list(option.image_size, int, "--image-size"),
-            warmup=option.warmup, steps=option.steps, rounds=option.rounds,
-            reference=option.reference,
-            batch_norms=_comma_list(option.batch_norms, str, "--batch-norms"),
-            threads=_comma_list(option.threads, _threads_text, "--threads"),
-            onednn=_comma_list(option.onednn, ON_OFF.__getitem__, "--onednn"),
-            fpmath=_comma_list(option.fpmath, str, "--fpmath"))
+        matrix = suite_matrix(option)
+        modes = _comma_list(option.modes, str, "--modes")
+        for mode in modes:
+            require_choice("--modes step", mode, MODES_ALL)
+        memory_modes = [] if option.memory_modes == "none" else _comma_list(option.memory_modes, str, "--memory-modes")
+        for mode in memory_modes:
+            require_choice("--memory-modes step", mode, MEMORY_MODES)
+        if option.budget is None or not option.budget > 0:
+            raise UserError(f"--budget must be a positive number of seconds, got {option.budget}")
+        if option.rounds is not None and option.rounds < 1:
+            raise UserError(f"--rounds must be at least 1, got {option.rounds}")
         if option.max_batch_memory is not None and not option.max_batch_memory > 0:
             raise UserError(f"--max-batch-memory must be a positive number of GiB, got {option.max_batch_memory}")
         if option.latency_steps < 1:
@@ -278,6 +336,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except UserError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[MATRIX] = matrix
+    config.stash[MODES] = modes
+    config.stash[MEMORY_MODES_ASKED] = memory_modes
     config.stash[LATENCY] = latency
     config.stash[MAX_BATCH] = max_batch_configs(matrix) if option.find_max_batch else []
     config.stash[TRAINING] = training
@@ -303,12 +363,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The latency and largest-batch cases exist only when asked for (``--latency``,
-    ``--find-max-batch``): without them, their tests are deselected, not skipped as empty."""
+    ``--find-max-batch``), the step cases of the ``--modes`` and the memory cases of the
+    ``--memory-modes`` asked for: the others are deselected, not skipped as empty."""
     if not hasattr(config.option, "depths"):
         return
     asked = {"test_latency": config.stash[LATENCY], "test_max_batch": config.stash[MAX_BATCH]}
+    modes, memory_modes = config.stash[MODES], config.stash[MEMORY_MODES_ASKED]
+
+    def unasked_mode(item: pytest.Item) -> bool:  # test_<mode> times <mode>; test_memory has a mode parameter
+        name = getattr(item, "originalname", "")
+        if name == "test_memory":
+            return item.callspec.params["mode"] not in memory_modes
+        return name.removeprefix("test_") in MODES_ALL and name.removeprefix("test_") not in modes
     unused = [item for item in items if getattr(item, "originalname", None) in asked
-              and not asked[item.originalname]]
+              and not asked[item.originalname] or unasked_mode(item)]
     if unused:
         config.hook.pytest_deselected(items=unused)
         items[:] = [item for item in items if item not in unused]
@@ -360,6 +428,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = 128 + signal.SIGTERM
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark's table: the answer ends the run
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     recorder = config.stash.get(RECORDER, None)
     if recorder is None or not recorder.rows:
@@ -368,15 +437,25 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     from resnet_perf.tables import extra_tables, format_table, format_training_table, tabulate_frame
 
     terminalreporter.section("resnet_perf results")
-    if any(row["bench"] in ("step", "memory") for row in recorder.rows):
-        terminalreporter.write_line(format_table(with_derived_metrics(recorder.rows,
-                                                                      session_peaks(recorder.peak_readings))))
-    for title, frame in extra_tables(recorder.rows):
+    rows = with_derived_metrics(recorder.rows, session_peaks(recorder.peak_readings))
+    if config.option.wide_tables and any(row["bench"] in ("step", "memory") for row in rows):
+        terminalreporter.write_line(format_table(rows))
+    for title, frame in extra_tables(rows):  # tables of what was asked for: --latency, --breakdown, ...
         terminalreporter.write_line(f"\n{title}:\n{tabulate_frame(frame)}")
-    if any(row["bench"] == "train" for row in recorder.rows):
-        terminalreporter.write_line(format_training_table(recorder.rows))
+    if any(row["bench"] == "train" for row in rows):
+        terminalreporter.write_line(format_training_table(rows))
+    if any(row["bench"] == "step" for row in rows):
+        from resnet_perf.answer import decided_share, findings, render
+        from resnet_perf.speedup import speedups
+        from resnet_perf.tables import step_frame
+
+        frame = speedups(step_frame(rows))
+        decided, total = decided_share(frame)
+        terminalreporter.write_sep("-", f"the answer: {decided} of {total} switch verdicts decided")
+        terminalreporter.write_line(render(findings(frame), recorder.rounds))
     if recorder.saved_to:
-        terminalreporter.write_line(f"rows written to {recorder.saved_to}")
+        terminalreporter.write_line(f"rows written to {recorder.saved_to} "
+                                    f"(every table: python -m resnet_perf.compare {recorder.saved_to})")
     if config.option.profile_dir and any(row.get("trace") for row in recorder.rows):
         from resnet_perf.profile import view_commands
 

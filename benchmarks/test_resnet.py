@@ -3,8 +3,9 @@ per configuration.
 
 The step cases are measured together, in rounds (``resnet_perf.rounds``): when the first of them
 runs, every selected step case is built (its first call, trace + compile, timed apart) and warmed
-up, then each round times ``--steps`` finished steps of every case, round-major, for ``--rounds``
-rounds, so a slow spell of a shared machine falls on all cases alike.  Each case stays one pytest
+up, then each round times a block of finished steps of every case, round-major, so a slow spell of
+a shared machine falls on all cases alike, until every switch verdict (each configuration against
+its fp32 baseline) is decided or ``--budget`` is spent (``resnet_perf.sequential``).  Each case stays one pytest
 test: it reports its own row (raw step times of every round) and fails or skips on its own.  The
 first step case also takes the matmul peak readings MFU divides by (the last ones follow the last
 case: see conftest).  When some case needs process settings of its own (``--threads``, ``--onednn
@@ -27,14 +28,16 @@ from typing import Any
 import pytest
 
 from resnet_perf.bench import memory_row, skipped_row
+from resnet_perf.config import MODES
 from resnet_perf.memory import MemoryProbeError, measure_peak_memories, probe_processes
 from resnet_perf.isolated import IsolatedCases, needs_workers
 from resnet_perf.maxbatch import find_max_batch
-from resnet_perf.rounds import StepCases, Tracing
+from resnet_perf.rounds import StepCases, Tracing, serve
+from resnet_perf.sequential import Budget
+from resnet_perf.speedup import switch_comparisons
 from resnet_perf.turns import Turns
 
-STEP_TESTS = {"test_forward": "forward", "test_train_forward": "train_forward", "test_fwd_bwd": "fwd_bwd",
-              "test_train": "train", "test_latency": "forward"}
+STEP_TESTS = {**{f"test_{mode}": mode for mode in MODES}, "test_latency": "forward"}
 
 
 def _progress_writer(config: pytest.Config) -> Callable[[str], None]:
@@ -59,22 +62,31 @@ class SuiteSteps:
                   STEP_TESTS[item.originalname])
                  for item in session.items if getattr(item, "originalname", None) in STEP_TESTS
                  and item.module.__name__ == __name__]
-        turns, report = session.config.option.turns, _progress_writer(session.config)
+        option, report = session.config.option, _progress_writer(session.config)
+        self.turns = Turns(option.turns) if option.turns else None
+        self.comparisons = switch_comparisons(cases)
+        self.budget = Budget(option.budget, option.rounds)
         if needs_workers([config for config, _mode in cases]):
             self.cases = IsolatedCases(cases, report=report, tracing=tracing)
         else:
-            self.cases = StepCases(cases, report=report, turns=Turns(turns) if turns else None, tracing=tracing)
+            self.cases = StepCases(cases, report=report, tracing=tracing)
         self.recorder = recorder
         self.rows: dict[tuple[str, str], dict[str, Any]] | None = None
 
     def measure_once(self) -> None:
-        """Measure every case (once per session); the rows go to the recorder, also when stopped."""
+        """Measure every case (once per session); the rows go to the recorder, also when stopped.
+        Under ``python -m resnet_perf.ab`` (``--turns``) its coordinator runs the rounds."""
         if self.rows is not None:
             return
         if not self.recorder.peak_readings:
             self.recorder.probe_peaks()
         try:
-            self.cases.measure()
+            if self.turns:
+                serve(self.cases, self.turns)
+            else:
+                outcome = self.cases.measure(self.comparisons, self.budget)
+                self.recorder.rounds = {"rounds": outcome.rounds, "stopped_because": outcome.stopped_because,
+                                        "budget_s": self.budget.seconds, "max_rounds": self.budget.max_rounds}
         finally:  # Ctrl-C or SIGTERM during the rounds: keep every round completed so far
             self.rows = self.cases.rows()
             for row in self.rows.values():

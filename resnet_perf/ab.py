@@ -1,19 +1,23 @@
 """Interleaved A/B of two revisions, interpreters or environments on the same benchmark matrix.
 
-    python -m resnet_perf.ab --base HEAD~1 --rounds 3 --fail-on images_per_sec:5% -- \\
-        --depths 18,50 --image-size 64 -k "test_forward or test_train"
+    python -m resnet_perf.ab --base HEAD~1 --fail-on images_per_sec:5% -- \\
+        --depths 18 --precisions fp32 --xla off --image-size 64 -k "test_forward and not fashion"
     python -m resnet_perf.ab --a-python ~/tf220/bin/python --b-python ~/tf221/bin/python -- --depths 50
-    python -m resnet_perf.ab --a-env TF_ENABLE_ONEDNN_OPTS=0 --b-env TF_ENABLE_ONEDNN_OPTS=1 -- --depths 50
 
 Everything after ``--`` goes to the benchmark suite (``pytest benchmarks/ --benchmark-only``).  By
 default one suite process per variant runs, both at once, timing their blocks of steps in turn so
-that A's and B's block of a case and round run back to back (A B, B A, ...), for ``--rounds``
-rounds; ``--fresh-processes`` runs the whole suite ``--rounds`` times per variant in fresh
-processes instead (``resnet_perf.abtest``).  Per configuration and step: B/A images/s with its interval over the
-rounds, and a verdict.  One result file (kind ``ab``) goes to ``--results-dir``, with the suite's
-own files of every process in a folder beside it; ``python -m resnet_perf.compare FILE`` prints it.
+that A's and B's block of a case run back to back (A B, then B A, ...), round after round until
+every verdict is decided or ``--budget`` is spent (the stopping rule of ``resnet_perf.sequential``,
+shared with the suite's switch verdicts); ``--fresh-processes`` runs the whole suite once per
+variant and round in fresh processes instead (``resnet_perf.abtest``).  Per configuration and step:
+B/A images/s with its interval, and a verdict: B faster, B slower, no difference (within the
+``--fail-on`` band, default +-5%), or undecided.  One result file (kind ``ab``) goes to
+``--results-dir``, with the suite's own files of every process in a folder beside it;
+``python -m resnet_perf.compare FILE`` prints it.
 
-Exit status: 0; 1 when ``--fail-on`` finds B slower; 2 for bad input or a process that failed.
+Exit status: 0 (with ``--fail-on``: every verdict B faster or no difference); 1 ``--fail-on``
+found B slower; 2 bad input or a process that failed; 3 ``--fail-on`` found no slowdown but some
+verdict undecided (the budget ran out first); 130/143 interrupted (what finished is written).
 """
 from __future__ import annotations
 
@@ -26,15 +30,16 @@ from pathlib import Path
 
 from resnet_perf import cli
 from resnet_perf.errors import UserError
-from resnet_perf.regression import ALPHA, parse_threshold
+from resnet_perf.regression import parse_threshold
+from resnet_perf.sequential import ALPHA, SLOWER, Budget
 
-ROUNDS_IN_TURN = 60
-"""One step per turn, 60 turns per case and variant: on this project's 2-core VM, A/A on the regress
-matrix, 60 one-step pairs gave 95% intervals of +-1.8 to +-2.8% on B/A, where 10 pairs of 3-step
-blocks (half the steps) gave +-5 to +-16%: the machine changes pace within a second, so the closer
-the two halves of a pair, the more of it cancels (README "Interleaved A/B")."""
-ROUNDS_FRESH = 10
+BUDGET_S = 120.0
+"""Seconds of rounds by default: with the suites' start and builds, an A/B of one small case stays
+within 3 minutes on this project's 2-core VM."""
+BUDGET_FRESH_S = 3600.0
 STEPS_PER_TURN = 1
+"""The suites' ``--steps``: each block is then as short as the calibrated minimum (``rounds.MIN_BLOCK_S``),
+so A's and B's blocks of a pair run as close together as they can."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure the same benchmark matrix under two variants A and B, two suite processes taking "
                     "turns step by step (A B, B A, ...), so the machine's drift falls on both alike; report B/A "
                     "images/s per configuration with its interval over the rounds.  Options after -- go to the suite.",
-        epilog="Exit status: 0; 1 --fail-on found B slower than A; 2 bad input or a suite process failed.")
+        epilog="Exit status: 0 (with --fail-on: B faster or no difference everywhere); 1 --fail-on found B slower; "
+               "2 bad input or a suite process failed; 3 --fail-on found no slowdown but some verdict undecided; "
+               "130/143 interrupted.")
     parser.add_argument("--base", metavar="REV",
                         help="A is git revision REV (checked out in a temporary worktree), B the working tree; "
                              "'auto': the merge-base with origin/main, or HEAD~1 when that is HEAD itself")
@@ -55,18 +62,23 @@ def build_parser() -> argparse.ArgumentParser:
                         help="environment variables set for A")
     parser.add_argument("--b-env", nargs="+", action="extend", default=[], metavar="K=V",
                         help="environment variables set for B")
+    parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                        help=f"time for the rounds: they go on until every verdict is decided or the next look of "
+                             f"the stopping rule would pass this (default {BUDGET_S:.0f}; with --fresh-processes "
+                             f"{BUDGET_FRESH_S:.0f})")
     parser.add_argument("--rounds", type=int, default=None,
-                        help="rounds, the units of the interval: turns per case and variant, A's and B's back "
-                             f"to back, each of {STEPS_PER_TURN} step unless the suite options say --steps "
-                             f"(default {ROUNDS_IN_TURN}); with --fresh-processes, suite processes per variant "
-                             f"(default {ROUNDS_FRESH})")
+                        help="at most this many rounds (a round: one block of every case per variant, A's and "
+                             "B's back to back; with --fresh-processes, one suite process per variant); fewer "
+                             "than 3 cannot decide (default: no cap, the budget decides)")
     parser.add_argument("--fresh-processes", action="store_true",
                         help="run each round as a fresh suite process per variant instead of two processes taking "
                              "turns (for a base revision whose suite has no --turns; pairs are a minute apart)")
     parser.add_argument("--fail-on", action="append", default=[], metavar="METRIC:PCT", type=cli.argument_type(parse_threshold),
-                        help="exit 1 when B's images/s is lower than A's by more than PCT percent and the interval "
-                             "excludes no change, e.g. images_per_sec:5%%; repeatable")
-    parser.add_argument("--alpha", type=float, default=ALPHA, help="the intervals are 1 - ALPHA (default %(default)s)")
+                        help="gate: PCT is the equivalence band (B/A within +-PCT%% is no difference); exit 1 when "
+                             "B is slower (its interval below 1 and not inside the band), 3 when some verdict is "
+                             "undecided, e.g. images_per_sec:5%%")
+    parser.add_argument("--alpha", type=float, default=ALPHA,
+                        help="the error rate of a verdict over all looks of the stopping rule (default %(default)s)")
     parser.add_argument("--results-dir", default="results/ab", type=Path,
                         help="where the ab result file and the processes' own files go (default %(default)s)")
     return parser
@@ -89,13 +101,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from resnet_perf import abtest, variants
         from resnet_perf.results import check_writable, save_rows
 
-        if args.rounds is None:
-            args.rounds = ROUNDS_FRESH if args.fresh_processes else ROUNDS_IN_TURN
-        if args.rounds < 2:
-            raise UserError(f"--rounds must be at least 2 (an interval needs two rounds), got {args.rounds}")
+        if args.budget is None:
+            args.budget = BUDGET_FRESH_S if args.fresh_processes else BUDGET_S
+        if not args.budget > 0:
+            raise UserError(f"--budget must be a positive number of seconds, got {args.budget}")
+        if args.rounds is not None and args.rounds < 1:
+            raise UserError(f"--rounds must be at least 1, got {args.rounds}")
         if not 0 < args.alpha < 1:
             raise UserError(f"--alpha must be between 0 and 1, got {args.alpha}")
-        abtest.check_thresholds(args.fail_on)
+        band = abtest.gate_band(args.fail_on)
+        budget = Budget(args.budget, args.rounds)
         a_env, b_env = variants.parse_env(args.a_env, "--a-env"), variants.parse_env(args.b_env, "--b-env")
         pythons = {name: variants.check_python(path, f"--{name}-python") if path else sys.executable
                    for name, path in (("a", args.a_python), ("b", args.b_python))}
@@ -116,35 +131,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"A: {a.label}\nB: {b.label}\nsuite options: {' '.join(suite_args) or '(defaults)'}", flush=True)
             folder = abtest.process_folder(args.results_dir, stamp)
             if args.fresh_processes:
-                measured = abtest.alternate([a, b], args.rounds, suite_args, folder, report=_say)
+                measured = abtest.alternate([a, b], budget, suite_args, folder, _say, args.alpha, band)
                 rows, files = abtest.ab_rows(measured), [str(done.result_file) for done in measured]
             else:
-                by_variant = abtest.take_turns([a, b], args.rounds, ["--steps", str(STEPS_PER_TURN), *suite_args],
-                                               folder, report=_say)
+                by_variant = abtest.take_turns([a, b], budget, ["--steps", str(STEPS_PER_TURN), *suite_args],
+                                               folder, _say, args.alpha, band)
                 rows, files = abtest.turn_rows(by_variant), [str(path) for path in by_variant.values()]
         from resnet_perf.fingerprint import fingerprint
 
         saved = save_rows(args.results_dir, "ab", rows, {"machine": fingerprint()}, a=a.describe(), b=b.describe(),
-                          rounds=args.rounds, mode="fresh processes" if args.fresh_processes else "in turn",
+                          budget_s=args.budget, max_rounds=args.rounds, alpha=args.alpha, band=band,
+                          mode="fresh processes" if args.fresh_processes else "in turn",
                           suite_args=suite_args, process_files=files)
-        frame = abtest.verdict_frame(rows, args.alpha)
-        failing = abtest.failures(frame, args.fail_on)
+        frame = abtest.verdict_frame(rows, args.alpha, band)
+        status = abtest.gate_status(frame) if args.fail_on else 0
     except UserError as error:
         return cli.fail(error)
     except KeyboardInterrupt as stop:  # the suite processes are stopped and the worktree removed on the way out
         return cli.fail(UserError("interrupted: no A/B result written"), cli.interrupted_status(stop))
     from resnet_perf.tables import tabulate_frame
 
-    print(tabulate_frame(abtest.display(frame, args.alpha)))
+    print(tabulate_frame(abtest.display(frame)))
     print(f"rows written to {saved}")
     if args.fail_on:
-        rules = ", ".join(map(str, args.fail_on))
-        if failing.empty:
-            print(f"no slowdown of B beyond {rules} ({1 - args.alpha:.0%} intervals over {args.rounds} rounds)")
-        else:
-            print(f"B SLOWER than A beyond {rules} in: "
-                  + ", ".join(f"{row['config']} {row['step']} ({row['B/A']:.3f}x)" for _i, row in failing.iterrows()))
-    return 1 if not failing.empty else 0
+        print({abtest.GATE_PASSED: f"gate passed: B faster or within +-{band:.0%} of A everywhere",
+               abtest.GATE_SLOWER: "gate FAILED: B slower than A in "
+               + ", ".join(f"{row['config']} {row['step']}" for _i, row in frame[frame["kind"] == SLOWER].iterrows()),
+               abtest.GATE_UNDECIDED: "gate undecided: no slowdown found, but some verdict was still undecided when "
+               "the rounds stopped (exit 3: a larger --budget or --rounds, or a quieter machine, can decide it)"}[status])
+    return status
 
 
 def _say(line: str) -> None:

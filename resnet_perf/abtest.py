@@ -10,7 +10,8 @@ neighbour, a slow spell, the CPU warming up) falls on both alike.  Two ways:
   machine drifts by 10-20% over that time, which swamps a 5% change (README, "Interleaved A/B").
 
 Either way the B/A images/s ratio is the geometric mean of the per-round ratios with a Student-t
-interval over the rounds (``resnet_perf.intervals.paired_ratio``).
+interval over the rounds, read at the looks of the stopping rule the suite's switch verdicts use
+(``resnet_perf.sequential``): rounds go on until every verdict is decided or the budget is spent.
 """
 from __future__ import annotations
 
@@ -26,14 +27,17 @@ from typing import Any
 import pandas as pd
 
 from resnet_perf.errors import UserError
-from resnet_perf.intervals import paired_ratio
 from resnet_perf.regression import ALPHA, Threshold
 from resnet_perf.results import load_result_set
-from resnet_perf.rounds import round_major
-from resnet_perf.turns import Coordinator, alternate_blocks, make_pipes
+from resnet_perf.rounds import round_order, run_rounds
+from resnet_perf.sequential import BAND, FASTER, SLOWER, UNDECIDED, Budget, decide, keep_going
+from resnet_perf.turns import Coordinator, RemoteCases, make_pipes
 from resnet_perf.variants import Variant
 
 PROCESS_TIMEOUT_S = 4 * 3600
+PROCESS_EXIT_S = 600
+"""After ``stop``, a suite process writes its results and runs the rest of its session (cases that
+do not take turns, pytest's teardown)."""
 CONFIG_FIELDS = ("run_id", "mode", "model", "depth", "batch_size", "image_size", "precision", "xla", "layout")
 JUDGED_METRICS = ("images_per_sec",)
 _PROCESS_FOLDER = re.compile(r"ab-\d{8}T\d{6}Z")
@@ -86,22 +90,33 @@ def run_process(variant: Variant, number: int, suite_args: Sequence[str], direct
     return Measured(variant.name, number, files[-1], time.perf_counter() - started)
 
 
-def alternate(variants: Sequence[Variant], rounds: int, suite_args: Sequence[str], directory: Path,
-              report: Callable[[str], None] = print) -> list[Measured]:
-    """Every variant once per round, in alternating order (A B, B A, ...); stops at the first failure."""
-    measured = []
-    for number, variant in round_major(list(variants), rounds):
-        done = run_process(variant, number, suite_args, directory)
-        measured.append(done)
-        report(f"round {number + 1}/{rounds}: {variant.name} ({variant.label}) in {done.wall_s:.0f} s")
+def alternate(variants: Sequence[Variant], budget: Budget, suite_args: Sequence[str], directory: Path,
+              report: Callable[[str], None] = print, alpha: float = ALPHA, band: float = BAND) -> list[Measured]:
+    """Every variant once per round, in alternating order (A B, B A, ...), until every verdict is
+    decided or the budget is spent (the stopping rule of ``resnet_perf.sequential``); stops at the
+    first failure."""
+    measured: list[Measured] = []
+    started, slowest, going, number = time.monotonic(), 0.0, True, 0
+    while going:
+        round_started = time.monotonic()
+        for variant in round_order(variants, number):
+            done = run_process(variant, number, suite_args, directory)
+            measured.append(done)
+            report(f"round {number + 1}: {variant.name} ({variant.label}) in {done.wall_s:.0f} s")
+        number += 1
+        slowest = max(slowest, time.monotonic() - round_started)
+        verdicts = [decide(*_paired(row), alpha, band) for row in ab_rows(measured) if _paired(row)[0]]
+        going, why = keep_going(verdicts, number, budget, time.monotonic() - started, slowest)
+    report(f"rounds stopped: {why}")
     return measured
 
 
-def take_turns(variants: Sequence[Variant], rounds: int, suite_args: Sequence[str], directory: Path,
-               report: Callable[[str], None] = print) -> dict[str, Path]:
+def take_turns(variants: Sequence[Variant], budget: Budget, suite_args: Sequence[str], directory: Path,
+               report: Callable[[str], None] = print, alpha: float = ALPHA, band: float = BAND) -> dict[str, Path]:
     """One suite process per variant, both alive at once, timing their blocks of steps in turn
-    (``resnet_perf.turns``): block ``i`` of A and of B back to back, A B, B A, ...  Returns each
-    variant's result file."""
+    (``resnet_perf.turns``): A's and B's block of a case back to back, A B, then B A, ..., round after
+    round until every B/A verdict is decided or the budget is spent (``resnet_perf.rounds.run_rounds``).
+    Neither process exits before the last block of both is timed.  Returns each variant's result file."""
     pipes = directory / "pipes"
     pipes.mkdir(parents=True, exist_ok=True)
     make_pipes(pipes, [variant.name for variant in variants])
@@ -115,14 +130,19 @@ def take_turns(variants: Sequence[Variant], rounds: int, suite_args: Sequence[st
             logs[variant.name] = results / "suite.log"
             with logs[variant.name].open("w") as output:
                 processes[variant.name] = subprocess.Popen(
-                    variant.suite_command([*suite_args, "--rounds", str(rounds), "--turns",
-                                           str(pipes / variant.name)], results),
+                    variant.suite_command([*suite_args, "--turns", str(pipes / variant.name)], results),
                     cwd=variant.tree, env=variant.environment(), stdout=output, stderr=subprocess.STDOUT,
                     start_new_session=True)
         report(f"both suites building their cases (logs: {', '.join(map(str, logs.values()))})")
-        coordinator = Coordinator(pipes, processes, PROCESS_TIMEOUT_S, describe=lambda name: labels[name])
+        coordinator = Coordinator(pipes, processes, describe=lambda name: labels[name])
         try:
-            alternate_blocks(coordinator, tuple(processes), report)
+            remote = RemoteCases(coordinator, list(processes), report)
+            a_name, b_name = (variant.name for variant in variants)
+            cases = [key for name, key in remote.units if name == a_name and (b_name, key) in remote.index]
+            units = [(name, key) for key in cases for name in (a_name, b_name)]
+            comparisons = [((b_name, key), (a_name, key)) for key in cases]
+            run_rounds(units, remote.time_block, comparisons, budget, report, alpha=alpha, band=band)
+            coordinator.stop_all()  # only now: neither process exits beside the other's timed block
         except UserError as error:
             said = [f"{name}: {_last_line(logs[name])}" for name, process in processes.items()
                     if process.poll() not in (None, 0)]
@@ -132,7 +152,7 @@ def take_turns(variants: Sequence[Variant], rounds: int, suite_args: Sequence[st
             coordinator.close()
         files = {}
         for name, process in processes.items():
-            code = process.wait(timeout=PROCESS_TIMEOUT_S)
+            code = process.wait(timeout=PROCESS_EXIT_S)
             found = sorted((directory / name).glob("bench-*.json"))
             if code != 0 or not found:
                 raise UserError(f"{labels[name]} failed (exit {code}): {_last_line(logs[name])} (log: {logs[name]})")
@@ -197,8 +217,10 @@ def _paired(row: dict[str, Any] | pd.Series) -> tuple[list[float], list[float]]:
     return [a for a, _b in pairs], [b for _a, b in pairs]
 
 
-def verdict_frame(rows: Sequence[dict[str, Any]], alpha: float = ALPHA) -> pd.DataFrame:
-    """Per configuration and step: A's and B's images/s, B/A with its interval, and the verdict."""
+def verdict_frame(rows: Sequence[dict[str, Any]], alpha: float = ALPHA, band: float = BAND) -> pd.DataFrame:
+    """Per configuration and step: A's and B's images/s, B/A with its interval at the stopping rule's
+    last look, and the verdict (``resnet_perf.sequential``: B faster, B slower, no difference within
+    +-``band``, or undecided and why)."""
     records = []
     for row in rows:
         a_times, b_times = _paired(row)
@@ -206,15 +228,14 @@ def verdict_frame(rows: Sequence[dict[str, Any]], alpha: float = ALPHA) -> pd.Da
         if not a_times:
             records.append({**record, "verdict": "not measured on both sides"})
             continue
-        ratio = paired_ratio(a_times, b_times, 1 - alpha)  # A's time over B's: B's images/s over A's
-        verdict = "within noise"
-        if ratio.significant:
-            verdict = "B faster" if ratio.value > 1 else "B slower"
+        verdict = decide(a_times, b_times, alpha, band)  # A's time over B's: B's images/s over A's
+        ratio = verdict.ratio
         batch = row["batch_size"]
         records.append({**record, "A img/s": batch / _geometric_mean(a_times),
                         "B img/s": batch / _geometric_mean(b_times),
-                        "B/A": ratio.value, "low": ratio.low, "high": ratio.high, "significant": ratio.significant,
-                        "verdict": verdict})
+                        "B/A": ratio.value if ratio else None, "low": ratio.low if ratio else None,
+                        "high": ratio.high if ratio else None, "kind": verdict.kind,
+                        "verdict": ("B " if verdict.kind in (FASTER, SLOWER) else "") + verdict.text(band)})
     return pd.DataFrame.from_records(records)
 
 
@@ -229,27 +250,29 @@ def check_thresholds(thresholds: Sequence[Threshold]) -> None:
             raise UserError(f"ab judges {', '.join(JUDGED_METRICS)} (B/A over rounds), not {threshold.metric.name}")
 
 
-def failures(frame: pd.DataFrame, thresholds: Sequence[Threshold]) -> pd.DataFrame:
-    """The rows where B is slower than A by more than a threshold and the interval excludes no change."""
+def gate_band(thresholds: Sequence[Threshold]) -> float:
+    """The equivalence band of a gate: its (smallest) ``--fail-on`` percentage as a fraction."""
     check_thresholds(thresholds)
-    if frame.empty or "B/A" not in frame or frame["B/A"].isna().all():
-        if thresholds:
-            raise UserError("nothing to compare: no configuration was measured by both A and B")
-        return frame.iloc[0:0]
-    slower_pct = (1 - pd.to_numeric(frame["B/A"])) * 100
-    below_one = pd.to_numeric(frame["high"]) < 1  # no interval (one round): NaN, never below
-    failing = pd.Series(False, index=frame.index)
-    for threshold in thresholds:
-        failing |= (slower_pct > threshold.percent) & below_one
-    return frame[failing]
+    return min(threshold.percent for threshold in thresholds) / 100 if thresholds else BAND
 
 
-def display(frame: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
-    """``verdict_frame`` with the interval as text (``[0.93, 0.98]``), ready to print."""
+GATE_PASSED, GATE_SLOWER, GATE_UNDECIDED = 0, 1, 3
+"""Exit statuses of the gate: every verdict B faster or no difference; some B slower; none slower
+but some undecided (the budget ran out first: measure longer, or on a quieter machine)."""
+
+
+def gate_status(frame: pd.DataFrame) -> int:
+    """The gate's exit status over a ``verdict_frame``; a ``UserError`` when nothing was compared."""
+    if frame.empty or "kind" not in frame or frame["kind"].isna().all():
+        raise UserError("nothing to compare: no configuration was measured by both A and B")
+    kinds = set(frame["kind"].dropna())
+    if SLOWER in kinds:
+        return GATE_SLOWER
+    return GATE_UNDECIDED if UNDECIDED in kinds or frame["kind"].isna().any() else GATE_PASSED
+
+
+def display(frame: pd.DataFrame) -> pd.DataFrame:
+    """``verdict_frame`` ready to print (the verdict holds the interval and its rounds)."""
     if frame.empty or "B/A" not in frame:
         return frame
-    interval = [f"[{low:.3f}, {high:.3f}]" if isinstance(low, float) and isinstance(high, float)
-                and not (math.isnan(low) or math.isnan(high)) else "no interval (1 round)"
-                for low, high in zip(frame["low"], frame["high"])]
-    shown = frame.drop(columns=["low", "high", "significant"]).assign(**{f"{1 - alpha:.0%} CI": interval})
-    return shown[["config", "step", "rounds", "A img/s", "B img/s", "B/A", f"{1 - alpha:.0%} CI", "verdict"]]
+    return frame[["config", "step", "rounds", "A img/s", "B img/s", "B/A", "verdict"]]

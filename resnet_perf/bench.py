@@ -25,18 +25,19 @@ def _base(config: RunConfig, bench: str, mode: str) -> dict[str, Any]:
 
 
 def step_row(step: Step, blocks: Sequence[Sequence[float]], compile_s: float,
-             problems: Sequence[str]) -> dict[str, Any]:
+             problems: Sequence[str], stopped: str | None = None) -> dict[str, Any]:
     """The row for a timed step: its raw times per round and their stats, its FLOPs, its compile time.
 
-    ``blocks`` holds one block of step times per completed round; fewer than the config's
-    ``rounds`` means the run was stopped, which the row says (``stopped``).
+    ``blocks`` holds one block of step times per completed round; ``stopped`` says why the rounds
+    ended before the stopping rule ended them (an interrupt), and goes into the row.
     """
     row = _base(step.config, "step", step.mode)
     times = [time for block in blocks for time in block]
     medians = [statistics.median(block) for block in blocks]
-    row.update(step_times_s=times, round_medians_s=medians)
-    if len(blocks) < step.config.rounds:
-        row["stopped"] = f"stopped after round {len(blocks)} of {step.config.rounds}"
+    # ``rounds``: the rounds measured (the config's field is the cap of one-off measurements)
+    row.update(step_times_s=times, round_medians_s=medians, block_steps=len(blocks[0]), rounds=len(blocks))
+    if stopped:
+        row["stopped"] = f"{stopped} after round {len(blocks)}"
     if problems:
         row["error"] = "; ".join(problems)
         return row

@@ -12,7 +12,8 @@ runs, the first being the baseline, with the changes in images/s, MFU and memory
 intervals over the runs' rounds (``resnet_perf.regression``).  A directory stands for the newest result
 file in it; pytest-benchmark JSON (``--benchmark-json``, ``.benchmarks/``) is read too.
 
-Exit status: 0, or 1 when ``--fail-on`` finds a regression, or 2 for bad input.
+Exit status: 0, or 1 when ``--fail-on`` finds a regression, or 2 for bad input; on an ``ab`` file
+with ``--fail-on``, 3 when no verdict is slower but some undecided (as ``python -m resnet_perf.ab``).
 """
 from __future__ import annotations
 
@@ -28,9 +29,9 @@ import pandas as pd
 from resnet_perf import cli
 from resnet_perf.errors import UserError
 from resnet_perf.fingerprint import differences, fingerprint, same_hardware
-from resnet_perf.intervals import ROUNDS_DISAGREE
 from resnet_perf.regression import ALPHA, METRICS, compare_frames, parse_threshold, regressions
 from resnet_perf.results import ResultSet, load_result_set
+from resnet_perf.sequential import BAND
 from resnet_perf.speedup import REFERENCE, best_configurations, parse_baseline, speedups, switch_text
 from resnet_perf.tables import (MIB, STEP_ORDER, display_frame, extra_tables, step_frame, tabulate_frame,
                                 training_frame)
@@ -217,9 +218,10 @@ def _print_single(result: ResultSet, args: argparse.Namespace) -> None:
     if args.format in ("github", "plain"):
         reference = "+".join(switch_text(field, value) for field, value in args.baseline.items())
         print(f"\nvs baseline: images/s over the same config with {reference}: the geometric mean of the "
-              f"per-round ratios and its {1 - args.alpha:.0%} interval over the rounds; claimed only where the "
-              f"interval excludes 1 and the per-round ratios agree (within {ROUNDS_DISAGREE:.0%} of each other); "
-              f"after the colon, with --breakdown, the op categories whose time changed most")
+              f"per-round ratios and its interval at the stopping rule's last look (error rate {args.alpha:g} over "
+              f"all looks: resnet_perf.sequential); faster or slower where the interval excludes 1, no difference "
+              f"where it lies within +-{BAND:.0%}, else undecided; after the semicolon, with --breakdown, the op "
+              f"categories whose time changed most")
         print(f"\nbest configuration per depth, batch, image size and step:\n"
               f"{render(best_configurations(frame), args.format)}")
         for title, table in extra_tables(rows):
@@ -229,20 +231,20 @@ def _print_single(result: ResultSet, args: argparse.Namespace) -> None:
         _plot(frame, args.plot, result.label)
 
 
-def _print_ab(result: ResultSet, args: argparse.Namespace) -> pd.DataFrame:
-    """An ``ab`` result (``python -m resnet_perf.ab``): B/A per configuration; the rows failing ``--fail-on``."""
+def _print_ab(result: ResultSet, args: argparse.Namespace) -> int:
+    """An ``ab`` result (``python -m resnet_perf.ab``): B/A per configuration and its verdict; with
+    ``--fail-on``, the gate's exit status (``abtest.gate_status``) in that band, else the run's own band."""
     from resnet_perf import abtest
 
-    frame = abtest.verdict_frame(result.rows, args.alpha)
-    failing = abtest.failures(frame, args.fail_on)
+    band = result.metadata.get("band")
+    if args.fail_on or not isinstance(band, float):
+        band = abtest.gate_band(args.fail_on)
+    frame = abtest.verdict_frame(result.rows, args.alpha, band)
     for name in ("a", "b"):
         variant = result.metadata.get(name)
         print(f"{name.upper()}: {variant.get('label') if isinstance(variant, dict) else 'unknown'}")
-    print(render(abtest.display(frame, args.alpha), args.format))
-    if args.fail_on and not failing.empty:
-        print(f"B SLOWER than A beyond {', '.join(map(str, args.fail_on))}: "
-              + ", ".join(f"{row['config']} {row['step']}" for _index, row in failing.iterrows()))
-    return failing
+    print(render(abtest.display(frame), args.format))
+    return abtest.gate_status(frame) if args.fail_on else 0
 
 
 def _plot(frame: pd.DataFrame, path: str, title: str) -> None:
@@ -264,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if any(result.kind == "ab" for result in results):
             if len(results) > 1:
                 raise UserError("an ab result (python -m resnet_perf.ab) holds both sides already: give it alone")
-            return 1 if not _print_ab(results[0], args).empty else 0
+            return _print_ab(results[0], args)
         if len(results) == 1:
             if args.fail_on:
                 raise UserError("--fail-on needs two or more files: a baseline, then the runs to judge")

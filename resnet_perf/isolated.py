@@ -4,10 +4,11 @@ Threads, oneDNN on/off, oneDNN's math mode and grappler's amp_bf16 are settings 
 (``resnet_perf.switches``).  When some case of a run needs settings other than TensorFlow's
 defaults, every step case of the run (the defaults too, so no case has its process to itself while
 another shares one) is measured in a worker process (``python -m resnet_perf.worker``) per distinct
-setting.  The workers build their cases one after another, then time round ``r`` of every worker's
-cases back to back (workers in order, then in reverse order, ...), one block at a time
-(``resnet_perf.turns.rounds_in_turn``), so the rounds of two settings pair up as the rounds of one
-process's cases do and ``compare``'s speed-ups hold across them.
+setting.  The workers build their cases one after another, then the suite's schedule and stopping
+rule (``resnet_perf.rounds.run_rounds``) runs over all their cases, one block at a time in turn
+(``resnet_perf.turns``): round ``r`` of every case back to back, so the rounds of two settings pair
+up as the rounds of one process's cases do and ``compare``'s speed-ups hold across them.  No worker
+exits before every block of every worker is timed.
 
 Each worker runs with oneDNN's primitive-creation log on (stdout, a file); a switch the log says
 did not take effect makes its cases' rows errors (``switches.primitive_problems``).  Interrupted,
@@ -25,12 +26,12 @@ from typing import Any
 
 from resnet_perf.config import RunConfig
 from resnet_perf.errors import UserError
-from resnet_perf.rounds import CaseKey, Tracing
+from resnet_perf.rounds import CaseKey, Comparison, RoundsOutcome, Tracing, run_rounds
+from resnet_perf.sequential import Budget
 from resnet_perf.subprocess_run import module_command, package_env
 from resnet_perf.switches import ProcessSettings, primitive_problems
-from resnet_perf.turns import Coordinator, make_pipes, rounds_in_turn
+from resnet_perf.turns import Coordinator, RemoteCases, make_pipes
 
-BLOCK_TIMEOUT_S = 3600
 STOP_WAIT_S = 120
 
 
@@ -115,12 +116,12 @@ class IsolatedCases:
     def __init__(self, cases: Sequence[tuple[RunConfig, str]], report: Callable[[str], None] = print,
                  tracing: Tracing | None = None) -> None:
         self.groups = group_cases(cases)
-        first = cases[0][0]
-        self.rounds = first.rounds
         self.report, self.tracing = report, tracing
         self._rows: dict[CaseKey, dict[str, Any]] = {}
 
-    def measure(self) -> None:
+    def measure(self, comparisons: Sequence[Comparison], budget: Budget, **rule: float) -> RoundsOutcome:
+        """Start the workers, let them build in turn, time rounds over all their cases until the
+        comparisons (of case keys) are decided or the budget is spent, trace when asked, then stop them."""
         with tempfile.TemporaryDirectory(prefix="resnet_perf-workers-") as folder:
             workers = [_Worker(f"w{number}", settings, cases, Path(folder))
                        for number, (settings, cases) in enumerate(self.groups.items())]
@@ -130,12 +131,22 @@ class IsolatedCases:
                 worker.start(self.tracing)
             processes = {worker.name: worker.process for worker in workers}
             describe = {worker.name: f"the worker for {worker.settings.describe()}" for worker in workers}
-            coordinator = Coordinator(Path(folder), processes, BLOCK_TIMEOUT_S, describe=describe.__getitem__)
+            coordinator = Coordinator(Path(folder), processes, describe=describe.__getitem__)
             try:
-                rounds_in_turn(coordinator, [worker.name for worker in workers], self.rounds,
-                               1 if self.tracing else 0, self.report)
+                remote = RemoteCases(coordinator, [worker.name for worker in workers], self.report)
+                unit_of = {key: unit for unit in remote.units for key in [unit[1]]}
+                wanted = [(unit_of[new], unit_of[old]) for new, old in comparisons if new in unit_of and old in unit_of]
+                outcome = run_rounds(remote.units, remote.time_block, wanted, budget, self.report, **rule)
+                if self.tracing:
+                    for unit in remote.units:
+                        remote.trace(unit)
+                    self.report(f"{len(remote.units)} case(s) traced")
+                coordinator.stop_all()  # only now: no worker exits beside another's timed block
                 for worker in workers:
                     worker.process.wait(STOP_WAIT_S)
+                return RoundsOutcome({unit[1]: medians for unit, medians in outcome.medians.items()},
+                                     {(new[1], old[1]): verdict for (new, old), verdict in outcome.verdicts.items()},
+                                     outcome.rounds, outcome.stopped_because)
             finally:
                 coordinator.close()
                 for worker in workers:

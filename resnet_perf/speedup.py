@@ -3,15 +3,14 @@
 The baseline of a config is the same model, depth, batch, image size and step with the switches at
 their reference values (fp32, XLA off, NHWC, unless told otherwise).  A speed-up pairs the two
 configs' rounds (round ``i`` of both ran in the same stretch of time: ``resnet_perf.rounds``): the
-geometric mean of the per-round images/s ratios with a Student-t interval over the rounds
-(``resnet_perf.intervals.paired_ratio``).  It is claimed only when the interval excludes 1 and
-the per-round ratios agree (a spread within ``intervals.ROUNDS_DISAGREE``): a slow spell that hit one
-config's block of a round and not the other's shows as a round that disagrees.  Drift that hits
-both blocks of a round alike cancels in the pairing, so a config whose own rounds differ (noted
-``rounds disagree`` in its row) can still carry a claim.
+geometric mean of the per-round images/s ratios with a Student-t interval over the rounds, read at
+the last look of the stopping rule (``resnet_perf.sequential``), whose verdict is one of faster,
+slower, no difference (within +-5%) or undecided.  Drift that hits both blocks of a round alike
+cancels in the pairing; a slow spell that hit one block and not the other widens the interval.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -20,8 +19,8 @@ from resnet_perf.cli import ON_OFF, ON_OFF_FIELDS
 from resnet_perf.breakdown import explain
 from resnet_perf.config import RunConfig
 from resnet_perf.errors import UserError
-from resnet_perf.intervals import ROUNDS_DISAGREE, Ratio, paired_ratio, spread
-from resnet_perf.regression import ALPHA, METRICS, is_true, round_values
+from resnet_perf.regression import METRICS, is_true, round_values
+from resnet_perf.sequential import ALPHA, BAND, decide
 
 SWITCHES = ("precision", "xla", "layout", "batch_norm", "threads", "onednn", "fpmath")
 REFERENCE = {field: getattr(RunConfig(), field) for field in SWITCHES}
@@ -66,28 +65,32 @@ def parse_baseline(text: str) -> dict[str, Any]:
     return reference
 
 
-def _verdict(new: str, old: str, ratio: Ratio, per_round: list[float], agree: bool) -> str:
-    claim = f"{new} = {ratio.value:.2f}x {old}"
-    if not agree:
-        return (f"{new} vs {old}: rounds disagree ({min(per_round):.2f}x to {max(per_round):.2f}x), "
-                f"no speed-up claimed")
-    if not ratio.significant:
-        return f"{claim} (not significant: {ratio.interval_text()})"
-    return f"{claim} {ratio.interval_text()}"
+def switch_comparisons(cases: Sequence[tuple[RunConfig, str]],
+                       reference: dict[str, Any] = REFERENCE) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+    """``((run_id, mode), (baseline run_id, mode))`` for every case whose baseline configuration
+    (its switches at their ``reference`` values) is among ``cases``: the switch verdicts a run decides."""
+    keys = {(config.run_id, mode) for config, mode in cases}
+    pairs = []
+    for config, mode in cases:
+        base = (config.replace(**reference).run_id, mode)
+        if base != (config.run_id, mode) and base in keys:
+            pairs.append(((config.run_id, mode), base))
+    return pairs
 
 
-def speedups(frame: pd.DataFrame, reference: dict[str, Any] = REFERENCE, alpha: float = ALPHA) -> pd.DataFrame:
+def speedups(frame: pd.DataFrame, reference: dict[str, Any] = REFERENCE, alpha: float = ALPHA,
+             band: float = BAND) -> pd.DataFrame:
     """Per measured (non-derived) row: its baseline config, the switches that differ, the speed-up.
 
     Columns added: ``baseline`` (run_id), ``switches`` (e.g. ``mixed_bf16+xla``), ``speedup``
-    (images/s ratio over paired rounds), ``speedup_low``/``speedup_high`` (its 1 - alpha interval),
-    ``speedup_significant`` (the interval excludes 1 and the per-round ratios agree), ``vs_baseline`` (e.g.
-    ``mixed_bf16+xla = 1.52x fp32+noxla [1.41, 1.63]``, and where both rows have a breakdown
-    the op categories that account for it: ``resnet_perf.breakdown.explain``).  Rows without a
-    baseline get none.
+    (images/s ratio over paired rounds), ``speedup_low``/``speedup_high`` (its interval at the
+    stopping rule's last look), ``speedup_verdict`` (faster, slower, no difference, undecided:
+    ``resnet_perf.sequential``), ``vs_baseline`` (e.g. ``mixed_bf16+xla vs fp32+noxla: faster:
+    1.52x [1.41, 1.63] (5 rounds)``, and where both rows have a breakdown the op categories that
+    account for it: ``resnet_perf.breakdown.explain``).  Rows without a baseline get none.
     """
     frame = with_switch_columns(frame)
-    for column in ("baseline", "switches", "speedup", "speedup_low", "speedup_high", "speedup_significant",
+    for column in ("baseline", "switches", "speedup", "speedup_low", "speedup_high", "speedup_verdict",
                    "vs_baseline"):
         frame[column] = None
     if not set(SAME + SWITCHES) <= set(frame.columns):
@@ -110,16 +113,16 @@ def speedups(frame: pd.DataFrame, reference: dict[str, Any] = REFERENCE, alpha: 
         mine, theirs = round_values(images_per_sec, row), round_values(images_per_sec, base)
         if not mine or not theirs:
             continue
-        ratio = paired_ratio(mine, theirs, 1 - alpha)
-        per_round = [a / b for a, b in zip(mine, theirs)]
-        agree = len(per_round) < 2 or spread(per_round) <= ROUNDS_DISAGREE
+        verdict = decide(mine, theirs, alpha, band)
+        ratio = verdict.ratio
         new = "+".join(switch_text(field, row[field]) for field in changed)
         old = "+".join(switch_text(field, base[field]) for field in changed)
         why = explain(row, base)
-        frame.loc[index, ["baseline", "switches", "speedup", "speedup_low", "speedup_high", "speedup_significant",
+        frame.loc[index, ["baseline", "switches", "speedup", "speedup_low", "speedup_high", "speedup_verdict",
                           "vs_baseline"]] = [
-            base["run_id"], new, ratio.value, ratio.low, ratio.high, ratio.significant and agree,
-            _verdict(new, old, ratio, per_round, agree) + (f": {why}" if why else "")]
+            base["run_id"], new, ratio.value if ratio else None, ratio.low if ratio else None,
+            ratio.high if ratio else None, verdict.kind,
+            f"{new} vs {old}: {verdict.text(band)}" + (f"; {why}" if why else "")]
     return frame
 
 

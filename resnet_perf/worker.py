@@ -1,5 +1,6 @@
 """A worker process of ``resnet_perf.isolated``: the step cases of one set of process settings,
-measured in rounds while taking turns with the other workers; its rows go to a JSON file.
+timed a block at a time when the suite's coordinator says so (``resnet_perf.rounds.serve``); its
+rows go to a JSON file once the coordinator says stop.
 
     python -m resnet_perf.worker --cases CASES.json --turns PIPES/NAME --out ROWS.json
         [--trace-dir DIR --trace-steps N [--breakdown] [--keep-traces]]
@@ -38,18 +39,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli.stop_on_sigterm()
     cases = [(RunConfig(**fields), mode) for fields, mode in json.loads(args.cases.read_text())["cases"]]
     from resnet_perf.results import write_json_atomic
-    from resnet_perf.rounds import StepCases, Tracing
+    from resnet_perf.rounds import StepCases, Tracing, serve
     from resnet_perf.switches import ProcessSettings, prepare_process
     from resnet_perf.turns import Turns
 
     prepare_process(ProcessSettings.of(cases[0][0]))
     tracing = (Tracing(args.trace_dir, args.trace_steps, args.breakdown, args.keep_traces)
                if args.trace_dir else None)
-    step_cases = StepCases(cases, report=lambda line: print(line, file=sys.stderr, flush=True),
-                           turns=Turns(args.turns), tracing=tracing)
+    step_cases = StepCases(cases, report=lambda line: print(line, file=sys.stderr, flush=True), tracing=tracing)
     status = 0
     try:
-        step_cases.measure()
+        serve(step_cases, Turns(args.turns))
     except KeyboardInterrupt as stop:
         status = cli.interrupted_status(stop)
     finally:

@@ -86,7 +86,8 @@ CASES = [
     (report, ["{ws}/existing.json", "--html", "{ws}/existing.json/site"], {}, "cannot write the report to"),
     (report, ["{ws}/existing.json", "--format", "html"], {}, "invalid choice: 'html'"),
     (ab, [], {}, "A and B are the same"),
-    (ab, ["--base", "HEAD", "--rounds", "1"], {}, "--rounds must be at least 2"),
+    (ab, ["--base", "HEAD", "--rounds", "0"], {}, "--rounds must be at least 1"),
+    (ab, ["--base", "HEAD", "--budget", "0"], {}, "--budget must be a positive number of seconds"),
     (ab, ["--base", "no-such-revision"], {}, "'no-such-revision' names no commit"),
     (ab, ["--a-env", "NOVALUE"], {}, "--a-env expects NAME=VALUE"),
     (ab, ["--a-python", "{ws}/no-python"], {}, "cannot run it"),
@@ -96,7 +97,7 @@ CASES = [
 SUITE_CASES = [
     (["--depths", "18,,50"], "has an empty item"),
     (["--precisions", "fp8"], "unknown precision 'fp8'"),
-    (["--rounds", "0"], "rounds must be an integer >= 1"),
+    (["--rounds", "0"], "--rounds must be at least 1"),
     (["--results-dir", "{ws}/existing.json/results"], "cannot write results to"),
 ]
 

@@ -12,7 +12,8 @@ import pytest
 from tests.fmnist_files import write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY_MATRIX = ["--depths", "18", "--precisions", "fp32", "--xla", "off,on", "--image-size", "32",
+TINY_MATRIX = ["--depths", "18", "--precisions", "fp32", "--xla", "off,on", "--batch-norms", "keras",
+               "--modes", "forward,train_forward,fwd_bwd,train", "--memory-modes", "forward,train", "--image-size", "32",
                "--batch-size", "2", "--rounds", "2", "--steps", "2", "--warmup", "1"]
 TINY_TRAINING = ["--train-precisions", "fp32", "--train-replicas", "2", "--train-batch-size", "32",
                  "--train-limit", "128"]
@@ -40,10 +41,12 @@ def test_tiny_matrix_end_to_end(tmp_path):
     train = rows[("step", "resnet18-fp32-xla-nhwc-b2-32", "train")]
     for key in ("median_s", "p90_s", "p99_s", "cv", "flops_per_step", "compile_s"):
         assert train[key] > 0, key
-    assert len(train["step_times_s"]) == 4 and train["xla"] is True  # 2 rounds of 2 steps
+    # 2 rounds of blocks of at least 3 steps and 0.2 s (resnet_perf.rounds.block_steps)
+    assert train["block_steps"] >= 3 and len(train["step_times_s"]) == 2 * train["block_steps"] and train["xla"] is True
     assert len(train["round_medians_s"]) == 2 and train["rounds"] == 2 and "stopped" not in train
     # round-major: every case was built before round 1, then timed once a round, as the progress says
-    assert done.stdout.index("built 8/8") < done.stdout.index("round 1/2 done") < done.stdout.index("round 2/2 done")
+    assert done.stdout.index("built 8/8") < done.stdout.index("round 1 done") < done.stdout.index("round 2 done")
+    assert "the answer: 0 of 4 switch verdicts decided" in done.stdout  # 2 rounds: before the first look
     assert "mfu" not in train  # derived when read, from the file's peak readings
     # The fixed peak procedure: 3 readings at the session's start and 3 at its end, whatever the cases.
     assert len(result["matmul_peak_readings"]["float32"]) == 6
@@ -71,7 +74,8 @@ def test_tiny_matrix_end_to_end(tmp_path):
     assert output["resnet_perf"]["matmul_peak_readings"] == result["matmul_peak_readings"]
     forward = next(b for b in output["benchmarks"] if b["name"] == "test_forward[resnet18-fp32-noxla-nhwc-b2-32]")
     assert forward["extra_info"]["step_times_s"] == forward["stats"]["data"]
-    assert forward["stats"]["rounds"] == 4  # pytest-benchmark's "rounds": its count of timed calls
+    # pytest-benchmark's "rounds": its count of timed calls
+    assert forward["stats"]["rounds"] == len(forward["extra_info"]["step_times_s"])
     from resnet_perf.results import load_result_set
 
     ours = {(r["run_id"], r["mode"]): r for r in load_result_set(saved).rows if r["bench"] == "step"}
@@ -83,7 +87,7 @@ def test_tiny_matrix_end_to_end(tmp_path):
 
 @pytest.mark.slow
 def test_keras_reference_rows_sit_beside_ours(tmp_path):
-    done = run_suite("--depths", "50", "--precisions", "fp32", "--xla", "off", "--image-size", "32",
+    done = run_suite("--depths", "50", "--precisions", "fp32", "--xla", "off", "--batch-norms", "keras", "--image-size", "32",
                      "--batch-size", "2", "--steps", "2", "--warmup", "1", "--reference", "keras",
                      "-k", "test_forward", "--results-dir", str(tmp_path))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -131,6 +135,10 @@ def test_training_case_with_multiworker_strategy(tmp_path):
     (["--batch-norms", "group"], "unknown batch norm 'group'"),
     (["--latency-steps", "0"], "--latency-steps must be at least 1"),
     (["--max-batch-memory", "0"], "--max-batch-memory must be a positive number of GiB"),
+    (["--budget", "0"], "--budget must be a positive number of seconds"),
+    (["--rounds", "0"], "--rounds must be at least 1"),
+    (["--modes", "backward"], "unknown --modes step 'backward'"),
+    (["--memory-modes", "fwd_bwd"], "unknown --memory-modes step 'fwd_bwd'"),
 ])
 def test_bad_matrix_is_one_error_line_and_nonzero_exit(args, message):
     done = run_suite(*args, timeout=120)
@@ -148,7 +156,7 @@ def test_sigterm_saves_the_rows_measured_so_far(tmp_path):
                *TINY_MATRIX, "--rounds", "500", "-k", "not fashion", "--results-dir", str(tmp_path)]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in process.stdout:  # bounded: the tiny matrix ends by itself
-        if "round 2/500 done" in line:
+        if "round 2 done" in line:
             process.send_signal(signal.SIGTERM)
             break
     process.stdout.read()
@@ -158,5 +166,5 @@ def test_sigterm_saves_the_rows_measured_so_far(tmp_path):
     assert len(rows) == 2 * 4 and all(row["bench"] == "step" for row in rows)  # no memory case ran
     for row in rows:
         completed = len(row["round_medians_s"])
-        assert 2 <= completed < 500 and len(row["step_times_s"]) == 2 * completed
-        assert row["stopped"] == f"stopped after round {completed} of 500"
+        assert 2 <= completed < 500 and len(row["step_times_s"]) == row["block_steps"] * completed
+        assert row["stopped"] == f"interrupted after round {completed}"

@@ -145,8 +145,8 @@ def test_one_file_shows_speedups_of_each_switch(tmp_path, capsys):
     code, out, err = run(capsys, write_run(tmp_path, "one", rows))
     assert code == 0, err
     lines = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| resnet")}
-    assert "mixed_bf16 = 1.25x fp32 [1.2" in lines[BF16.run_id]
-    assert "xla = 0.80x noxla" in lines[XLA.run_id] and "baseline" in lines[FP32.run_id]
+    assert "mixed_bf16 vs fp32: faster: 1.25x [1.2" in lines[BF16.run_id]
+    assert "xla vs noxla: slower: 0.802x [" in lines[XLA.run_id] and "baseline" in lines[FP32.run_id]
 
 
 @pytest.mark.parametrize("table_format", ["github", "plain", "csv", "json"])
@@ -362,7 +362,7 @@ def test_one_file_names_the_best_configuration_and_explains_it_by_the_breakdown(
     assert code == 0, err
     main_table = out.split("\n\n")[0]
     lines = {line.split("|")[1].strip(): line for line in main_table.splitlines() if line.startswith("| resnet")}
-    assert "fused_bn = 1.42x keras_bn [1.4" in lines[fused.run_id]
+    assert "fused_bn vs keras_bn: faster: 1.42x [1." in lines[fused.run_id]
     assert "convolutions 1.3x faster (-20 ms), batch norm gone (-10 ms)" in lines[fused.run_id]
     best = out.split("best configuration per depth, batch, image size and step:")[1].split("\n\n")[0].splitlines()
     (winner,) = [line for line in best if line.startswith("| resnet")]

@@ -71,20 +71,20 @@ def verdict(fp32: list[float], bf16: list[float]) -> pd.Series:
 
 def test_a_speed_up_whose_rounds_agree_is_claimed_with_its_interval():
     found = verdict([0.10, 0.101, 0.099], [0.085, 0.086, 0.0845])
-    assert found["speedup_significant"] and found["vs_baseline"].startswith("mixed_bf16 = 1.17x fp32 [1.1")
+    assert found["speedup_verdict"] == "faster"
+    assert found["vs_baseline"].startswith("mixed_bf16 vs fp32: faster: 1.17x [1.1")
 
 
 def test_a_row_whose_rounds_disagree_is_marked_and_claims_no_speed_up():
     """fp32's first round ran while another program used a core: steps alone said 2x."""
     found = verdict([0.20, 0.101, 0.099], [0.085, 0.086, 0.0845])
-    assert not found["speedup_significant"]
-    assert "rounds disagree" in found["vs_baseline"] and "no speed-up claimed" in found["vs_baseline"]
+    assert found["speedup_verdict"] == "undecided" and "undecided: " in found["vs_baseline"]
     from resnet_perf.tables import format_table
 
     table = format_table([row(FP32, [0.20, 0.101, 0.099]), row(BF16, [0.085, 0.086, 0.0845])])
     assert "rounds disagree (spread 102%)" in table
 
 
-def test_a_small_noisy_difference_is_not_significant():
+def test_a_small_noisy_difference_is_undecided():
     found = verdict([0.10, 0.095, 0.104], [0.098, 0.1, 0.094])
-    assert not found["speedup_significant"] and "(not significant: [" in found["vs_baseline"]
+    assert found["speedup_verdict"] == "undecided" and "spans 1 and reaches past +-5%" in found["vs_baseline"]

@@ -146,8 +146,8 @@ def test_suite_measures_process_switches_in_workers_taking_turns(tmp_path):
     reach the runtime the same way: their logs are judged above.)"""
     if not has_native_bf16(cpu_flags()):  # the case's error is then right: below
         pytest.skip(f"amp_bf16 needs bfloat16 instructions ({', '.join(NATIVE_BF16_FLAGS)}), which this CPU lacks")
-    done = run_suite("--depths", "18", "--precisions", "fp32,amp_bf16", "--xla", "off", "--image-size", "32",
-                     "--batch-size", "2", "--rounds", "2", "--steps", "1", "--warmup", "0", "--threads", "1:1",
+    done = run_suite("--depths", "18", "--precisions", "fp32,amp_bf16", "--xla", "off", "--batch-norms", "keras",
+                     "--image-size", "32", "--batch-size", "2", "--rounds", "2", "--steps", "1", "--warmup", "0", "--threads", "1:1",
                      "--breakdown", "--latency", "--latency-steps", "3",
                      "-k", "test_latency or (test_train and not test_train_forward and not fashion)",
                      "--peak-readings", "1", "--results-dir", str(tmp_path))
@@ -157,12 +157,12 @@ def test_suite_measures_process_switches_in_workers_taking_turns(tmp_path):
     # 2 precisions = 2 configs, each train + latency, a worker each
     assert len(rows) == 4 and not [row for row in rows.values() if row.get("error") or row.get("skipped")]
     assert {row["process_settings"] for row in rows.values()} == {"threads 1:1", "threads 1:1, amp_bf16"}
-    assert "worker w1: " in done.stdout and "round 2/2 done in every process" in done.stdout
+    assert "worker w1: " in done.stdout and "round 2 done" in done.stdout
     one_thread = rows[("resnet18-amp_bf16-noxla-nhwc-b2-32-t1x1", "train")]
     assert one_thread["cpu_threads"] == 1 and len(one_thread["round_medians_s"]) == 2
     assert one_thread["breakdown_op_s"]["conv_backward_filter"] > 0 and one_thread["breakdown_step_s"] > 0
     latency = rows[("resnet18-fp32-noxla-nhwc-b1-32-t1x1", "forward")]
-    assert len(latency["step_times_s"]) == 2 * 3 and latency["p99_s"] >= latency["median_s"]
+    assert len(latency["step_times_s"]) == 2 * latency["block_steps"] and latency["p99_s"] >= latency["median_s"]
     assert "batch-1 forward latency" in done.stdout and "where the step time went" in done.stdout
 
     completed = subprocess.run([sys.executable, "-m", "resnet_perf.compare", str(saved), "--baseline", "threads=1:1"],
@@ -170,8 +170,9 @@ def test_suite_measures_process_switches_in_workers_taking_turns(tmp_path):
     assert completed.returncode == 0, completed.stderr
     best = completed.stdout.split("best configuration per depth, batch, image size and step:")[1].split("\n\n")[0]
     assert best.count("| resnet18-") == 2  # train at batch 2, forward at batch 1
-    # each switch against its baseline (claimed, not significant, or rounds that disagree: 2 tiny
-    # rounds decide nothing), explained by the breakdown
+    # each switch against its baseline (2 tiny rounds decide nothing), explained by the breakdown: which
+    # op category changed most is a measurement, so only the explanation's form is checked
     main_table = completed.stdout.split("\n\n")[0]
     amp = next(line for line in main_table.splitlines() if "| resnet18-amp_bf16-noxla-nhwc-b2-32-t1x1 " in line)
-    assert re.search(r"amp_bf16( = [\d.]+x| vs) fp32", amp) and "convolutions " in amp, amp
+    assert "amp_bf16 vs fp32: undecided: " in amp, amp
+    assert re.search(r"; [a-z +]+ (\d+\.\d+x (faster|slower)|appeared|gone) \([+-]\d+ ms\)", amp), amp
