@@ -101,6 +101,9 @@ def suite_steps(request: pytest.FixtureRequest, recorder, tmp_path_factory) -> S
         tracing = Tracing(Path(option.profile_dir), option.profile_steps, breakdown=option.breakdown)
     elif option.breakdown:  # traces only for their breakdown: in pytest's temporary folder
         tracing = Tracing(tmp_path_factory.mktemp("breakdown-traces"), option.profile_steps, breakdown=True, keep=False)
+    elif option.explain and not option.turns:  # the answer's cases only, so that it can say why
+        tracing = Tracing(tmp_path_factory.mktemp("answer-traces"), option.profile_steps, breakdown=True, keep=False,
+                          answer_only=True)
     return SuiteSteps(request.session, recorder, tracing)
 
 

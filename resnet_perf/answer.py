@@ -37,7 +37,8 @@ class Finding:
 
 def _group_label(row: pd.Series) -> str:
     model = "" if row["model"] == "resnet_perf" else f"{row['model']} "
-    return f"{model}ResNet-{row['depth']} {row['mode']}, batch {row['batch_size']}, {row['image_size']}x{row['image_size']}"
+    depth, batch, size = (int(row[name]) for name in ("depth", "batch_size", "image_size"))  # pandas made them floats
+    return f"{model}ResNet-{depth} {row['mode']}, batch {batch}, {size}x{size}"
 
 
 def _name(row: pd.Series) -> str:

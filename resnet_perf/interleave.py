@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from resnet_perf import cli
-from resnet_perf.config import MODES, RunConfig
+from resnet_perf.config import BATCH_NORMS, MODES, RunConfig
 from resnet_perf.errors import UserError, require_choice
-from resnet_perf.precision import PRECISIONS
+from resnet_perf.precision import GRAPH_REWRITE_PRECISIONS, PRECISIONS
 from resnet_perf.rounds import round_major
 
 
@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--precisions", default="fp32", help=f"comma-separated, of {', '.join(PRECISIONS)} "
                                                               "(default %(default)s)")
     parser.add_argument("--xla", default="off", help="comma-separated, of off, on (default %(default)s)")
+    parser.add_argument("--batch-norms", default="keras",
+                        help=f"comma-separated, of {', '.join(BATCH_NORMS)} (default %(default)s)")
     parser.add_argument("--modes", default="train", help=f"comma-separated, of {', '.join(MODES)} (default %(default)s)")
     parser.add_argument("--rounds", type=int, default=10, help="timed steps of each (default %(default)s)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps of each first (default %(default)s)")
@@ -64,6 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli.stop_on_sigterm()
     try:
         precisions = [part.strip() for part in args.precisions.split(",")]
+        for precision in precisions:
+            if precision in GRAPH_REWRITE_PRECISIONS:  # one process: the rewrite would reach every step or none
+                raise UserError(f"{precision} is a setting of a whole process, so it cannot be interleaved with other "
+                                f"precisions in one: compare it in the suite (--precisions fp32,{precision})")
+        batch_norms = [part.strip() for part in args.batch_norms.split(",")]
         modes = [part.strip() for part in args.modes.split(",")]
         for mode in modes:
             require_choice("mode", mode, MODES)
@@ -73,8 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not set(xla) <= set(cli.ON_OFF):
             raise UserError(f"--xla takes off, on or off,on, got {args.xla!r}")
         common = cli.config_kwargs(args, ("depth", "batch_size", "image_size", "layout"))
-        configs = [RunConfig(**common, precision=precision, xla=cli.ON_OFF[value])
-                   for value in xla for precision in precisions]
+        configs = [RunConfig(**common, precision=precision, xla=cli.ON_OFF[value], batch_norm=batch_norm)
+                   for value in xla for precision in precisions for batch_norm in batch_norms]
         from resnet_perf.measure import time_call
         from resnet_perf.steps import Step
 

@@ -138,9 +138,10 @@ class IsolatedCases:
                 wanted = [(unit_of[new], unit_of[old]) for new, old in comparisons if new in unit_of and old in unit_of]
                 outcome = run_rounds(remote.units, remote.time_block, wanted, budget, self.report, **rule)
                 if self.tracing:
-                    for unit in remote.units:
+                    traced = self.tracing.units(remote.units, outcome.medians, wanted)
+                    for unit in traced:
                         remote.trace(unit)
-                    self.report(f"{len(remote.units)} case(s) traced")
+                    self.report(f"{len(traced)} case(s) traced")
                 coordinator.stop_all()  # only now: no worker exits beside another's timed block
                 for worker in workers:
                     worker.process.wait(STOP_WAIT_S)

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 from resnet_perf.config import RunConfig, parse_threads
 from resnet_perf.cpu_usage import CpuCounters, read_counters, row_fields
-from resnet_perf.sequential import ALPHA, BAND, Budget, Verdict, decide, keep_going
+from resnet_perf.sequential import ALPHA, BAND, Budget, Verdict, decide, keep_going, last_look
 
 Key = TypeVar("Key", bound=Hashable)
 
@@ -60,12 +60,33 @@ def block_steps(requested: int, warmup_times: Sequence[float]) -> int:
 class Tracing:
     """Trace ``steps`` steps of every case into ``directory/<run_id>-<mode>`` after its timing;
     ``breakdown``: read where the time went into the row; ``keep``: name the trace in the row (a
-    trace in a temporary folder is not kept)."""
+    trace in a temporary folder is not kept); ``answer_only``: only the cases the answer explains
+    (``answer_units``)."""
 
     directory: Path
     steps: int = 3
     breakdown: bool = False
     keep: bool = True
+    answer_only: bool = False
+
+    def units(self, timed: Sequence[Hashable], medians: dict[Hashable, list[float]],
+              comparisons: Sequence[Comparison]) -> list[Hashable]:
+        """The units to trace, of those ``timed``."""
+        return answer_units(medians, comparisons) if self.answer_only else list(timed)
+
+
+def answer_units(medians: dict[Hashable, list[float]], comparisons: Sequence[Comparison]) -> list[Hashable]:
+    """Per baseline of ``comparisons``: the baseline and the fastest unit compared with it (the
+    least median of block medians), the two cases whose breakdowns explain the answer."""
+    groups: dict[Hashable, set[Hashable]] = {}
+    for new, old in comparisons:
+        groups.setdefault(old, {old}).add(new)
+    chosen: dict[Hashable, None] = {}
+    for old, members in groups.items():
+        timed = [unit for unit in members if medians.get(unit)]
+        if timed:
+            chosen.update({old: None, min(timed, key=lambda unit: statistics.median(medians[unit])): None})
+    return [unit for unit in chosen if medians.get(unit)]
 
 
 def round_order(keys: Sequence[Key], number: int) -> Sequence[Key]:
@@ -110,7 +131,7 @@ def run_rounds(units: Sequence[Hashable], time_block: Callable[[Hashable], float
                band: float = BAND) -> RoundsOutcome:
     """Time round after round of one block per unit (``time_block(unit)`` -> its median step time),
     round-major in alternating order, until ``sequential.keep_going`` says stop.  Stopped by an
-    exception (Ctrl-C), the outcome holds every block timed so far: it is filled in as it goes."""
+    exception (Ctrl-C), it raises it: the blocks timed so far stay with whoever timed them."""
     outcome = RoundsOutcome({unit: [] for unit in units})
     if not units:
         outcome.stopped_because = "nothing to time"
@@ -126,9 +147,10 @@ def run_rounds(units: Sequence[Hashable], time_block: Callable[[Hashable], float
         outcome.verdicts = judge(outcome.medians, comparisons, alpha, band)
         going, outcome.stopped_because = keep_going(list(outcome.verdicts.values()), outcome.rounds, budget,
                                                     clock() - started, slowest)
-        undecided = sum(not verdict.decided for verdict in outcome.verdicts.values())
-        report(f"round {outcome.rounds} done at {clock() - started:.0f} s"
-               + (f"; {len(comparisons) - undecided}/{len(comparisons)} verdicts decided" if comparisons else ""))
+        if outcome.rounds == last_look(outcome.rounds)[1] or outcome.rounds == 1 or not going:  # not every round
+            undecided = sum(not verdict.decided for verdict in outcome.verdicts.values())
+            report(f"round {outcome.rounds} done at {clock() - started:.0f} s"
+                   + (f"; {len(comparisons) - undecided}/{len(comparisons)} verdicts decided" if comparisons else ""))
     report(f"rounds stopped: {outcome.stopped_because}")
     return outcome
 
@@ -218,9 +240,10 @@ class StepCases:
             self.stopped = "interrupted"
             raise
         if self.tracing:
-            for key in measuring:
+            traced = self.tracing.units(measuring, outcome.medians, wanted)
+            for key in traced:
                 self.trace(key)
-            self.report(f"{len(measuring)} case(s) traced")
+            self.report(f"{len(traced)} case(s) traced")
         return outcome
 
     def rows(self) -> dict[CaseKey, dict[str, Any]]:

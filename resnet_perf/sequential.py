@@ -40,6 +40,13 @@ BAND = 0.05
 
 FIRST_LOOK = 3
 LOOK_GROWTH = 1.5
+MIN_SPAN_S = 10.0
+"""Rounds stop on a decision only once they have spanned this long.  Why: a process can run a
+third slower for a second or more (an A/A run of ``python -m resnet_perf.ab`` on this project's
+Zen 4 VM: A's first 3 rounds, 1.3 s of 0.2 s blocks, all 1.36x slower than B's, then decided
+"B faster"); rounds that span seconds cannot tell that from a real difference, rounds that span
+ten seconds dilute it.  The suite's rounds last tens of seconds, so only fast A/B cases wait for it;
+the looks they pass meanwhile are not read (their share of the error rate is left unspent)."""
 
 FASTER, SLOWER, SAME, UNDECIDED = "faster", "slower", "no difference", "undecided"
 VERDICTS = (FASTER, SLOWER, SAME, UNDECIDED)
@@ -133,10 +140,12 @@ def keep_going(verdicts: Sequence[Verdict], rounds: int, budget: Budget, elapsed
     """Whether to time another round after ``rounds`` rounds (``elapsed_s`` so far, ``round_s`` per
     round: pass the slowest so far), and why not when not.
 
-    At a look, stop when every verdict is decided.  Rounds past the last look do not count, so stop
+    At a look, stop when every verdict is decided (once the rounds span ``MIN_SPAN_S``).  Rounds past
+    the last look do not count, so stop
     at a look when the next one is past ``max_rounds`` or would not fit in the time; a cap below the
     first look is run in full (its verdicts are undecided, and say so)."""
-    if rounds == last_look(rounds)[1] and rounds and all(verdict.decided for verdict in verdicts):
+    if (rounds == last_look(rounds)[1] and rounds and elapsed_s >= MIN_SPAN_S
+            and all(verdict.decided for verdict in verdicts)):
         return False, f"every verdict decided after {rounds} rounds"
     target = next_look(rounds)
     cap = budget.max_rounds

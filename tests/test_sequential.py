@@ -45,6 +45,7 @@ def test_a_verdict_reads_the_last_look_only():
 def test_keep_going_stops_at_a_decided_look_at_the_cap_and_before_the_budget():
     decided, undecided = decide([2.0] * 3, [1.0] * 3), decide([1.0, 1.3, 0.8], [1.0] * 3)
     assert keep_going([decided], 3, Budget(), 10, 1) == (False, "every verdict decided after 3 rounds")
+    assert keep_going([decided], 3, Budget(), 4, 1)[0]  # decided, but the rounds span less than MIN_SPAN_S
     assert keep_going([decided], 4, Budget(), 10, 1)[0]  # between looks: on to the next one
     assert keep_going([undecided], 3, Budget(), 10, 1) == (True, "")
     going, why = keep_going([undecided], 3, Budget(max_rounds=4), 10, 1)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet_perf import turns
+from resnet_perf import sequential, turns
 from resnet_perf.errors import UserError
 from resnet_perf.rounds import run_rounds
 from resnet_perf.sequential import Budget
@@ -88,7 +88,8 @@ def test_blocks_run_one_at_a_time_round_major_and_nobody_exits_before_the_last_b
     assert min(events.index("A-exit"), events.index("B-exit")) > last_block_end
 
 
-def test_a_pair_of_processes_stops_when_the_verdict_is_decided(tmp_path):
+def test_a_pair_of_processes_stops_when_the_verdict_is_decided(tmp_path, monkeypatch):
+    monkeypatch.setattr(sequential, "MIN_SPAN_S", 0.0)  # its blocks are 10-20 ms
     make_pipes(tmp_path, ["A", "B"])
     log = tmp_path / "order.txt"
     processes = {"A": fake_suite(tmp_path, "A", 1, log, pace=0.01), "B": fake_suite(tmp_path, "B", 1, log, pace=0.02)}
