@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet_perf import abtest
+from resnet_perf import abtest, sequential
 from resnet_perf.ab import split_suite_args
 from resnet_perf.abtest import GATE_PASSED, GATE_SLOWER, GATE_UNDECIDED, Measured, ab_rows, gate_status, verdict_frame
 from resnet_perf.config import RunConfig
@@ -35,7 +35,8 @@ def test_fresh_processes_alternate_a_b_b_a_until_the_rule_stops(monkeypatch, tmp
     order = []
     monkeypatch.setattr(abtest, "run_process", lambda variant, number, args, directory: order.append(
         (number, variant.name)) or Measured(variant.name, number, tmp_path, 1.0))
-    monkeypatch.setattr(abtest, "ab_rows", lambda measured: [])  # nothing to judge: stop at the first look
+    monkeypatch.setattr(abtest, "ab_rows", lambda measured: [])  # nothing to judge: stop at the first look,
+    monkeypatch.setattr(sequential, "MIN_SPAN_S", 0.0)  # which these instant processes reach at once
     abtest.alternate([Variant("A", "a"), Variant("B", "b")], Budget(max_rounds=10), [], tmp_path,
                      report=lambda _: None)
     assert order == [(0, "A"), (0, "B"), (1, "B"), (1, "A"), (2, "A"), (2, "B")]
