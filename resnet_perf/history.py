@@ -173,7 +173,7 @@ def _ab_points(result: ResultSet) -> Iterable[dict[str, Any]]:
         ratio = _number(row.get("B/A"))
         yield {"config": row["config"], "step": row["step"], "metric": "ab_ratio", "value": ratio,
                "low": _number(row.get("low")), "high": _number(row.get("high")),
-               "note": f"{row['verdict']} ({row['rounds']} rounds)" if ratio is not None else row["verdict"]}
+               "note": row["verdict"]}  # the verdict names its rounds
 
 
 def _file_points(result: ResultSet) -> Iterable[dict[str, Any]]:
