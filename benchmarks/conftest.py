@@ -298,7 +298,7 @@ def pytest_configure(config: pytest.Config) -> None:
         memory_modes = [] if option.memory_modes == "none" else _comma_list(option.memory_modes, str, "--memory-modes")
         for mode in memory_modes:
             require_choice("--memory-modes step", mode, MEMORY_MODES)
-        if option.budget is None or not option.budget > 0:
+        if not option.budget > 0:
             raise UserError(f"--budget must be a positive number of seconds, got {option.budget}")
         if option.rounds is not None and option.rounds < 1:
             raise UserError(f"--rounds must be at least 1, got {option.rounds}")

@@ -14,7 +14,6 @@ from typing import Any
 
 import pandas as pd
 
-from resnet_perf.breakdown import explain
 from resnet_perf.regression import METRICS, is_true, round_values
 from resnet_perf.sequential import ALPHA, BAND, FASTER, SAME, SLOWER, UNDECIDED, Verdict, decide
 from resnet_perf.speedup import SAME as GROUP_FIELDS
@@ -54,19 +53,15 @@ def findings(frame: pd.DataFrame, alpha: float = ALPHA, band: float = BAND) -> l
     for _key, group in usable.groupby(list(GROUP_FIELDS), sort=False):
         ranked = group.sort_values("images_per_sec", ascending=False)
         best = ranked.iloc[0]
-        base = group[group["switches"] == ""]
         runner_up = ranked.iloc[1] if len(ranked) > 1 else None
-
-        def versus(other: pd.Series) -> Verdict:
-            return decide(round_values(images_per_sec, best), round_values(images_per_sec, other), alpha, band)
-        is_base = best["switches"] == ""
         others = group[group["switches"] != ""]
-        answers.append(Finding(
+        answers.append(Finding(  # the verdict against fp32 and its why: speedups computed them
             group=_group_label(best), fastest=_name(best), images_per_sec=float(best["images_per_sec"]),
-            vs_baseline=None if is_base or base.empty else versus(base.iloc[0]),
-            why=None if is_base or base.empty else explain(best, base.iloc[0]),
+            vs_baseline=best["speedup_decision"] if isinstance(best["speedup_decision"], Verdict) else None,
+            why=best["speedup_why"] if isinstance(best["speedup_why"], str) else None,
             runner_up=None if runner_up is None else _name(runner_up),
-            lead=None if runner_up is None else versus(runner_up),
+            lead=None if runner_up is None else decide(round_values(images_per_sec, best),
+                                                       round_values(images_per_sec, runner_up), alpha, band),
             do_not_pay=[f"{_name(row)} ({row['speedup_verdict']}, {row['speedup']:.2f}x)"
                         for _i, row in others.iterrows() if row["speedup_verdict"] in (SLOWER, SAME)],
             undecided=[f"{_name(row)} ({row['speedup']:.2f}x)" for _i, row in others.iterrows()

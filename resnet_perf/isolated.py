@@ -134,7 +134,7 @@ class IsolatedCases:
             coordinator = Coordinator(Path(folder), processes, describe=describe.__getitem__)
             try:
                 remote = RemoteCases(coordinator, [worker.name for worker in workers], self.report)
-                unit_of = {key: unit for unit in remote.units for key in [unit[1]]}
+                unit_of = {unit[1]: unit for unit in remote.units}  # case key -> (worker, case key)
                 wanted = [(unit_of[new], unit_of[old]) for new, old in comparisons if new in unit_of and old in unit_of]
                 outcome = run_rounds(remote.units, remote.time_block, wanted, budget, self.report, **rule)
                 if self.tracing:

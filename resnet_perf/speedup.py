@@ -85,13 +85,14 @@ def speedups(frame: pd.DataFrame, reference: dict[str, Any] = REFERENCE, alpha: 
     Columns added: ``baseline`` (run_id), ``switches`` (e.g. ``mixed_bf16+xla``), ``speedup``
     (images/s ratio over paired rounds), ``speedup_low``/``speedup_high`` (its interval at the
     stopping rule's last look), ``speedup_verdict`` (faster, slower, no difference, undecided:
-    ``resnet_perf.sequential``), ``vs_baseline`` (e.g. ``mixed_bf16+xla vs fp32+noxla: faster:
+    ``resnet_perf.sequential``) and ``speedup_decision`` (that ``Verdict`` itself), ``speedup_why``
+    (the breakdown's explanation, or ``None``), ``vs_baseline`` (e.g. ``mixed_bf16+xla vs fp32+noxla: faster:
     1.52x [1.41, 1.63] (5 rounds)``, and where both rows have a breakdown the op categories that
     account for it: ``resnet_perf.breakdown.explain``).  Rows without a baseline get none.
     """
     frame = with_switch_columns(frame)
     for column in ("baseline", "switches", "speedup", "speedup_low", "speedup_high", "speedup_verdict",
-                   "vs_baseline"):
+                   "speedup_decision", "speedup_why", "vs_baseline"):
         frame[column] = None
     if not set(SAME + SWITCHES) <= set(frame.columns):
         return frame
@@ -119,9 +120,9 @@ def speedups(frame: pd.DataFrame, reference: dict[str, Any] = REFERENCE, alpha: 
         old = "+".join(switch_text(field, base[field]) for field in changed)
         why = explain(row, base)
         frame.loc[index, ["baseline", "switches", "speedup", "speedup_low", "speedup_high", "speedup_verdict",
-                          "vs_baseline"]] = [
+                          "speedup_decision", "speedup_why", "vs_baseline"]] = [
             base["run_id"], new, ratio.value if ratio else None, ratio.low if ratio else None,
-            ratio.high if ratio else None, verdict.kind,
+            ratio.high if ratio else None, verdict.kind, verdict, why,
             f"{new} vs {old}: {verdict.text(band)}" + (f"; {why}" if why else "")]
     return frame
 
