@@ -35,6 +35,7 @@ from resnet_perf.config import AUTO_THREADS, MODES as MODES_ALL, expand_matrix, 
 from resnet_perf.default_matrix import AUTO, choose_switches, gpu_capabilities
 from resnet_perf.errors import UserError, require_choice
 from resnet_perf.fingerprint import cpu_flags, fingerprint
+from resnet_perf.maxbatch import check_search_start
 from resnet_perf.measure import PEAK_READINGS
 from resnet_perf.precision import GRAPH_REWRITE_PRECISIONS, PRECISIONS, compute_dtype
 from resnet_perf.results import check_writable
@@ -95,12 +96,21 @@ def suite_matrix(option: argparse.Namespace) -> list:
                   onednn=_comma_list(option.onednn, ON_OFF.__getitem__, "--onednn"),
                   fpmath=_comma_list(option.fpmath, str, "--fpmath"))
     if option.xla != AUTO:
-        return expand_matrix(precisions=precisions, batch_norms=batch_norms,
-                             xla=_comma_list(option.xla, ON_OFF.__getitem__, "--xla"), **common)
-    matrix = expand_matrix(precisions=precisions, batch_norms=batch_norms, xla=[False], **common)
-    if choice.xla_comparison and "fp32" in precisions:
-        matrix += expand_matrix(precisions=["fp32"], batch_norms=[batch_norms[0]], xla=[True], **common)
+        matrix = expand_matrix(precisions=precisions, batch_norms=batch_norms,
+                               xla=_comma_list(option.xla, ON_OFF.__getitem__, "--xla"), **common)
+    else:
+        matrix = expand_matrix(precisions=precisions, batch_norms=batch_norms, xla=[False], **common)
+        if choice.xla_comparison and "fp32" in precisions:
+            matrix += expand_matrix(precisions=["fp32"], batch_norms=[batch_norms[0]], xla=[True], **common)
+    if not matrix:  # every combination asked for is one expand_matrix leaves out
+        raise UserError("no configuration to measure: --fpmath other than default and amp_bf16 are oneDNN settings, "
+                        "and --onednn off leaves none of them")
     return matrix
+
+
+def _given(value: Any, default: Any) -> Any:
+    """An option's value, or ``default`` when it was not given (0 is a value, refused where it is bad)."""
+    return default if value is None else value
 
 
 def _threads_text(text: str) -> str:
@@ -258,14 +268,16 @@ class Recorder:
             self.save_error = str(error)
 
 
-def _stop_like_ctrl_c_on_sigterm(config: pytest.Config) -> None:
+def _take_interrupts(config: pytest.Config) -> None:
     """CI runners and ``timeout`` stop a job with SIGTERM: stop as on Ctrl-C, so the session finishes and
-    saves every row measured so far, then exit with 128 + 15 (see ``pytest_sessionfinish``)."""
+    saves every row measured so far, then exit with 128 + 15 (see ``pytest_sessionfinish``).  Ctrl-C
+    acts however the suite was started (``cli.take_interrupts`` says why SIGINT needs restoring)."""
     def terminate(signum, frame):
         config.stash[TERMINATED] = True
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def results_dir(option: argparse.Namespace) -> Path:
@@ -285,7 +297,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # so that --benchmark-only runs them and leave it unused, so that no process wall time is ever
     # reported or compared (--benchmark-compare-fail) as a step time.  pytest-benchmark warns then.
     config.addinivalue_line("filterwarnings", "ignore:Benchmark fixture was not used at all in this test")
-    _stop_like_ctrl_c_on_sigterm(config)
+    _take_interrupts(config)
     from resnet_perf.runtime import git_commit
 
     git_commit()  # the code this session runs, read now (the environment is read at its end)
@@ -310,9 +322,9 @@ def pytest_configure(config: pytest.Config) -> None:
         recipe = RECIPES[option.train_recipe]
         training = [
             TrainConfig.from_recipe(recipe.name, depth=depth, precision=precision,
-                                    batch_size=option.train_batch_size or recipe.batch_size,
-                                    image_size=option.train_image_size or recipe.image_size,
-                                    epochs=option.train_epochs or (recipe.epochs if option.train_to_target else 1),
+                                    batch_size=_given(option.train_batch_size, recipe.batch_size),
+                                    image_size=_given(option.train_image_size, recipe.image_size),
+                                    epochs=_given(option.train_epochs, recipe.epochs if option.train_to_target else 1),
                                     stop_at_target=option.train_to_target, replicas=replicas,
                                     limit_train=option.train_limit, limit_test=option.train_limit,
                                     strategy=option.train_strategy)
@@ -322,10 +334,13 @@ def pytest_configure(config: pytest.Config) -> None:
                              else _comma_list(option.train_replicas, int, "--train-replicas"))]
         if option.train_workers < 1:
             raise UserError(f"--train-workers must be at least 1, got {option.train_workers}")
+        if option.profile_steps < 1:  # --breakdown and the answer's explanation trace too
+            raise UserError(f"--profile-steps must be at least 1, got {option.profile_steps}")
         if option.profile_dir:
             check_writable(Path(option.profile_dir), "traces")
-            if option.profile_steps < 1:
-                raise UserError(f"--profile-steps must be at least 1, got {option.profile_steps}")
+        if option.find_max_batch:
+            for config in max_batch_configs(matrix):
+                check_search_start(config.batch_size)
         if option.turns:
             from resnet_perf.isolated import needs_workers
             from resnet_perf.turns import Turns

@@ -97,7 +97,7 @@ def split_suite_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 def main(argv: Sequence[str] | None = None) -> int:
     own, suite_args = split_suite_args(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(own)
-    cli.stop_on_sigterm()  # so that the suite processes are stopped and the worktree removed on the way out
+    cli.take_interrupts()  # so that the suite processes are stopped and the worktree removed on the way out
     try:
         from resnet_perf import abtest, variants
         from resnet_perf.results import check_writable, save_rows
@@ -132,27 +132,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"A: {a.label}\nB: {b.label}\nsuite options: {' '.join(suite_args) or '(defaults)'}", flush=True)
             folder = abtest.process_folder(args.results_dir, stamp)
             if args.fresh_processes:
-                measured = abtest.alternate([a, b], budget, suite_args, folder, _say, args.alpha, band)
-                rows, files = abtest.ab_rows(measured), [str(done.result_file) for done in measured]
+                run = abtest.alternate([a, b], budget, suite_args, folder, _say, args.alpha, band)
             else:
-                by_variant = abtest.take_turns([a, b], budget, ["--steps", str(STEPS_PER_TURN), *suite_args],
-                                               folder, _say, args.alpha, band)
-                rows, files = abtest.turn_rows(by_variant), [str(path) for path in by_variant.values()]
+                run = abtest.take_turns([a, b], budget, ["--steps", str(STEPS_PER_TURN), *suite_args],
+                                        folder, _say, args.alpha, band)
         from resnet_perf.fingerprint import fingerprint
 
-        saved = save_rows(args.results_dir, "ab", rows, {"machine": fingerprint()}, a=a.describe(), b=b.describe(),
-                          budget_s=args.budget, max_rounds=args.rounds, alpha=args.alpha, band=band,
+        if run.interrupted and not run.rows:
+            raise run.interrupted
+        partial = {"partial": "interrupted: the rounds finished before it"} if run.interrupted else {}
+        saved = save_rows(args.results_dir, "ab", run.rows, {"machine": fingerprint()}, a=a.describe(),
+                          b=b.describe(), budget_s=args.budget, max_rounds=args.rounds, alpha=args.alpha, band=band,
                           mode="fresh processes" if args.fresh_processes else "in turn",
-                          suite_args=suite_args, process_files=files)
-        frame = abtest.verdict_frame(rows, args.alpha, band)
-        status = abtest.gate_status(frame) if args.fail_on else 0
+                          suite_args=suite_args, process_files=run.process_files, **partial)
+        frame = abtest.verdict_frame(run.rows, args.alpha, band)
+        status = abtest.gate_status(frame) if args.fail_on and not run.interrupted else 0
     except UserError as error:
         return cli.fail(error)
     except KeyboardInterrupt as stop:  # the suite processes are stopped and the worktree removed on the way out
-        return cli.fail(UserError("interrupted: no A/B result written"), cli.interrupted_status(stop))
+        return cli.fail(UserError("interrupted before a round was finished: no A/B result written"),
+                        cli.interrupted_status(stop))
     from resnet_perf.tables import tabulate_frame
 
     print(tabulate_frame(abtest.display(frame)))
+    if run.interrupted:
+        return cli.fail(UserError(f"interrupted: the rounds finished before it are above and in {saved} "
+                                  f"(marked partial)"), cli.interrupted_status(run.interrupted))
     print(f"rows written to {saved}")
     if args.fail_on:
         print({abtest.GATE_PASSED: f"gate passed: B faster or within +-{band:.0%} of A everywhere",

@@ -31,6 +31,7 @@ from resnet_perf.regression import ALPHA, Threshold
 from resnet_perf.results import load_result_set
 from resnet_perf.rounds import round_order, run_rounds
 from resnet_perf.sequential import BAND, FASTER, SLOWER, UNDECIDED, Budget, decide, keep_going
+from resnet_perf.subprocess_run import last_words, stop_process
 from resnet_perf.turns import Coordinator, RemoteCases, make_pipes
 from resnet_perf.variants import Variant
 
@@ -38,6 +39,8 @@ PROCESS_TIMEOUT_S = 4 * 3600
 PROCESS_EXIT_S = 600
 """After ``stop``, a suite process writes its results and runs the rest of its session (cases that
 do not take turns, pytest's teardown)."""
+PROCESS_STOP_S = 60
+"""After SIGTERM, a suite process writes the rows it measured and ends (seconds at most)."""
 CONFIG_FIELDS = ("run_id", "mode", "model", "depth", "batch_size", "image_size", "precision", "xla", "layout")
 JUDGED_METRICS = ("images_per_sec",)
 _PROCESS_FOLDER = re.compile(r"ab-\d{8}T\d{6}Z")
@@ -49,9 +52,10 @@ def process_folder(results_dir: Path, stamp: str) -> Path:
 
 
 def is_process_file(path: Path) -> bool:
-    """Whether ``path`` is one of an A/B run's suite process files: half of a pair measured in turns
-    (or a fresh process of one round), not a run of its own, so history leaves it out."""
-    return bool(_PROCESS_FOLDER.fullmatch(path.parent.name))
+    """Whether ``path`` is one of an A/B run's suite process files (anywhere under its ``ab-<stamp>``
+    folder: ``A/bench-*.json``, ``round1-B/...``): half of a pair measured in turns, or a fresh
+    process of one round, not a run of its own, so history leaves it out."""
+    return any(_PROCESS_FOLDER.fullmatch(folder.name) for folder in path.parents)
 
 
 @dataclass(frozen=True)
@@ -65,8 +69,8 @@ class Measured:
 
 
 def _last_line(log: Path) -> str:
-    """What a suite process said last (its error line, when it failed)."""
-    return (log.read_text(errors="replace").strip().splitlines() or ["(no output)"])[-1][:200]
+    """Why a suite process failed, as its log says (``subprocess_run.last_words``)."""
+    return last_words(log.read_text(errors="replace") if log.exists() else "")
 
 
 def run_process(variant: Variant, number: int, suite_args: Sequence[str], directory: Path) -> Measured:
@@ -90,39 +94,56 @@ def run_process(variant: Variant, number: int, suite_args: Sequence[str], direct
     return Measured(variant.name, number, files[-1], time.perf_counter() - started)
 
 
+@dataclass
+class ABRun:
+    """What an A/B run measured: one row per configuration and step (``ab_rows``, ``turn_rows``),
+    the suite processes' result files, and the interrupt that stopped the rounds early, if one did
+    (the rows then hold the rounds finished before it)."""
+
+    rows: list[dict[str, Any]]
+    process_files: list[str]
+    interrupted: KeyboardInterrupt | None = None
+
+
 def alternate(variants: Sequence[Variant], budget: Budget, suite_args: Sequence[str], directory: Path,
-              report: Callable[[str], None] = print, alpha: float = ALPHA, band: float = BAND) -> list[Measured]:
+              report: Callable[[str], None] = print, alpha: float = ALPHA, band: float = BAND) -> ABRun:
     """Every variant once per round, in alternating order (A B, B A, ...), until every verdict is
     decided or the budget is spent (the stopping rule of ``resnet_perf.sequential``); stops at the
-    first failure."""
+    first failure.  Ctrl-C or SIGTERM stops the process running (its round is left out) and keeps
+    the processes that finished."""
     measured: list[Measured] = []
     started, slowest, going, number = time.monotonic(), 0.0, True, 0
-    while going:
-        round_started = time.monotonic()
-        for variant in round_order(variants, number):
-            done = run_process(variant, number, suite_args, directory)
-            measured.append(done)
-            report(f"round {number + 1}: {variant.name} ({variant.label}) in {done.wall_s:.0f} s")
-        number += 1
-        slowest = max(slowest, time.monotonic() - round_started)
-        verdicts = [decide(*_paired(row), alpha, band) for row in ab_rows(measured) if _paired(row)[0]]
-        going, why = keep_going(verdicts, number, budget, time.monotonic() - started, slowest)
+    try:
+        while going:
+            round_started = time.monotonic()
+            for variant in round_order(variants, number):
+                done = run_process(variant, number, suite_args, directory)
+                measured.append(done)
+                report(f"round {number + 1}: {variant.name} ({variant.label}) in {done.wall_s:.0f} s")
+            number += 1
+            slowest = max(slowest, time.monotonic() - round_started)
+            verdicts = [decide(*_paired(row), alpha, band) for row in ab_rows(measured) if _paired(row)[0]]
+            going, why = keep_going(verdicts, number, budget, time.monotonic() - started, slowest)
+    except KeyboardInterrupt as stop:
+        return ABRun(ab_rows(measured) if measured else [], [str(done.result_file) for done in measured], stop)
     report(f"rounds stopped: {why}")
-    return measured
+    return ABRun(ab_rows(measured), [str(done.result_file) for done in measured])
 
 
 def take_turns(variants: Sequence[Variant], budget: Budget, suite_args: Sequence[str], directory: Path,
-               report: Callable[[str], None] = print, alpha: float = ALPHA, band: float = BAND) -> dict[str, Path]:
+               report: Callable[[str], None] = print, alpha: float = ALPHA, band: float = BAND) -> ABRun:
     """One suite process per variant, both alive at once, timing their blocks of steps in turn
     (``resnet_perf.turns``): A's and B's block of a case back to back, A B, then B A, ..., round after
     round until every B/A verdict is decided or the budget is spent (``resnet_perf.rounds.run_rounds``).
-    Neither process exits before the last block of both is timed.  Returns each variant's result file."""
+    Neither process exits before the last block of both is timed.  Ctrl-C or SIGTERM during the
+    rounds stops both processes as Ctrl-C stops the suite, so each writes the rounds it finished."""
     pipes = directory / "pipes"
     pipes.mkdir(parents=True, exist_ok=True)
     make_pipes(pipes, [variant.name for variant in variants])
     labels = {variant.name: f"{variant.name} ({variant.label})" for variant in variants}
     processes: dict[str, subprocess.Popen] = {}
     logs = {}
+    interrupted = None
     try:
         for variant in variants:
             results = directory / variant.name
@@ -144,25 +165,34 @@ def take_turns(variants: Sequence[Variant], budget: Budget, suite_args: Sequence
             run_rounds(units, remote.time_block, comparisons, budget, report, alpha=alpha, band=band)
             coordinator.stop_all()  # only now: neither process exits beside the other's timed block
         except UserError as error:
-            said = [f"{name}: {_last_line(logs[name])}" for name, process in processes.items()
-                    if process.poll() not in (None, 0)]
-            raise UserError(f"{error}{' (' + '; '.join(said) + ')' if said else ''} "
-                            f"(logs: {', '.join(map(str, logs.values()))})") from None
+            raise UserError(f"{error}{_failures(processes, logs)} (logs: {', '.join(map(str, logs.values()))})") from None
+        except KeyboardInterrupt as stop:
+            interrupted = stop
+            for process in processes.values():  # stopped as the suite is: it writes what it measured, and exits
+                stop_process(process, PROCESS_STOP_S)
         finally:
             coordinator.close()
         files = {}
         for name, process in processes.items():
             code = process.wait(timeout=PROCESS_EXIT_S)
             found = sorted((directory / name).glob("bench-*.json"))
-            if code != 0 or not found:
+            if found:
+                files[name] = found[-1]
+            if interrupted is None and (code != 0 or not found):
                 raise UserError(f"{labels[name]} failed (exit {code}): {_last_line(logs[name])} (log: {logs[name]})")
-            files[name] = found[-1]
-        return files
+        return ABRun(turn_rows(files), [str(path) for path in files.values()], interrupted)
     finally:
         for process in processes.values():
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def _failures(processes: dict[str, subprocess.Popen], logs: dict[str, Path]) -> str:
+    """What the processes that failed said last, as `` (A: ...; B: ...)``, or nothing."""
+    said = [f"{name}: {_last_line(logs[name])}" for name, process in processes.items()
+            if process.poll() not in (None, 0)]
+    return f" ({'; '.join(said)})" if said else ""
 
 
 def turn_rows(files: dict[str, Path]) -> list[dict[str, Any]]:

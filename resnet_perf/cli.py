@@ -45,13 +45,20 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, taken as Ctrl-C is: CI runners, ``timeout`` and the launcher stop a job with it."""
 
 
-def stop_on_sigterm() -> None:
-    """From now on SIGTERM raises ``Terminated``, so a command stops as on Ctrl-C, keeping what it
-    has measured (the default action would end the process on the spot)."""
+def take_interrupts() -> None:
+    """From now on SIGTERM raises ``Terminated`` and SIGINT ``KeyboardInterrupt``, so a command stops
+    keeping what it has measured, however it was started.
+
+    SIGTERM's default action would end the process on the spot. SIGINT needs restoring because
+    Python raises ``KeyboardInterrupt`` only when SIGINT was not ignored at start-up, and a
+    background job of a non-interactive shell (``pytest tests &``) starts with it ignored: its
+    commands, and the workers they start, would otherwise wait out Ctrl-C (seen: a launched
+    worker waiting for its peers until its 180 s start-up deadline)."""
     def terminate(signum, frame):
         raise Terminated
 
     signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def interrupted_status(error: KeyboardInterrupt) -> int:
@@ -64,7 +71,12 @@ def exit_process(status: int) -> None:
     iterator waits in its destructor for its input threads, for minutes after an interrupt (seen:
     ``train`` stopped by SIGTERM, ``py-spy dump --native`` in
     ``UnboundedThreadPool::LogicalThreadWrapper::~LogicalThreadWrapper``) and tens of seconds after
-    a finished run, and everything worth keeping (result files) is already written."""
+    a finished run, and everything worth keeping (result files) is already written.
+
+    A signal from here on takes its default action (the process ends with 128 + its number): raised
+    as an exception while the streams are flushed, it would end the command with a traceback."""
+    for interrupt in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(interrupt, signal.SIG_DFL)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)

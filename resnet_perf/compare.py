@@ -237,12 +237,14 @@ def _print_ab(result: ResultSet, args: argparse.Namespace) -> int:
     from resnet_perf import abtest
 
     band = result.metadata.get("band")
-    if args.fail_on or not isinstance(band, float):
+    if args.fail_on or not (isinstance(band, float) and 0 < band < 1):
         band = abtest.gate_band(args.fail_on)
     frame = abtest.verdict_frame(result.rows, args.alpha, band)
     for name in ("a", "b"):
         variant = result.metadata.get(name)
         print(f"{name.upper()}: {variant.get('label') if isinstance(variant, dict) else 'unknown'}")
+    if result.metadata.get("partial"):  # stopped by Ctrl-C or SIGTERM: the rounds finished before it
+        print(f"partial: {result.metadata['partial']}")
     print(render(abtest.display(frame), args.format))
     return abtest.gate_status(frame) if args.fail_on else 0
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from resnet_perf import cli
@@ -24,16 +24,32 @@ from resnet_perf.precision import GRAPH_REWRITE_PRECISIONS, PRECISIONS
 from resnet_perf.rounds import round_major
 
 
-def interleave(steps: dict[str, Callable[[], Any]], rounds: int, warmup: int,
-               time_call: Callable[[Callable[[], Any]], float]) -> dict[str, list[float]]:
-    """Warm every step up, then time each once per round in alternating order; ``{label: times}``."""
+def interleave(steps: dict[str, Any], rounds: int, warmup: int,
+               time_call: Callable[[Callable[[], Any]], float]) -> Iterator[tuple[str, float]]:
+    """Warm every step up, then time each once per round in alternating order, yielding
+    ``(label, seconds)`` as each is timed (an interrupted run keeps what it yielded).  A step whose
+    switches are not in effect (``Step.problems``: XLA, oneDNN, threads, a retrace) is a
+    ``UserError`` before its rounds, or after them for a retrace."""
     for step in steps.values():
         for _ in range(warmup):
             step()
-    times: dict[str, list[float]] = {label: [] for label in steps}
+    traced = {label: step.tracing_count for label, step in steps.items()}
+    _refuse_problems(steps, traced)
     for _round, label in round_major(list(steps), rounds):
-        times[label].append(time_call(steps[label]))
-    return times
+        yield label, time_call(steps[label])
+    _refuse_problems(steps, traced)
+
+
+def _refuse_problems(steps: dict[str, Any], traced: dict[str, int]) -> None:
+    problems = [f"{label}: {problem}" for label, step in steps.items() for problem in step.problems(traced[label])]
+    if problems:
+        raise UserError(f"not measured as labelled: {'; '.join(problems)}")
+
+
+def complete_rounds(times: dict[str, list[float]]) -> dict[str, list[float]]:
+    """The rounds every label finished (an interrupted round is left out of all of them)."""
+    finished = min(len(values) for values in times.values())
+    return {label: values[:finished] for label, values in times.items()}
 
 
 def summary_rows(times: dict[str, list[float]], batch_size: int) -> list[list]:
@@ -63,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    cli.stop_on_sigterm()
+    cli.take_interrupts()
+    times: dict[str, list[float]] = {}  # label: its step times, as timed
     try:
         precisions = [part.strip() for part in args.precisions.split(",")]
         for precision in precisions:
@@ -86,20 +103,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         from resnet_perf.steps import Step
 
         steps = {f"{config.run_id} {mode}": Step(config, mode) for config in configs for mode in modes}
-        times = interleave(steps, args.rounds, args.warmup, time_call)
+        times.update({label: [] for label in steps})
+        for label, seconds in interleave(steps, args.rounds, args.warmup, time_call):
+            times[label].append(seconds)
     except UserError as error:
         return cli.fail(error)
     except Exception as error:
         return cli.fail_if_unsupported(error)
     except KeyboardInterrupt as stop:
-        return cli.fail(UserError("interrupted: no table (the rounds were not finished)"),
-                        cli.interrupted_status(stop))
+        finished = complete_rounds(times) if times else {}
+        done = len(next(iter(finished.values()), []))
+        if done:
+            _print_table(finished, args.batch_size, args.warmup)
+        message = f"the table above is partial: {done} of {args.rounds} rounds" if done else "no round finished, no table"
+        return cli.fail(UserError(f"interrupted: {message}"), cli.interrupted_status(stop))
+    _print_table(times, args.batch_size, args.warmup)
+    return 0
+
+
+def _print_table(times: dict[str, list[float]], batch_size: int, warmup: int) -> None:
     from tabulate import tabulate
 
-    print(tabulate(summary_rows(times, args.batch_size), headers=["step", "median ms", "img/s", "x first"],
+    print(tabulate(summary_rows(times, batch_size), headers=["step", "median ms", "img/s", "x first"],
                    floatfmt=("", ".1f", ".1f", ".3f"), tablefmt="github"))
-    print(f"{args.rounds} alternating rounds after {args.warmup} warm-up step(s) each")
-    return 0
+    print(f"{len(next(iter(times.values())))} alternating rounds after {warmup} warm-up step(s) each", flush=True)
 
 
 if __name__ == "__main__":

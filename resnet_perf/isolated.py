@@ -28,7 +28,7 @@ from resnet_perf.config import RunConfig
 from resnet_perf.errors import UserError
 from resnet_perf.rounds import CaseKey, Comparison, RoundsOutcome, Tracing, run_rounds
 from resnet_perf.sequential import Budget
-from resnet_perf.subprocess_run import module_command, package_env
+from resnet_perf.subprocess_run import last_words, module_command, package_env, stop_process
 from resnet_perf.switches import ProcessSettings, primitive_problems
 from resnet_perf.turns import Coordinator, RemoteCases, make_pipes
 
@@ -82,18 +82,11 @@ class _Worker:
 
     def stop(self) -> None:
         """Ask a running worker to stop (it writes its completed rounds), kill it if it does not."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(STOP_WAIT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, STOP_WAIT_S)
 
     def last_words(self) -> str:
-        lines = self.messages.read_text(errors="replace").strip().splitlines() if self.messages.exists() else []
-        return lines[-1][:300] if lines else "(no output)"
+        return last_words(self.messages.read_text(errors="replace") if self.messages.exists() else "")
 
     def rows(self) -> list[dict[str, Any]]:
         """Its rows, each an error where the primitive log says a switch did not take effect."""

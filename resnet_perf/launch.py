@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    cli.stop_on_sigterm()  # so that the workers are stopped on the way out, not left running
+    cli.take_interrupts()  # so that the workers are stopped on the way out, not left running
     train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
     try:
         if args.workers < 1:

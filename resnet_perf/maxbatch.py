@@ -31,12 +31,18 @@ class MaxBatch:
     reached_ceiling: bool = False
 
 
+def check_search_start(start: int, ceiling: int = DEFAULT_CEILING) -> None:
+    """A ``UserError`` unless the search can start at ``start`` (checked before anything is measured)."""
+    if not 1 <= start <= ceiling:
+        raise UserError(f"the largest-batch search starts at the batch given, which must be in [1, {ceiling}], "
+                        f"got {start}")
+
+
 def search_max_batch(fits: Callable[[int], tuple[bool, str]], start: int = 1, ceiling: int = DEFAULT_CEILING,
                      report: Callable[[str], None] = lambda line: None) -> MaxBatch:
     """The largest batch in ``[1, ceiling]`` for which ``fits(batch)`` says ``(True, "")``: double from
     ``start`` while it fits (halving first while it does not), then bisect the gap."""
-    if not 1 <= start <= ceiling:
-        raise UserError(f"the search starts at a batch in [1, {ceiling}], got {start}")
+    check_search_start(start, ceiling)
     answer = MaxBatch()
 
     def probe(batch: int) -> bool:

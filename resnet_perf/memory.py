@@ -32,7 +32,7 @@ from typing import IO, Any
 import psutil
 
 from resnet_perf.config import MODES, RunConfig
-from resnet_perf.subprocess_run import module_command, package_env
+from resnet_perf.subprocess_run import last_words, module_command, package_env
 
 PROBE_WARMUP = 1
 PROBE_STEPS = 2
@@ -188,11 +188,11 @@ def _outcome(probe: _Running, timeout: float) -> dict[str, Any] | MemoryProbeErr
             return MemoryProbeError(f"{name} was killed (out of memory?)", True, killed=True)
         probe.output.seek(0)
         probe.errors.seek(0)
-        lines, said = probe.output.read().strip().splitlines(), probe.errors.read().strip().splitlines()
+        lines, said = probe.output.read().strip().splitlines(), probe.errors.read()
     try:
         answer = json.loads(lines[-1])
     except (IndexError, json.JSONDecodeError):
-        return MemoryProbeError(f"{name} failed (exit {code}): {' | '.join(said[-3:])}", False)
+        return MemoryProbeError(f"{name} failed (exit {code}): {last_words(said)}", False)
     if "error" in answer:
         return MemoryProbeError(answer["error"], answer.get("unsupported", False))
     return answer

@@ -1,12 +1,14 @@
 """Bar charts of throughput and MFU (matplotlib, headless)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
 
 from resnet_perf.errors import UserError
 from resnet_perf.regression import is_true
+from resnet_perf.results import partial_path
 
 
 def check_plot_path(path: str | Path) -> Path:
@@ -50,10 +52,13 @@ def plot_bars(frame: pd.DataFrame, path: str | Path, title: str) -> Path:
         axis.invert_yaxis()  # first config at the top, as in the tables
         axis.set_ylabel("")
     path = check_plot_path(path)
+    temporary = partial_path(path)  # renamed into place when whole: an earlier plot is never half-replaced
     try:
-        figure.savefig(path, dpi=100)
+        figure.savefig(temporary, dpi=100, format="png")
+        os.replace(temporary, path)
     except OSError as error:
         raise UserError(f"cannot write the plot to {path}: {error.strerror or error}") from None
     finally:
+        temporary.unlink(missing_ok=True)
         plt.close(figure)
     return path

@@ -11,8 +11,11 @@ ops by self time) is read back from that file, and saved as ``LOGDIR/profile-<UT
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import statistics
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,7 +24,7 @@ from typing import Any
 from resnet_perf import cli
 from resnet_perf.config import RunConfig
 from resnet_perf.errors import UserError
-from resnet_perf.results import check_writable
+from resnet_perf.results import PARTIAL_SUFFIX, check_writable
 
 PROFILE_MODES = ("train", "forward")
 DEFAULT_TRACE_ROOT = Path("results") / "traces"
@@ -50,28 +53,43 @@ class TracerOptions:
 def capture(step, logdir: Path, steps: int, options: TracerOptions = TracerOptions()) -> Path:
     """Trace ``steps`` calls of a warmed-up ``step`` into ``logdir``; return the ``.xplane.pb`` written.
 
-    The profiler is stopped whatever happens; a session already running in this process is a
-    ``UserError`` (TensorFlow allows one at a time).
+    The profiler writes into a hidden folder beside ``logdir``; the run's folder is moved under
+    ``logdir/plugins/profile/`` only once its trace reads back whole, so TensorBoard never lists a
+    truncated trace (a full disk, a kill).  The profiler is stopped whatever happens; a session
+    already running in this process is a ``UserError`` (TensorFlow allows one at a time).
     """
     import tensorflow as tf
 
-    from resnet_perf.xplane import trace_files
+    from resnet_perf.xplane import read_xspace, trace_files
 
-    before = set(trace_files(logdir))
     try:
-        tf.profiler.experimental.start(str(logdir), options=tf.profiler.experimental.ProfilerOptions(**asdict(options)))
-    except tf.errors.AlreadyExistsError:
-        raise UserError("another profiler session is already running in this process; stop it first") from None
+        staging = Path(tempfile.mkdtemp(dir=logdir.parent, prefix=f".{logdir.name}.", suffix=PARTIAL_SUFFIX))
+    except OSError as error:
+        raise UserError(f"cannot write traces beside {logdir}: {error.strerror or error}") from None
     try:
-        for number in range(steps):
-            with tf.profiler.experimental.Trace(step.mode, step_num=number, _r=1):
-                step()
+        try:
+            tf.profiler.experimental.start(str(staging),
+                                           options=tf.profiler.experimental.ProfilerOptions(**asdict(options)))
+        except tf.errors.AlreadyExistsError:
+            raise UserError("another profiler session is already running in this process; stop it first") from None
+        try:
+            for number in range(steps):
+                with tf.profiler.experimental.Trace(step.mode, step_num=number, _r=1):
+                    step()
+        finally:
+            tf.profiler.experimental.stop()
+        written = trace_files(staging)
+        if not written:
+            raise UserError(f"the profiler wrote no .xplane.pb (into {staging}/plugins/profile)")
+        read_xspace(written[-1])  # whole, or a UserError naming it
+        run = logdir / "plugins" / "profile" / written[-1].parent.name
+        run.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(written[-1].parent, run)
+        return run / written[-1].name
+    except OSError as error:
+        raise UserError(f"cannot write traces to {logdir}: {error.strerror or error}") from None
     finally:
-        tf.profiler.experimental.stop()
-    written = [path for path in trace_files(logdir) if path not in before]
-    if not written:
-        raise UserError(f"the profiler wrote no .xplane.pb under {logdir}/plugins/profile")
-    return written[-1]
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def summary_rows(config: RunConfig, mode: str, summary) -> list[dict[str, Any]]:
@@ -152,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    cli.stop_on_sigterm()
+    cli.take_interrupts()
     try:
         config = RunConfig(**cli.config_kwargs(args, cli.CONFIG_OPTIONS + cli.SWITCH_OPTIONS), warmup=args.warmup,
                            steps=args.steps)

@@ -136,6 +136,8 @@ class TrainConfig:
                             "workers in TF_CONFIG times each worker's devices")
         if self.epochs < 1:
             raise UserError(f"epochs must be at least 1, got {self.epochs}")
+        if not 0 <= self.seed < 2**32:  # NumPy's and Python's generators take these
+            raise UserError(f"seed must be in [0, 2**32), got {self.seed}")
         if self.run.precision in GRAPH_REWRITE_PRECISIONS:
             raise UserError(f"precision {self.run.precision} is a benchmark switch of whole processes; training takes "
                             f"{', '.join(name for name in PRECISIONS if name not in GRAPH_REWRITE_PRECISIONS)}")

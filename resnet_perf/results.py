@@ -21,6 +21,7 @@ autosave): each benchmark's ``extra_info`` carries one of the same rows, and the
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import secrets
@@ -61,20 +62,52 @@ def remove_stale_partials(directory: Path) -> list[Path]:
     return removed
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write ``payload`` to a temporary file beside ``path``, then rename: no half-written file."""
+def partial_path(path: Path) -> Path:
+    """A fresh name beside ``path`` for what will become it: hidden, random, ``PARTIAL_SUFFIX``."""
+    return path.parent / f".{path.name}.{secrets.token_hex(6)}{PARTIAL_SUFFIX}"
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename: whatever happens (a full disk,
+    a kill), ``path`` holds either its earlier content or all of ``text``, never a part of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # A fresh random name opened exclusively, like mkstemp, but with the umask's mode as any other
     # file (mkstemp makes 0600, and reading the umask means setting it, for every thread at once).
-    temporary = path.parent / f".{path.name}.{secrets.token_hex(6)}{PARTIAL_SUFFIX}"
+    temporary = partial_path(path)
     try:
-        with temporary.open("x") as stream:
-            json.dump(payload, stream, indent=1, default=str)
-            stream.write("\n")
+        with temporary.open("x", encoding="utf-8") as stream:
+            stream.write(text)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """``payload`` as indented JSON, written with ``write_text_atomic``."""
+    write_text_atomic(path, json.dumps(payload, indent=1, default=str) + "\n")
+
+
+def write_new_file(directory: Path, stem: str, text: str) -> Path:
+    """Write ``text`` to ``{stem}.json`` in ``directory``, or ``{stem}-2.json``, ... when taken; return the
+    path.  Never over an existing file, even with other processes saving into the same folder: the
+    complete file is linked under the name, which fails if the name exists (a check, then a rename,
+    would overwrite what another process wrote in between)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    temporary = partial_path(directory / f"{stem}.json")
+    try:
+        with temporary.open("x", encoding="utf-8") as stream:
+            stream.write(text)
+        path, counter = directory / f"{stem}.json", 1
+        while True:
+            try:
+                os.link(temporary, path)
+                return path
+            except FileExistsError:
+                counter += 1
+                path = directory / f"{stem}-{counter}.json"
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def check_writable(directory: Path, what: str) -> None:
@@ -88,12 +121,12 @@ def check_writable(directory: Path, what: str) -> None:
         raise UserError(f"cannot write {what} to {directory}: {error.strerror or error}") from None
 
 
-def _unused_path(directory: Path, stem: str) -> Path:
-    path, counter = directory / f"{stem}.json", 1
-    while path.exists():
-        counter += 1
-        path = directory / f"{stem}-{counter}.json"
-    return path
+def check_output_file(path: Path) -> None:
+    """A ``UserError`` unless a result file can be written at ``path`` (not a folder, in a writable
+    one): checked before anything is measured, so no measurement is lost to a bad ``--output``."""
+    if path.is_dir():
+        raise UserError(f"--output {path} is a folder: give a file name, such as {path / 'result.json'}")
+    check_writable(path.parent, "results")
 
 
 def result_payload(kind: str, rows: Sequence[dict[str, Any]], environment: dict[str, Any],
@@ -124,7 +157,11 @@ def save_rows(directory: str | Path, kind: str, rows: Sequence[dict[str, Any]],
     check_writable(directory, "results")
     remove_stale_partials(directory)
     stem = f"{kind}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
-    return write_results(_unused_path(directory, stem), result_payload(kind, rows, environment, **metadata))
+    text = json.dumps(result_payload(kind, rows, environment, **metadata), indent=1, default=str) + "\n"
+    try:
+        return write_new_file(directory, stem, text)
+    except OSError as error:
+        raise UserError(f"cannot write results to {directory}: {error.strerror or error}") from None
 
 
 def check_payload(path: Path, payload: Any) -> dict[str, Any]:
@@ -174,12 +211,14 @@ ROW_FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "target_accuracy": _NUMBER, "stop_at_target": (bool,),
     "images_per_sec": _NUMBER, "train_loss": _NUMBER, "train_accuracy": _NUMBER, "test_accuracy": _NUMBER,
     "step_times_s": (list,), "round_medians_s": (list,), "count": (int,),
+    "a_medians_s": (list,), "b_medians_s": (list,),
     "batch_norm": (str,), "threads": (str,), "onednn": (bool,), "fpmath": (str,), "process_settings": (str,),
     "breakdown_op_s": (dict,), "breakdown_step_s": _NUMBER, "breakdown_steps": (int,),
     "max_batch": (int,), "max_batch_probes": (list,), "memory_limit_bytes": _NUMBER, "reached_ceiling": (bool,),
 }
 """The types of the row fields this package reads; a row with another type is refused, naming it."""
-REQUIRED_FIELDS = {"step": ("run_id", "mode", "batch_size"), "memory": ("run_id", "mode"), "train": ("run_id",),
+REQUIRED_FIELDS = {"step": ("run_id", "mode", "batch_size"),
+                   "ab": ("run_id", "mode", "batch_size", "a_medians_s", "b_medians_s"), "memory": ("run_id", "mode"), "train": ("run_id",),
                    "max_batch": ("run_id", "mode", "max_batch_probes", "memory_limit_bytes")}
 
 
@@ -204,6 +243,9 @@ def check_rows(path: Path, rows: Any) -> list[dict[str, Any]]:
         for field in ("step_times_s", "round_medians_s"):
             if not all(_is_number(t) for t in row.get(field) or []):
                 raise UserError(f"{path}: row {number} has {field} that are not all numbers")
+        for field in ("a_medians_s", "b_medians_s"):  # None: a round that side did not measure
+            if not all(t is None or _is_number(t) and math.isfinite(t) and t > 0 for t in row.get(field) or []):
+                raise UserError(f"{path}: row {number} has {field} that are not all positive numbers or null")
         if not all(_is_number(seconds) for seconds in (row.get("breakdown_op_s") or {}).values()):
             raise UserError(f"{path}: row {number} has breakdown_op_s that are not all numbers")
         if not all(isinstance(probe, list) and len(probe) == 3 and isinstance(probe[0], int)

@@ -180,6 +180,12 @@ def lost_worker_reason(error: BaseException) -> str | None:
     return f"lost contact with another worker ({type(error).__name__}: {first_line})"
 
 
+ONEDNN_OUT_OF_MEMORY = "Status: 1, message:"
+"""How TensorFlow's oneDNN kernels word a failed allocation: ``AbortedError: Operation received an
+exception:Status: 1, message: could not create a primitive`` (oneDNN's status 1 is
+``dnnl_out_of_memory``; seen under ``prlimit --as=3G``)."""
+
+
 def unsupported_reason(error: BaseException) -> str | None:
     """Why the device cannot run a configuration, if ``error`` says so; ``None`` for other errors.
 
@@ -191,6 +197,8 @@ def unsupported_reason(error: BaseException) -> str | None:
     first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
     if isinstance(error, (tf.errors.ResourceExhaustedError, MemoryError)):
         return f"out of memory: {first_line}"
+    if isinstance(error, tf.errors.AbortedError) and ONEDNN_OUT_OF_MEMORY in str(error):
+        return f"out of memory (oneDNN could not allocate a primitive): {first_line}"
     if isinstance(error, (tf.errors.UnimplementedError, tf.errors.InvalidArgumentError, tf.errors.NotFoundError)):
         return f"not supported on this device: {first_line}"
     return None

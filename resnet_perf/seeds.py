@@ -56,16 +56,17 @@ def run_seeds(config: TrainConfig, seeds: Sequence[int], output: Path) -> int:
     """Train once per seed in fresh processes, one after another; write and print the spread.
     Exit status 0, or 1 when a seed's process failed."""
     from resnet_perf.fingerprint import fingerprint
-    from resnet_perf.results import check_writable, load_results, result_payload, write_results
+    from resnet_perf.results import check_output_file, load_results, result_payload, write_results
     from resnet_perf.subprocess_run import module_command, package_env
 
     if config.strategy != "mirrored":
         raise UserError("--seeds runs on this machine: use --strategy mirrored (or launch each seed yourself)")
-    check_writable(output.parent, "results")
+    check_output_file(output)
+    runs = [dataclasses.replace(config, seed=seed) for seed in seeds]  # every seed checked before the first trains
     rows = []
-    for number, seed in enumerate(seeds, start=1):
+    for number, (seed, run) in enumerate(zip(seeds, runs), start=1):
         path = seed_output(output, seed)
-        args = [*dataclasses.replace(config, seed=seed).argv(), "--output", path]
+        args = [*run.argv(), "--output", path]
         print(f"seed {seed} ({number} of {len(seeds)}): python -m resnet_perf.train {' '.join(map(str, args))}",
               flush=True)
         status = subprocess.run(module_command("resnet_perf.train", args), env=package_env()).returncode

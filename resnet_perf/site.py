@@ -20,7 +20,7 @@ import pandas as pd
 from resnet_perf import changes as detection
 from resnet_perf.errors import UserError
 from resnet_perf.history import SERIES_KEY, SERIES_METRICS, History, series_groups, short_commit, time_text
-from resnet_perf.results import check_writable
+from resnet_perf.results import check_writable, write_text_atomic
 from resnet_perf.svgchart import PALETTE, ChartLine, ChartMark, ChartPoint, sparkline, time_chart
 from resnet_perf.trends import UNSEARCHED_KINDS
 
@@ -313,7 +313,7 @@ def _case_page(case: tuple[str, str, str], points: pd.DataFrame, changes: pd.Dat
 
 def _write(path: Path, text: str) -> None:
     try:
-        path.write_text(text, encoding="utf-8")
+        write_text_atomic(path, text)  # a full disk leaves the earlier page, never a part of the new one
     except OSError as error:
         raise UserError(f"cannot write the report to {path}: {error.strerror or error}") from None
 

@@ -39,19 +39,31 @@ class ChartMark:
     text: str
 
 
+RELATIVE_RESOLUTION = 1e-9
+"""Values closer than this share of their magnitude are drawn as one level: ticks finer than that
+could not be told apart in a label (and below a float's resolution they would not even advance)."""
+
+
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """About ``count`` round values (1, 2 or 5 times a power of ten apart) covering [low, high]."""
-    if not high > low:
-        high = low + (abs(low) * 0.1 or 1.0)
+    """About ``count`` round values (1, 2 or 5 times a power of ten apart) covering [low, high], for any
+    finite ``low <= high``, however close or far apart; at least two, at most ``3 * count``."""
+    if not math.isfinite(high - low):  # farther apart than a float holds: ticks of the halves, doubled
+        return [2 * tick for tick in nice_ticks(low / 2, high / 2, count) if math.isfinite(2 * tick)]
+    magnitude = max(abs(low), abs(high))
+    if high - low <= magnitude * RELATIVE_RESOLUTION:  # one level: a band around it
+        middle = (low + high) / 2
+        pad = abs(middle) * 0.1 or 1.0
+        low, high = middle - pad, middle + pad
     raw = (high - low) / max(count - 1, 1)
-    power = 10 ** math.floor(math.log10(raw))
+    power = 10.0 ** math.floor(math.log10(raw))
     step = next(multiple * power for multiple in (1, 2, 5, 10) if multiple * power >= raw)
+    digits = max(0, 1 - math.floor(math.log10(step)))  # a tick's decimals: float noise rounded away
     first = math.floor(low / step) * step
     ticks = []
-    value = first
-    while value < high + step * 0.999:
-        ticks.append(round(value, 12))
-        value += step
+    for index in range(3 * count):  # bounded: the step makes about count ticks of the range
+        ticks.append(round(first + index * step, digits))
+        if first + index * step >= high - step * 0.001 and len(ticks) > 1:
+            break
     return ticks
 
 

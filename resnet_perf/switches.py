@@ -26,6 +26,8 @@ from resnet_perf.precision import NATIVE_BF16_FLAGS, has_native_bf16
 ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
 FPMATH_VARIABLE = "ONEDNN_DEFAULT_FPMATH_MODE"
 VERBOSE_VARIABLE = "ONEDNN_VERBOSE"
+SUITE_VARIABLES = (ONEDNN_VARIABLE, FPMATH_VARIABLE)
+"""The variables a case's switches set (``ProcessSettings.environment``): not for a user to set beside them."""
 VERBOSE_CREATIONS = "profile_create"
 """oneDNN logs each primitive it creates (one line each, none per execution)."""
 AMP_OPTION = "auto_mixed_precision_onednn_bfloat16"

@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None, keep_inputs: list | None = None) -> 
     """The command; ``keep_inputs``: see ``resnet_perf.trainer.train``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(_recipe_name(argv)).parse_args(argv)
-    cli.stop_on_sigterm()
+    cli.take_interrupts()
     started, output = time.time(), None
     try:
         config = config_from_args(args)

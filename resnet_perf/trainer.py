@@ -272,12 +272,12 @@ def train(config: TrainConfig, output: Path, startup_timeout_s: float = STARTUP_
     run, about 2 minutes after SIGTERM (``py-spy dump --native``: ``~MultiDeviceIterator`` in
     ``UnboundedThreadPool::LogicalThreadWrapper::~LogicalThreadWrapper``); without it they go with
     the run, as any Python caller expects."""
-    from resnet_perf.results import check_writable, result_payload, write_results
+    from resnet_perf.results import check_output_file, result_payload, write_results
 
     task = current_task() if config.strategy == "multiworker" else None  # checked before TensorFlow starts
     writes_results = task is None or task.is_chief
     if writes_results:  # fail early if unwritable, without touching an existing --output before an epoch is done
-        check_writable(output.parent, "results")
+        check_output_file(output)
     if task:  # TensorFlow's own wait for the other workers has no deadline and ignores Ctrl-C
         wait_for_peers(task, startup_timeout_s, report=print)
     import keras
@@ -294,6 +294,8 @@ def train(config: TrainConfig, output: Path, startup_timeout_s: float = STARTUP_
     train_split = load_split(folder, "train", config.limit_train)
     test_split = load_split(folder, "test", config.limit_test)
     steps_per_epoch = len(train_split) // run.batch_size
+    if not len(test_split):  # the accuracy is a share of the test images: found before the epoch, not after
+        raise UserError(f"the test split in {folder} holds no images: nothing to measure accuracy on")
     if steps_per_epoch == 0:
         raise UserError(f"{len(train_split)} training images make no full batch of {run.batch_size}")
     rows: list[dict[str, Any]] = []

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from resnet_perf.errors import UserError
+from resnet_perf.switches import SUITE_VARIABLES
 from resnet_perf.subprocess_run import PACKAGE_ROOT
 
 
@@ -54,6 +55,11 @@ def parse_env(assignments: Sequence[str], option: str) -> dict[str, str]:
         if not equals or not key.strip():
             raise UserError(f"{option} expects NAME=VALUE, got {item!r}")
         env[key.strip()] = value
+    owned = sorted(set(env) & set(SUITE_VARIABLES))
+    if owned:  # the suite sets them per case: the variant's value would make its rows errors, or be undone
+        raise UserError(f"{option} {', '.join(owned)}: the suite sets this per case from its own switches "
+                        f"(--onednn on,off; --fpmath default,bf16): compare those in one suite run, e.g. "
+                        f"pytest benchmarks/ --benchmark-only --onednn on,off")
     return env
 
 

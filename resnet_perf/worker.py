@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    cli.stop_on_sigterm()
+    cli.take_interrupts()
     cases = [(RunConfig(**fields), mode) for fields, mode in json.loads(args.cases.read_text())["cases"]]
     from resnet_perf.results import write_json_atomic
     from resnet_perf.rounds import StepCases, Tracing, serve

@@ -150,7 +150,7 @@ def test_a_suite_that_fails_to_start_is_one_line_with_its_own_error(tmp_path, ca
 
 
 @pytest.mark.slow
-def test_sigterm_stops_both_suites_and_removes_the_worktree(tmp_path):
+def test_sigterm_keeps_the_finished_rounds_stops_both_suites_and_removes_the_worktree(tmp_path):
     repo, _commit, env = _repository(tmp_path)
     process = subprocess.Popen(
         [sys.executable, "-m", "resnet_perf.ab", "--base", "HEAD", "--rounds", "500", "--results-dir",
@@ -162,8 +162,13 @@ def test_sigterm_stops_both_suites_and_removes_the_worktree(tmp_path):
             break
     process.send_signal(signal.SIGTERM)
     _out, err = process.communicate(timeout=120)
-    assert process.returncode == 143 and err.strip().splitlines() == ["error: interrupted: no A/B result written"]
-    assert _git(repo, "worktree", "list").count("\n") == 0 and not list((tmp_path / "ab").glob("ab-*.json"))
+    (saved,) = (tmp_path / "ab").glob("ab-*.json")
+    assert process.returncode == 143 and err.strip().splitlines() == [
+        f"error: interrupted: the rounds finished before it are above and in {saved} (marked partial)"]
+    payload = json.loads(saved.read_text())
+    assert payload["partial"].startswith("interrupted") and len(payload["rows"]) == 1
+    assert len(payload["rows"][0]["a_medians_s"]) >= 1 and len(payload["rows"][0]["b_medians_s"]) >= 1  # round 1 at least
+    assert _git(repo, "worktree", "list").count("\n") == 0
     suites = [pid for pid in os.listdir("/proc") if pid.isdigit() and _reads(f"/proc/{pid}/cmdline", str(tmp_path))]
     assert suites == []
 

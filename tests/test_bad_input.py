@@ -51,6 +51,11 @@ CASES = [
     (train, ["--recipe", "fastest"], {}, "invalid choice: 'fastest'"),
     (train, ["--seeds", "1,1"], {}, "--seeds has a seed twice"),
     (train, ["--seeds", "0", "--output", "{ws}/existing.json/seeds.json"], {}, "cannot write results to"),
+    (train, ["--seeds", "0,-1", "--output", "{ws}/seeds.json"], {}, "seed must be in [0, 2**32), got -1"),
+    (train, ["--data-dir", "{ws}/data", "--output", "{ws}/data"], {}, "is a folder: give a file name"),
+    (train, ["--seeds", "0", "--output", "{ws}/data"], {}, "is a folder: give a file name"),
+    (train, ["--data-dir", "{ws}/no-test-images", "--output", "{ws}/new.json", "--batch-size", "16"], {},
+     "holds no images: nothing to measure accuracy on"),
     (train, ["--startup-timeout", "0"], {}, "--startup-timeout must be a positive number of seconds"),
     (train, ["--startup-timeout", "nan"], {}, "--startup-timeout must be a positive number of seconds"),
     (launch, ["--workers", "0"], {}, "--workers must be at least 1"),
@@ -92,6 +97,8 @@ CASES = [
     (ab, ["--base", "HEAD", "--budget", "0"], {}, "--budget must be a positive number of seconds"),
     (ab, ["--base", "no-such-revision"], {}, "'no-such-revision' names no commit"),
     (ab, ["--a-env", "NOVALUE"], {}, "--a-env expects NAME=VALUE"),
+    (ab, ["--a-env", "TF_ENABLE_ONEDNN_OPTS=0", "--b-env", "TF_ENABLE_ONEDNN_OPTS=1"], {},
+     "--a-env TF_ENABLE_ONEDNN_OPTS: the suite sets this per case"),
     (ab, ["--a-python", "{ws}/no-python"], {}, "cannot run it"),
     (ab, ["--base", "HEAD", "--fail-on", "mfu:5%"], {}, "ab judges images_per_sec"),
     (ab, ["--base", "HEAD", "--results-dir", "{ws}/existing.json/ab"], {}, "cannot write A/B results to"),
@@ -101,6 +108,11 @@ SUITE_CASES = [
     (["--precisions", "fp8"], "unknown precision 'fp8'"),
     (["--rounds", "0"], "--rounds must be at least 1"),
     (["--results-dir", "{ws}/existing.json/results"], "cannot write results to"),
+    (["--train-epochs", "0"], "epochs must be at least 1"),  # 0 is a value, not "the recipe's"
+    (["--train-batch-size", "0"], "batch_size must be an integer >= 1"),
+    (["--precisions", "amp_bf16", "--onednn", "off"], "no configuration to measure"),
+    (["--find-max-batch", "--batch-size", "5000"], "must be in [1, 4096], got 5000"),
+    (["--breakdown", "--profile-steps", "0"], "--profile-steps must be at least 1"),
 ]
 
 
@@ -108,6 +120,7 @@ SUITE_CASES = [
 def workspace(tmp_path: Path) -> Path:
     """A folder of files that must survive every bad command untouched."""
     write_dataset(tmp_path / "data", train=64, test=32)
+    write_dataset(tmp_path / "no-test-images", train=64, test=0)
     (tmp_path / "broken").mkdir()
     for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
                  "t10k-labels-idx1-ubyte.gz"):

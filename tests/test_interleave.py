@@ -3,22 +3,58 @@ from __future__ import annotations
 
 import pytest
 
-from resnet_perf.interleave import interleave, main, summary_rows
+from resnet_perf.errors import UserError
+from resnet_perf.interleave import complete_rounds, interleave, main, summary_rows
 
 
-def test_warm_up_is_untimed_and_each_step_is_timed_once_a_round():
-    calls = []
-    steps = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
-    timed = []
+class FakeStep:
+    """A step that records its calls; ``problems`` as ``Step.problems`` reads them."""
 
+    def __init__(self, name: str, calls: list[str], problem: str = "", retrace_at: int = 0) -> None:
+        self.name, self.calls, self.problem, self.retrace_at = name, calls, problem, retrace_at
+        self.tracing_count = 1
+
+    def __call__(self) -> None:
+        self.calls.append(self.name)
+        if self.retrace_at and self.calls.count(self.name) == self.retrace_at:
+            self.tracing_count += 1
+
+    def problems(self, tracing_count_before: int) -> list[str]:
+        retraced = self.tracing_count - tracing_count_before
+        return [self.problem] * bool(self.problem) + [f"retraced {retraced} time(s)"] * bool(retraced)
+
+
+def timer(calls: list[str], timed: list[str]):
     def time_call(step):
         step()
         timed.append(calls[-1])
         return float(len(calls))
+    return time_call
 
-    times = interleave(steps, rounds=3, warmup=2, time_call=time_call)
+
+def test_warm_up_is_untimed_and_each_step_is_timed_once_a_round():
+    calls, timed = [], []
+    steps = {"a": FakeStep("a", calls), "b": FakeStep("b", calls)}
+    times = {"a": [], "b": []}
+    for label, seconds in interleave(steps, rounds=3, warmup=2, time_call=timer(calls, timed)):
+        times[label].append(seconds)
     assert calls[:4] == ["a", "a", "b", "b"] and timed == ["a", "b", "b", "a", "a", "b"]
     assert times == {"a": [5.0, 8.0, 9.0], "b": [6.0, 7.0, 10.0]}
+
+
+def test_a_switch_not_in_effect_is_refused_before_the_rounds_and_a_retrace_after_them():
+    calls, timed = [], []
+    steps = {"a": FakeStep("a", calls), "b": FakeStep("b", calls, problem="oneDNN is off in this process")}
+    with pytest.raises(UserError, match="not measured as labelled: b: oneDNN is off in this process"):
+        list(interleave(steps, rounds=3, warmup=1, time_call=timer(calls, timed)))
+    assert timed == []
+    steps = {"a": FakeStep("a", calls := [], retrace_at=3), "b": FakeStep("b", calls)}
+    with pytest.raises(UserError, match="a: retraced 1 time"):
+        list(interleave(steps, rounds=3, warmup=1, time_call=timer(calls, timed)))
+
+
+def test_an_interrupted_run_keeps_the_rounds_every_step_finished():
+    assert complete_rounds({"a": [1.0, 2.0, 3.0], "b": [1.5, 2.5]}) == {"a": [1.0, 2.0], "b": [1.5, 2.5]}
 
 
 def test_summary_is_median_throughput_and_ratio_to_the_first():

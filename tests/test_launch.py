@@ -135,19 +135,33 @@ def test_train_multiworker_bad_tf_config_is_one_error_line(monkeypatch, capsys, 
     assert err.count("\n") == 1 and message in err
 
 
-def lone_worker(tmp_path, *args: str) -> tuple[subprocess.Popen, list[int]]:
-    """Worker 0 of a two-worker cluster whose worker 1 never starts."""
-    ports = launch.free_loopback_ports(2)
-    env = {**package_env(), "TF_CONFIG": json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                                                     "task": {"type": "worker", "index": 0}})}
-    process = subprocess.Popen([sys.executable, "-m", "resnet_perf.train", "--strategy", "multiworker",
-                                "--output", str(tmp_path / "result.json"), *args],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    return process, ports
+@pytest.fixture
+def lone_worker(tmp_path):
+    """Starts worker 0 of a two-worker cluster whose worker 1 never starts; whatever the test does
+    (a timeout included), the worker is ended with it."""
+    started = []
+
+    def start(*args: str, ignore_sigint: bool = False) -> tuple[subprocess.Popen, list[int]]:
+        ports = launch.free_loopback_ports(2)
+        env = {**package_env(), "TF_CONFIG": json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                                                         "task": {"type": "worker", "index": 0}})}
+        # ignore_sigint: started as a background job of a non-interactive shell is (`pytest tests &`)
+        ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None
+        process = subprocess.Popen([sys.executable, "-m", "resnet_perf.train", "--strategy", "multiworker",
+                                    "--output", str(tmp_path / "result.json"), *args],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                   preexec_fn=ignore)
+        started.append(process)
+        return process, ports
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
 
 
-def test_a_lone_worker_ends_at_its_startup_deadline_naming_the_missing_one(tmp_path):
-    process, ports = lone_worker(tmp_path, "--startup-timeout", "2")
+def test_a_lone_worker_ends_at_its_startup_deadline_naming_the_missing_one(tmp_path, lone_worker):
+    process, ports = lone_worker("--startup-timeout", "2")
     out, err = process.communicate(timeout=60)
     assert process.returncode == 2
     assert err.strip().splitlines() == [
@@ -156,9 +170,10 @@ def test_a_lone_worker_ends_at_its_startup_deadline_naming_the_missing_one(tmp_p
     assert "waiting up to 2 s for worker:1" in out and not (tmp_path / "result.json").exists()
 
 
-@pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_waiting_worker_ends_on_sigterm_and_sigint(tmp_path, sig, status):
-    process, _ports = lone_worker(tmp_path)  # the default deadline: minutes
+@pytest.mark.parametrize("sig, status, ignore_sigint", [(signal.SIGTERM, 143, False), (signal.SIGINT, 130, False),
+                                                        (signal.SIGINT, 130, True)])
+def test_a_waiting_worker_ends_on_sigterm_and_sigint_however_it_was_started(lone_worker, sig, status, ignore_sigint):
+    process, _ports = lone_worker(ignore_sigint=ignore_sigint)  # the default deadline: minutes
     assert "waiting up to" in process.stdout.readline()
     process.send_signal(sig)
     _out, err = process.communicate(timeout=30)

@@ -33,7 +33,7 @@ def test_a_start_that_does_not_fit_is_halved_and_known_failures_are_not_probed_a
 def test_the_ceiling_stops_the_search():
     answer = search_max_batch(fits_up_to(10**6, []), start=3, ceiling=20)
     assert answer.largest == 20 and answer.reached_ceiling
-    with pytest.raises(UserError, match="starts at a batch"):
+    with pytest.raises(UserError, match="starts at the batch given, which must be in"):
         search_max_batch(fits_up_to(1, []), start=0)
 
 

@@ -84,6 +84,30 @@ def test_the_profiler_is_stopped_when_a_step_fails(tmp_path):
     tf.profiler.experimental.stop()
 
 
+class MatmulStep:
+    """A step the profiler can trace: one small matmul."""
+    mode = "forward"
+
+    def __call__(self):
+        import tensorflow as tf
+
+        return tf.linalg.matmul(tf.ones((8, 8)), tf.ones((8, 8))).numpy()
+
+
+def test_a_trace_is_moved_under_the_logdir_only_once_it_reads_back_whole(tmp_path, monkeypatch):
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    trace = profile.capture(MatmulStep(), logdir, steps=1)
+    assert trace_files(logdir) == [trace] and [path.name for path in tmp_path.iterdir()] == ["logs"]
+
+    def truncated(path):  # as a full disk leaves it
+        raise UserError(f"{path} is not a profiler trace (XSpace protobuf): truncated or foreign")
+    monkeypatch.setattr("resnet_perf.xplane.read_xspace", truncated)
+    with pytest.raises(UserError, match="truncated"):
+        profile.capture(MatmulStep(), logdir, steps=1)
+    assert trace_files(logdir) == [trace] and [path.name for path in tmp_path.iterdir()] == ["logs"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--depth", "19"], "unknown ResNet depth 19"),
     (["--precision", "fp8"], "unknown precision 'fp8'"),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import re
@@ -11,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from resnet_perf import changes, report
+from resnet_perf import changes, compare, report
 from resnet_perf.history import load_history
 from resnet_perf.results import result_payload, write_results
 from resnet_perf.site import case_page_name, machine_colors
+from resnet_perf.svgchart import nice_ticks
 from resnet_perf.trends import change_table, series_table
+from tests.test_bad_input import one_error_line
 from tests.history_files import (CONFIG, FAST, PEAK, RUNS, SLOW, STEP_AT, commit, machine, step_row,
                                  write_history)
 
@@ -132,6 +135,9 @@ def test_every_kind_of_result_file_feeds_its_series(tmp_path, capsys):
     _write(folder / "ab-20261104T000000Z.json", "ab", [ab_row], "2026-11-04T00:00:00+00:00")
     process_file = _write(folder / "ab-20261104T000000Z" / "A.json", "bench", [step_row(9.0)],
                           "2026-11-04T00:00:00+00:00")
+    # the suite processes of a run in turn write into a folder each: also halves of the pair, not runs
+    nested_process_file = _write(folder / "ab-20261104T000000Z" / "B" / "bench-20261104T000000Z.json", "bench",
+                                 [step_row(7.0)], "2026-11-04T00:00:00+00:00")
     trace = tmp_path / "traces" / "run" / "host.xplane.pb"
     trace.parent.mkdir(parents=True)
     trace.write_bytes(b"trace")
@@ -145,7 +151,7 @@ def test_every_kind_of_result_file_feeds_its_series(tmp_path, capsys):
     (folder / "notes.json").write_text(json.dumps({"something": "else"}))
 
     history = load_history([folder])
-    assert process_file.resolve() not in history.files
+    assert process_file.resolve() not in history.files and nested_process_file.resolve() not in history.files
     assert len(history.skipped) == 1 and "notes.json is not a resnet_perf result file" in history.skipped[0]
     by_metric = {metric: group for metric, group in history.points.groupby("metric")}
     target = by_metric["time_to_target_s"]
@@ -244,3 +250,43 @@ def test_a_metric_without_any_value_says_why_instead_of_drawing_an_empty_chart(t
     page = (tmp_path / "site" / "cases" / case_page_name("train", "resnet18-train", "fashion-mnist to 0.99")).read_text()
     section = page[page.index('<h2 id="time_to_target_s">'):page.index('<h2 id="final_test_accuracy">')]
     assert "No run has a value (not reached)." in section and "<svg" not in section
+
+
+@pytest.mark.parametrize("low, high", [(1.0, 1.0000000000000002), (0.0, 0.0), (1e-15, 2e-15), (-1e308, 1e308),
+                                       (5e-324, 1e308), (1e300, 1.0000001e300), (0.85, 0.92), (-5.0, -1.0)])
+def test_ticks_cover_any_finite_values_however_close_or_far_apart_in_a_few_steps(low, high):
+    ticks = nice_ticks(low, high)
+    assert 2 <= len(ticks) <= 15 and all(math.isfinite(tick) for tick in ticks)
+    assert ticks == sorted(set(ticks)) and ticks[0] <= low
+    assert ticks[-1] >= high or math.isclose(ticks[-1], high, rel_tol=1e-12)  # rounded to its decimals
+
+
+def test_a_series_with_values_one_ulp_apart_draws_a_site(tmp_path):
+    """Once, the ticks of 1.0 and 1.0000000000000002 never ended (100% CPU, gigabytes)."""
+    folder = tmp_path / "results"
+    train = {"bench": "train", "run_id": "resnet18-train", "target_accuracy": 0.9, "epoch": 1,
+             "cumulative_train_time_s": 50.0, "clock_s": 55.0}
+    for day, accuracy in ((2, 1.0), (3, 1.0000000000000002)):
+        _write(folder / f"train-{day}.json", "train", [{**train, "test_accuracy": accuracy}],
+               f"2026-11-0{day}T00:00:00+00:00", summary={"time_to_target_s": 55.0})
+    assert report.main([str(folder), "--html", str(tmp_path / "site")]) == 0
+    assert "<svg" in (tmp_path / "site" / "index.html").read_text()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"a_medians_s": ["0.1", "0.1"]}, "a_medians_s that are not all positive numbers or null"),
+    ({"b_medians_s": [0.1, -1.0]}, "b_medians_s that are not all positive numbers or null"),
+    ({"batch_size": None}, "has no 'batch_size'"),
+])
+def test_a_hostile_ab_file_is_skipped_with_a_line_by_report_and_refused_by_compare(tmp_path, capsys, change, message):
+    folder = tmp_path / "results"
+    good = {"bench": "ab", "run_id": CONFIG, "mode": "train", "batch_size": 16,
+            "a_medians_s": [1.0, 1.02, 0.98], "b_medians_s": [1.1, None, 1.08]}
+    hostile = {key: value for key, value in {**good, **change}.items() if value is not None}
+    _write(folder / "ab-20261104T000000Z.json", "ab", [good], "2026-11-04T00:00:00+00:00")
+    bad = _write(folder / "ab-20261105T000000Z.json", "ab", [hostile], "2026-11-05T00:00:00+00:00")
+    assert report.main([str(folder)]) == 0
+    err = capsys.readouterr().err
+    assert f"skipped: {bad}" in err and message in err
+    assert compare.main([str(bad)]) == 2
+    assert message in one_error_line(capsys.readouterr().err)

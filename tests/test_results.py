@@ -5,7 +5,10 @@ import pytest
 
 import os
 
-from resnet_perf.results import SCHEMA_VERSION, load_results, newest_result_file, result_payload, save_rows, write_results
+import threading
+
+from resnet_perf.results import (SCHEMA_VERSION, load_results, newest_result_file, result_payload, save_rows,
+                                 write_results, write_text_atomic)
 
 
 def test_save_and_load_round_trip_without_overwriting(tmp_path):
@@ -83,3 +86,29 @@ def test_a_partial_file_left_by_a_killed_writer_is_never_read_and_removed_later(
     first = save_rows(tmp_path, "bench", [], {})
     assert newest_result_file(tmp_path) == first  # partial files are no results
     assert not stale.exists() and fresh.exists()
+
+
+def test_processes_saving_into_one_folder_at_once_never_overwrite_each_other(tmp_path):
+    """Names are taken by linking the complete file under them, which fails when taken: a check, then a
+    rename, once lost 59 of 600 files to another process's rename in between."""
+    saved: list = []
+
+    def save(writer: int) -> None:
+        for number in range(40):
+            saved.append(save_rows(tmp_path, "bench", [{"run_id": f"{writer}-{number}"}], {}))
+    writers = [threading.Thread(target=save, args=(writer,)) for writer in range(6)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert len(set(saved)) == 240 and len(list(tmp_path.glob("*.json"))) == 240
+    found = {load_results(path)["rows"][0]["run_id"] for path in saved}
+    assert len(found) == 240 and not list(tmp_path.glob(".*"))  # every row, and no partial file left
+
+
+def test_a_write_that_fails_part_way_leaves_the_earlier_file_whole(tmp_path):
+    page = tmp_path / "index.html"
+    write_text_atomic(page, "the earlier page")
+    with pytest.raises(UnicodeEncodeError):  # fails after the first part is written, as a full disk would
+        write_text_atomic(page, "x" * 100_000 + "\ud800")
+    assert page.read_text() == "the earlier page" and [path.name for path in tmp_path.iterdir()] == ["index.html"]

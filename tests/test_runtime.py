@@ -55,6 +55,10 @@ def test_out_of_memory_and_missing_kernels_are_unsupported_not_bugs():
     assert unsupported_reason(tf.errors.ResourceExhaustedError(None, None, "OOM when allocating")) \
         .startswith("out of memory: OOM when allocating")
     assert unsupported_reason(tf.errors.UnimplementedError(None, None, "no NCHW")).startswith("not supported")
+    onednn = tf.errors.AbortedError(None, None, "Operation received an exception:Status: 1, message: could not "
+                                                "create a primitive, in file mkl_conv_ops.cc:1195")
+    assert unsupported_reason(onednn).startswith("out of memory (oneDNN could not allocate a primitive)")
+    assert unsupported_reason(tf.errors.AbortedError(None, None, "Status: 3, message: unimplemented")) is None
     assert unsupported_reason(KeyError("bug")) is None
 
 
