@@ -9,11 +9,11 @@
         [--train-recipe fast] [--train-to-target] [--train-depths 18] [--train-precisions mixed_bf16]
         [--train-replicas 1] [--train-epochs 1] [--train-strategy mirrored|multiworker] [--train-workers 2]
 
-By default the matrix is chosen for the hardware the run finds (``resnet_perf.default_matrix``), and
+By default the matrix is chosen for the hardware the run finds (``resnet_perf.bench.default_matrix``), and
 the step cases are timed in rounds until every switch verdict is decided or ``--budget`` is spent
-(``resnet_perf.sequential``).  At the end of the session the answer is printed on one screen (the
+(``resnet_perf.analysis.sequential``).  At the end of the session the answer is printed on one screen (the
 fastest configuration per depth and step, its speed-up over fp32 with its interval and why, and
-the switches that do not pay: ``resnet_perf.answer``); every measured (and skipped) case is written
+the switches that do not pay: ``resnet_perf.analysis.answer``); every measured (and skipped) case is written
 to ``{results-dir}/bench-<UTC time>.json`` (never over an earlier file), also after a failure,
 Ctrl-C or SIGTERM, so no measured result is lost, and shown as wide tables with ``--wide-tables``.
 The file keeps the session's matmul peak readings (taken before the first and after the last step
@@ -30,16 +30,16 @@ from typing import Any
 import pytest
 
 import resnet_perf
-from resnet_perf.cli import ON_OFF
-from resnet_perf.config import AUTO_THREADS, MODES as MODES_ALL, expand_matrix, parse_threads
-from resnet_perf.default_matrix import AUTO, choose_switches, gpu_capabilities
+from resnet_perf.config import AUTO_THREADS, MODES as MODES_ALL, ON_OFF, expand_matrix, parse_threads
+from resnet_perf.bench.default_matrix import AUTO, choose_switches, gpu_capabilities
 from resnet_perf.errors import UserError, require_choice
-from resnet_perf.fingerprint import cpu_flags, fingerprint
-from resnet_perf.maxbatch import check_search_start
-from resnet_perf.measure import PEAK_READINGS
+from resnet_perf.machine.cpu import cpu_flags
+from resnet_perf.machine.fingerprint import fingerprint
+from resnet_perf.bench.maxbatch import check_search_start
+from resnet_perf.bench.timing import PEAK_READINGS
 from resnet_perf.precision import GRAPH_REWRITE_PRECISIONS, PRECISIONS, compute_dtype
-from resnet_perf.results import check_writable
-from resnet_perf.recipes import DEFAULT_RECIPE, RECIPES, TrainConfig
+from resnet_perf.files import check_writable
+from resnet_perf.training.recipes import DEFAULT_RECIPE, RECIPES, TrainConfig
 
 resnet_perf.quiet_tensorflow_logs()  # before the test modules import TensorFlow
 resnet_perf.enable_onednn()
@@ -135,31 +135,32 @@ def max_batch_configs(matrix: Sequence) -> list:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("resnet_perf", "resnet_perf benchmark matrix (comma-separated lists)")
-    group.addoption("--depths", default="50", help="ResNet depths: 18, 34, 50, 101, 152 (default 50)")
-    group.addoption("--precisions", default=AUTO,
+    group = parser.getgroup("resnet_perf", "resnet_perf benchmark matrix (a LIST is comma-separated: every "
+                                           "combination of the lists is measured)")
+    group.addoption("--depths", metavar="LIST", default="50", help="ResNet depths: 18, 34, 50, 101, 152 (default 50)")
+    group.addoption("--precisions", metavar="LIST", default=AUTO,
                     help=f"{', '.join(PRECISIONS)}, or auto: what can pay off on this hardware (a CPU with bfloat16 "
-                         "instructions: fp32,mixed_bf16,amp_bf16; without: fp32; resnet_perf.default_matrix) "
+                         "instructions: fp32,mixed_bf16,amp_bf16; without: fp32; resnet_perf.bench.default_matrix) "
                          "(default auto; amp_bf16: grappler's bf16 rewrite of the float32 model)")
-    group.addoption("--xla", default=AUTO,
+    group.addoption("--xla", metavar="LIST", default=AUTO,
                     help="XLA jit_compile: off, on, or auto: off, plus fp32 with XLA as one comparison (default auto; "
                          "off,on crosses XLA with every configuration)")
-    group.addoption("--modes", default="forward,train",
+    group.addoption("--modes", metavar="LIST", default="forward,train",
                     help=f"the steps to time: {', '.join(MODES_ALL)} (default forward,train)")
-    group.addoption("--memory-modes", default="train",
+    group.addoption("--memory-modes", metavar="LIST", default="train",
                     help="the steps whose peak memory is probed, each configuration in a fresh process: forward, "
                          "train, or none (default train)")
-    group.addoption("--layouts", default="nhwc", help="nhwc, nchw (default nhwc)")
-    group.addoption("--batch-size", default="16", help="images per step (default 16)")
-    group.addoption("--image-size", default="112", help="image height = width (default 112)")
-    group.addoption("--batch-norms", default=AUTO,
+    group.addoption("--layouts", metavar="LIST", default="nhwc", help="nhwc, nchw (default nhwc)")
+    group.addoption("--batch-size", metavar="LIST", default="16", help="images per step (default 16)")
+    group.addoption("--image-size", metavar="LIST", default="112", help="image height = width (default 112)")
+    group.addoption("--batch-norms", metavar="LIST", default=AUTO,
                     help="our model's batch norm: keras, fused (one TensorFlow op each way), or auto: keras,fused on "
                          "a CPU, keras on a GPU (default auto)")
-    group.addoption("--threads", default=AUTO_THREADS,
+    group.addoption("--threads", metavar="LIST", default=AUTO_THREADS,
                     help="TensorFlow thread pools as INTRA:INTER, or auto (default auto); cases with other "
                          "thread counts, oneDNN off, fpmath bf16 or amp_bf16 run in worker processes of their own")
-    group.addoption("--onednn", default="on", help="TensorFlow's oneDNN kernels: on, off (default on)")
-    group.addoption("--fpmath", default="default",
+    group.addoption("--onednn", metavar="LIST", default="on", help="TensorFlow's oneDNN kernels: on, off (default on)")
+    group.addoption("--fpmath", metavar="LIST", default="default",
                     help="oneDNN's float32 math mode: default, bf16 (ONEDNN_DEFAULT_FPMATH_MODE=BF16) (default default)")
     group.addoption("--breakdown", action="store_true",
                     help="after its timing, trace each step case and put where its time went (by op category) "
@@ -180,13 +181,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--budget", type=float, default=BUDGET_S, metavar="SECONDS",
                     help="time for the rounds: every step case is timed once per round, round after round, until "
                          "every switch verdict is decided (faster, slower, or no difference within +-5%%) or the "
-                         "next look of the stopping rule would pass the budget (resnet_perf.sequential) "
+                         "next look of the stopping rule would pass the budget (resnet_perf.analysis.sequential) "
                          f"(default {BUDGET_S:.0f}: the default run within 10 minutes on 2 cores)")
     group.addoption("--rounds", type=int, default=None,
                     help="at most this many rounds (default: no cap, the budget decides; fewer than 3 cannot decide)")
     group.addoption("--steps", type=int, default=1,
                     help="timed steps per case in each round, at least: a block is raised to 3 steps and 0.2 s "
-                         "at its warm-up pace (resnet_perf.rounds.MIN_BLOCK_S) (default 1)")
+                         "at its warm-up pace (resnet_perf.bench.rounds.MIN_BLOCK_S) (default 1)")
     group.addoption("--wide-tables", action="store_true",
                     help="also print every row as the wide table (it is always in the JSON and in compare)")
     group.addoption("--warmup", type=int, default=2, help="untimed steps after the first call (default 2)")
@@ -207,11 +208,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--profile-steps", type=int, default=3, help="traced steps per case with --profile-dir (default 3)")
     training = parser.getgroup("resnet_perf training", "Fashion-MNIST training benchmark (test_fashion_mnist)")
     training.addoption("--train-recipe", default=DEFAULT_RECIPE, choices=tuple(RECIPES),
-                       help=f"the recipe the training cases start from (resnet_perf.recipes; default {DEFAULT_RECIPE}); "
+                       help=f"the recipe the training cases start from (resnet_perf.training.recipes; default {DEFAULT_RECIPE}); "
                             "the options below change its settings")
-    training.addoption("--train-depths", help="depths to train (default: the recipe's)")
-    training.addoption("--train-precisions", help="precisions to train (default: the recipe's)")
-    training.addoption("--train-replicas", default="1",
+    training.addoption("--train-depths", metavar="LIST", help="depths to train (default: the recipe's)")
+    training.addoption("--train-precisions", metavar="LIST", help="precisions to train (default: the recipe's)")
+    training.addoption("--train-replicas", metavar="LIST", default="1",
                        help="MirroredStrategy replicas: N GPUs or N logical CPU devices (default 1)")
     training.addoption("--train-epochs", type=int,
                        help="epochs over all 60,000 images (default 1; with --train-to-target the recipe's)")
@@ -244,8 +245,8 @@ class Recorder:
         self.rows.append(row)
 
     def probe_peaks(self) -> None:
-        """Take the fixed set of matmul peak readings (``resnet_perf.measure.probe_matmul_peaks``)."""
-        from resnet_perf.measure import probe_matmul_peaks
+        """Take the fixed set of matmul peak readings (``resnet_perf.bench.timing.probe_matmul_peaks``)."""
+        from resnet_perf.bench.timing import probe_matmul_peaks
 
         if not self.readings:
             return
@@ -254,12 +255,12 @@ class Recorder:
 
     def session_data(self) -> dict[str, Any]:
         """What belongs to the session, not to a row: the peak readings and the environment."""
-        from resnet_perf.runtime import environment
+        from resnet_perf.machine.runtime import environment
 
         return {"matmul_peak_readings": self.peak_readings, "rounds": self.rounds, "environment": environment()}
 
     def save(self) -> None:
-        from resnet_perf.results import save_rows
+        from resnet_perf.analysis.results import save_rows
 
         data = self.session_data()
         try:
@@ -298,7 +299,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # reported or compared (--benchmark-compare-fail) as a step time.  pytest-benchmark warns then.
     config.addinivalue_line("filterwarnings", "ignore:Benchmark fixture was not used at all in this test")
     _take_interrupts(config)
-    from resnet_perf.runtime import git_commit
+    from resnet_perf.machine.runtime import git_commit
 
     git_commit()  # the code this session runs, read now (the environment is read at its end)
     option = config.option
@@ -342,8 +343,8 @@ def pytest_configure(config: pytest.Config) -> None:
             for config in max_batch_configs(matrix):
                 check_search_start(config.batch_size)
         if option.turns:
-            from resnet_perf.isolated import needs_workers
-            from resnet_perf.turns import Turns
+            from resnet_perf.processes.isolated import needs_workers
+            from resnet_perf.bench.turns import Turns
 
             Turns(option.turns)  # its pipes must exist
             if needs_workers(matrix + latency):
@@ -430,7 +431,7 @@ def pytest_runtestloop(session: pytest.Session):
 
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json: dict) -> None:
     """Session data in pytest-benchmark's JSON, beside the rows in each benchmark's extra_info."""
-    from resnet_perf.results import PYTEST_BENCHMARK_KEY
+    from resnet_perf.analysis.results import PYTEST_BENCHMARK_KEY
 
     recorder = config.stash.get(RECORDER, None)
     if recorder is not None:
@@ -452,8 +453,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     recorder = config.stash.get(RECORDER, None)
     if recorder is None or not recorder.rows:
         return
-    from resnet_perf.flops import session_peaks, with_derived_metrics
-    from resnet_perf.tables import extra_tables, format_table, format_training_table, tabulate_frame
+    from resnet_perf.models.flops import session_peaks, with_derived_metrics
+    from resnet_perf.analysis.tables import extra_tables, format_table, format_training_table, tabulate_frame
 
     terminalreporter.section("resnet_perf results")
     rows = with_derived_metrics(recorder.rows, session_peaks(recorder.peak_readings))
@@ -464,9 +465,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if any(row["bench"] == "train" for row in rows):
         terminalreporter.write_line(format_training_table(rows))
     if any(row["bench"] == "step" for row in rows):
-        from resnet_perf.answer import decided_share, findings, render
-        from resnet_perf.speedup import speedups
-        from resnet_perf.tables import step_frame
+        from resnet_perf.analysis.answer import decided_share, findings, render
+        from resnet_perf.analysis.speedup import speedups
+        from resnet_perf.analysis.tables import step_frame
 
         frame = speedups(step_frame(rows))
         decided, total = decided_share(frame)

@@ -1,20 +1,20 @@
 """Forward, training-mode forward, forward+backward and training-step throughput, and peak memory,
 per configuration.
 
-The step cases are measured together, in rounds (``resnet_perf.rounds``): when the first of them
+The step cases are measured together, in rounds (``resnet_perf.bench.rounds``): when the first of them
 runs, every selected step case is built (its first call, trace + compile, timed apart) and warmed
 up, then each round times a block of finished steps of every case, round-major, so a slow spell of
 a shared machine falls on all cases alike, until every switch verdict (each configuration against
-its fp32 baseline) is decided or ``--budget`` is spent (``resnet_perf.sequential``).  Each case stays one pytest
+its fp32 baseline) is decided or ``--budget`` is spent (``resnet_perf.analysis.sequential``).  Each case stays one pytest
 test: it reports its own row (raw step times of every round) and fails or skips on its own.  The
 first step case also takes the matmul peak readings MFU divides by (the last ones follow the last
 case: see conftest).  When some case needs process settings of its own (``--threads``, ``--onednn
 off``, ``--fpmath bf16``, ``amp_bf16``), the cases are measured the same way in worker processes
-that take turns (``resnet_perf.isolated``).  ``--latency`` adds batch-1 forward cases
+that take turns (``resnet_perf.processes.isolated``).  ``--latency`` adds batch-1 forward cases
 (``test_latency``), ``--breakdown`` a trace of each case after its timing and where its time went.
 
 The memory cases measure in a process of their own each, all probed when the first of them runs
-(two processes at a time on a CPU: ``resnet_perf.memory``), and are not pytest-benchmark benchmarks: they
+(two processes at a time on a CPU: ``resnet_perf.bench.memory``), and are not pytest-benchmark benchmarks: they
 request the ``benchmark`` fixture only so that ``--benchmark-only`` runs them, never time anything
 with it, and so never enter pytest-benchmark's step-time tables or ``--benchmark-compare-fail``.
 Their figures are in the suite's own JSON and table.
@@ -27,15 +27,15 @@ from typing import Any
 
 import pytest
 
-from resnet_perf.bench import memory_row, skipped_row
+from resnet_perf.bench.rows import memory_row, skipped_row
 from resnet_perf.config import MODES
-from resnet_perf.memory import MemoryProbeError, measure_peak_memories, probe_processes
-from resnet_perf.isolated import IsolatedCases, needs_workers
-from resnet_perf.maxbatch import find_max_batch
-from resnet_perf.rounds import StepCases, Tracing, serve
-from resnet_perf.sequential import Budget
-from resnet_perf.speedup import switch_comparisons
-from resnet_perf.turns import Turns
+from resnet_perf.bench.memory import MemoryProbeError, measure_peak_memories, probe_processes
+from resnet_perf.processes.isolated import IsolatedCases, needs_workers
+from resnet_perf.bench.maxbatch import find_max_batch
+from resnet_perf.bench.rounds import StepCases, Tracing, serve
+from resnet_perf.analysis.sequential import Budget
+from resnet_perf.analysis.speedup import switch_comparisons
+from resnet_perf.bench.turns import Turns
 
 STEP_TESTS = {**{f"test_{mode}": mode for mode in MODES}, "test_latency": "forward"}
 

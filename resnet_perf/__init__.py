@@ -24,7 +24,7 @@ def enable_onednn() -> None:
     """Turn TensorFlow's oneDNN kernels on unless the user set ``TF_ENABLE_ONEDNN_OPTS``: every
     configuration here says oneDNN on unless it is switched off (``--onednn off``), and TensorFlow
     turns it on by itself only on CPUs with AVX-512 VNNI/BF16, AVX-VNNI or AMX
-    (``resnet_perf.switches.ONEDNN_DEFAULT_FLAGS``).  On an AVX2-only AMD EPYC its Eigen kernels
+    (``resnet_perf.machine.cpu.ONEDNN_DEFAULT_FLAGS``).  On an AVX2-only AMD EPYC its Eigen kernels
     trained ResNet-18 3-11x slower (README, "oneDNN on every CPU, and the allocator").  Processes started from
     here inherit it."""
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
@@ -37,7 +37,7 @@ if sys.argv[:1] == ["-m"]:  # python -m resnet_perf.<tool>: the package is impor
 
 def __getattr__(name: str) -> Any:
     if name == "build_resnet":
-        from resnet_perf.model import build_resnet
+        from resnet_perf.models.resnet import build_resnet
 
         return build_resnet
     raise AttributeError(f"module 'resnet_perf' has no attribute {name!r}")

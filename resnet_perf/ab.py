@@ -7,9 +7,9 @@
 Everything after ``--`` goes to the benchmark suite (``pytest benchmarks/ --benchmark-only``).  By
 default one suite process per variant runs, both at once, timing their blocks of steps in turn so
 that A's and B's block of a case run back to back (A B, then B A, ...), round after round until
-every verdict is decided or ``--budget`` is spent (the stopping rule of ``resnet_perf.sequential``,
+every verdict is decided or ``--budget`` is spent (the stopping rule of ``resnet_perf.analysis.sequential``,
 shared with the suite's switch verdicts); ``--fresh-processes`` runs the whole suite once per
-variant and round in fresh processes instead (``resnet_perf.abtest``).  Per configuration and step:
+variant and round in fresh processes instead (``resnet_perf.processes.ab_runner``).  Per configuration and step:
 B/A images/s with its interval, and a verdict: B faster, B slower, no difference (within the
 ``--fail-on`` band, default +-5%), or undecided.  One result file (kind ``ab``) goes to
 ``--results-dir``, with the suite's own files of every process in a folder beside it;
@@ -30,8 +30,8 @@ from pathlib import Path
 
 from resnet_perf import cli
 from resnet_perf.errors import UserError
-from resnet_perf.regression import parse_threshold
-from resnet_perf.sequential import ALPHA, SLOWER, Budget
+from resnet_perf.analysis.regression import parse_threshold
+from resnet_perf.analysis.sequential import ALPHA, SLOWER, Budget
 
 BUDGET_S = 150.0
 """Seconds of rounds by default: with the suites' start and builds (about 15 s), an A/B of one small
@@ -99,8 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(own)
     cli.take_interrupts()  # so that the suite processes are stopped and the worktree removed on the way out
     try:
-        from resnet_perf import abtest, variants
-        from resnet_perf.results import check_writable, save_rows
+        from resnet_perf.analysis import ab_verdicts
+        from resnet_perf.processes import ab_runner, variants
+        from resnet_perf.analysis.results import ab_process_folder, save_rows
+        from resnet_perf.files import check_writable
 
         if args.budget is None:
             args.budget = BUDGET_FRESH_S if args.fresh_processes else BUDGET_S
@@ -110,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"--rounds must be at least 1, got {args.rounds}")
         if not 0 < args.alpha < 1:
             raise UserError(f"--alpha must be between 0 and 1, got {args.alpha}")
-        band = abtest.gate_band(args.fail_on)
+        band = ab_verdicts.gate_band(args.fail_on)
         budget = Budget(args.budget, args.rounds)
         a_env, b_env = variants.parse_env(args.a_env, "--a-env"), variants.parse_env(args.b_env, "--b-env")
         pythons = {name: variants.check_python(path, f"--{name}-python") if path else sys.executable
@@ -130,13 +132,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             b = variants.Variant("B", _label("working tree", args.b_python, b_env), variants.PACKAGE_ROOT,
                                  pythons["b"], b_env)
             print(f"A: {a.label}\nB: {b.label}\nsuite options: {' '.join(suite_args) or '(defaults)'}", flush=True)
-            folder = abtest.process_folder(args.results_dir, stamp)
+            folder = ab_process_folder(args.results_dir, stamp)
             if args.fresh_processes:
-                run = abtest.alternate([a, b], budget, suite_args, folder, _say, args.alpha, band)
+                run = ab_runner.alternate([a, b], budget, suite_args, folder, _say, args.alpha, band)
             else:
-                run = abtest.take_turns([a, b], budget, ["--steps", str(STEPS_PER_TURN), *suite_args],
+                run = ab_runner.take_turns([a, b], budget, ["--steps", str(STEPS_PER_TURN), *suite_args],
                                         folder, _say, args.alpha, band)
-        from resnet_perf.fingerprint import fingerprint
+        from resnet_perf.machine.fingerprint import fingerprint
 
         if run.interrupted and not run.rows:
             raise run.interrupted
@@ -145,25 +147,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                           b=b.describe(), budget_s=args.budget, max_rounds=args.rounds, alpha=args.alpha, band=band,
                           mode="fresh processes" if args.fresh_processes else "in turn",
                           suite_args=suite_args, process_files=run.process_files, **partial)
-        frame = abtest.verdict_frame(run.rows, args.alpha, band)
-        status = abtest.gate_status(frame) if args.fail_on and not run.interrupted else 0
+        frame = ab_verdicts.verdict_frame(run.rows, args.alpha, band)
+        status = ab_verdicts.gate_status(frame) if args.fail_on and not run.interrupted else 0
     except UserError as error:
         return cli.fail(error)
     except KeyboardInterrupt as stop:  # the suite processes are stopped and the worktree removed on the way out
         return cli.fail(UserError("interrupted before a round was finished: no A/B result written"),
                         cli.interrupted_status(stop))
-    from resnet_perf.tables import tabulate_frame
+    from resnet_perf.analysis.tables import tabulate_frame
 
-    print(tabulate_frame(abtest.display(frame)))
+    print(tabulate_frame(ab_verdicts.display(frame)))
     if run.interrupted:
         return cli.fail(UserError(f"interrupted: the rounds finished before it are above and in {saved} "
                                   f"(marked partial)"), cli.interrupted_status(run.interrupted))
     print(f"rows written to {saved}")
     if args.fail_on:
-        print({abtest.GATE_PASSED: f"gate passed: B faster or within +-{band:.0%} of A everywhere",
-               abtest.GATE_SLOWER: "gate FAILED: B slower than A in "
+        print({ab_verdicts.GATE_PASSED: f"gate passed: B faster or within +-{band:.0%} of A everywhere",
+               ab_verdicts.GATE_SLOWER: "gate FAILED: B slower than A in "
                + ", ".join(f"{row['config']} {row['step']}" for _i, row in frame[frame["kind"] == SLOWER].iterrows()),
-               abtest.GATE_UNDECIDED: "gate undecided: no slowdown found, but some verdict was still undecided when "
+               ab_verdicts.GATE_UNDECIDED: "gate undecided: no slowdown found, but some verdict was still undecided when "
                "the rounds stopped (exit 3: a larger --budget or --rounds, or a quieter machine, can decide it)"}[status])
     return status
 

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from resnet_perf.config import BATCH_NORMS, FPMATH_MODES, LAYOUTS, RunConfig
+from resnet_perf.config import BATCH_NORMS, FPMATH_MODES, LAYOUTS, ON_OFF, ON_OFF_FIELDS, RunConfig
 from resnet_perf.errors import UserError
 from resnet_perf.precision import PRECISIONS
 from resnet_perf.specs import DEPTHS
@@ -16,11 +16,7 @@ from resnet_perf.specs import DEPTHS
 CONFIG_OPTIONS = ("depth", "batch_size", "image_size", "precision", "xla", "layout")
 """RunConfig fields with a command-line flag of the same name (``--batch-size`` for ``batch_size``)."""
 SWITCH_OPTIONS = ("batch_norm", "threads", "onednn", "fpmath")
-"""The model variant and CPU switches of a step (``resnet_perf.switches``), for commands that run one."""
-ON_OFF = {"on": True, "off": False}
-"""How on/off switches (``--xla``, ``--onednn``) read on the command line."""
-ON_OFF_FIELDS = ("xla", "onednn")
-"""RunConfig fields that are on/off switches."""
+"""The model variant and CPU switches of a step (``resnet_perf.machine.switches``), for commands that run one."""
 
 
 def argument_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -90,7 +86,7 @@ def fail(error: BaseException, exit_code: int = 2) -> int:
 
 def fail_if_unsupported(error: Exception) -> int:
     """One line and exit 2 for out of memory or an op this device cannot run; other errors propagate."""
-    from resnet_perf.runtime import unsupported_reason
+    from resnet_perf.machine.runtime import unsupported_reason
 
     reason = unsupported_reason(error)
     if reason is None:

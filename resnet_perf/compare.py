@@ -9,7 +9,7 @@ NHWC, Keras batch norm, TensorFlow's threads, oneDNN on in its default math mode
 depth/batch/size/step), explained by the op categories where the rows have a breakdown; the best
 configuration per depth and step; latency, breakdown and largest-batch tables.  Several files: each configuration side by side across the
 runs, the first being the baseline, with the changes in images/s, MFU and memory and their 95%
-intervals over the runs' rounds (``resnet_perf.regression``).  A directory stands for the newest result
+intervals over the runs' rounds (``resnet_perf.analysis.regression``).  A directory stands for the newest result
 file in it; pytest-benchmark JSON (``--benchmark-json``, ``.benchmarks/``) is read too.
 
 Exit status: 0, or 1 when ``--fail-on`` finds a regression, or 2 for bad input; on an ``ab`` file
@@ -28,12 +28,12 @@ import pandas as pd
 
 from resnet_perf import cli
 from resnet_perf.errors import UserError
-from resnet_perf.fingerprint import differences, fingerprint, same_hardware
-from resnet_perf.regression import ALPHA, METRICS, compare_frames, parse_threshold, regressions
-from resnet_perf.results import ResultSet, load_result_set
-from resnet_perf.sequential import BAND
-from resnet_perf.speedup import REFERENCE, best_configurations, parse_baseline, speedups, switch_text
-from resnet_perf.tables import (MIB, STEP_ORDER, display_frame, extra_tables, step_frame, tabulate_frame,
+from resnet_perf.machine.fingerprint import differences, fingerprint, same_hardware
+from resnet_perf.analysis.regression import ALPHA, METRICS, compare_frames, parse_threshold, regressions
+from resnet_perf.analysis.results import ResultSet, load_result_set
+from resnet_perf.analysis.sequential import BAND
+from resnet_perf.analysis.speedup import REFERENCE, best_configurations, parse_baseline, speedups, switch_text
+from resnet_perf.analysis.tables import (MIB, STEP_ORDER, display_frame, extra_tables, step_frame, tabulate_frame,
                                 training_frame)
 
 FORMATS = ("github", "plain", "csv", "json")
@@ -219,7 +219,7 @@ def _print_single(result: ResultSet, args: argparse.Namespace) -> None:
         reference = "+".join(switch_text(field, value) for field, value in args.baseline.items())
         print(f"\nvs baseline: images/s over the same config with {reference}: the geometric mean of the "
               f"per-round ratios and its interval at the stopping rule's last look (error rate {args.alpha:g} over "
-              f"all looks: resnet_perf.sequential); faster or slower where the interval excludes 1, no difference "
+              f"all looks: resnet_perf.analysis.sequential); faster or slower where the interval excludes 1, no difference "
               f"where it lies within +-{BAND:.0%}, else undecided; after the semicolon, with --breakdown, the op "
               f"categories whose time changed most")
         print(f"\nbest configuration per depth, batch, image size and step:\n"
@@ -233,24 +233,24 @@ def _print_single(result: ResultSet, args: argparse.Namespace) -> None:
 
 def _print_ab(result: ResultSet, args: argparse.Namespace) -> int:
     """An ``ab`` result (``python -m resnet_perf.ab``): B/A per configuration and its verdict; with
-    ``--fail-on``, the gate's exit status (``abtest.gate_status``) in that band, else the run's own band."""
-    from resnet_perf import abtest
+    ``--fail-on``, the gate's exit status (``ab_verdicts.gate_status``) in that band, else the run's own band."""
+    from resnet_perf.analysis import ab_verdicts
 
     band = result.metadata.get("band")
     if args.fail_on or not (isinstance(band, float) and 0 < band < 1):
-        band = abtest.gate_band(args.fail_on)
-    frame = abtest.verdict_frame(result.rows, args.alpha, band)
+        band = ab_verdicts.gate_band(args.fail_on)
+    frame = ab_verdicts.verdict_frame(result.rows, args.alpha, band)
     for name in ("a", "b"):
         variant = result.metadata.get(name)
         print(f"{name.upper()}: {variant.get('label') if isinstance(variant, dict) else 'unknown'}")
     if result.metadata.get("partial"):  # stopped by Ctrl-C or SIGTERM: the rounds finished before it
         print(f"partial: {result.metadata['partial']}")
-    print(render(abtest.display(frame), args.format))
-    return abtest.gate_status(frame) if args.fail_on else 0
+    print(render(ab_verdicts.display(frame), args.format))
+    return ab_verdicts.gate_status(frame) if args.fail_on else 0
 
 
 def _plot(frame: pd.DataFrame, path: str, title: str) -> None:
-    from resnet_perf.plot import plot_bars
+    from resnet_perf.analysis.plot import plot_bars
 
     print(f"plot written to {plot_bars(frame, path, title)}")
 
@@ -259,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.plot:
-            from resnet_perf.plot import check_plot_path
+            from resnet_perf.analysis.plot import check_plot_path
 
             check_plot_path(args.plot)  # before any work, not after it
         results = load_all(args.files, args.configs)

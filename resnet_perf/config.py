@@ -13,11 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from resnet_perf.errors import UserError, require_choice
-from resnet_perf.precision import check_precision
+from resnet_perf.precision import check_precision, is_graph_rewrite
 from resnet_perf.specs import TOTAL_STRIDE, get_spec
 
+ON_OFF = {"on": True, "off": False}
+"""How on/off switches (``--xla``, ``--onednn``) read on the command line."""
+ON_OFF_FIELDS = ("xla", "onednn")
+"""RunConfig fields that are on/off switches."""
+
 MODES = ("forward", "train_forward", "fwd_bwd", "train")
-"""The steps a benchmark times (see ``resnet_perf.steps``): ``forward`` is inference;
+"""The steps a benchmark times (see ``resnet_perf.bench.steps``): ``forward`` is inference;
 ``train_forward`` the forward pass of a training step (batch statistics) with its loss, the part of
 ``fwd_bwd`` before the gradients, so ``backward = fwd_bwd - train_forward``."""
 BACKWARD_MODES = ("fwd_bwd", "train")
@@ -27,7 +32,7 @@ LAYOUTS: dict[str, str] = {"nhwc": "channels_last", "nchw": "channels_first"}
 """Layout names on the command line and in configs -> Keras ``data_format``."""
 BATCH_NORMS = ("keras", "fused")
 """keras: ``keras.layers.BatchNormalization``; fused: the same function as one TensorFlow op each
-way (``resnet_perf.fused_bn.FusedBatchNorm``), faster on a CPU."""
+way (``resnet_perf.models.fused_bn.FusedBatchNorm``), faster on a CPU."""
 FPMATH_MODES: dict[str, str | None] = {"default": None, "bf16": "BF16"}
 """oneDNN's math mode for float32 primitives (``ONEDNN_DEFAULT_FPMATH_MODE``): ``bf16`` lets oneDNN
 compute float32 convolutions and matmuls with bfloat16 multiplies (float32 in and out)."""
@@ -52,7 +57,7 @@ class RunConfig:
     """What to build and how to run it: model, input, precision, XLA, layout and step counts.
 
     ``steps`` timed steps per round, ``rounds`` rounds (the suite measures all its cases round by
-    round: ``resnet_perf.rounds``); one-off measurements (profile, interleave) have one round.
+    round: ``resnet_perf.bench.rounds``); one-off measurements (profile, interleave) have one round.
 
     ``model`` is ``resnet_perf`` (this package's ResNet v1.5) or ``keras`` (the
     ``keras.applications`` peer, for side-by-side rows); ``batch_norm`` picks our model's batch
@@ -60,7 +65,7 @@ class RunConfig:
 
     The CPU switches ``threads`` (``INTRA:INTER`` thread pool sizes, or ``auto``), ``onednn``
     (TensorFlow's oneDNN kernels) and ``fpmath`` (``FPMATH_MODES``) are settings of a whole process,
-    as is the ``amp_bf16`` precision: ``resnet_perf.switches`` applies them.
+    as is the ``amp_bf16`` precision: ``resnet_perf.machine.switches`` applies them.
     """
 
     depth: int = 50
@@ -103,7 +108,7 @@ class RunConfig:
         require_choice("fpmath mode", self.fpmath, FPMATH_MODES)
         if not self.onednn and self.fpmath != "default":
             raise UserError("fpmath is a oneDNN setting: it needs onednn on")
-        if not self.onednn and self.precision == "amp_bf16":
+        if not self.onednn and is_graph_rewrite(self.precision):
             raise UserError("amp_bf16 is grappler's rewrite for oneDNN's bf16 kernels: it needs onednn on")
         _check_int("warmup", self.warmup, 0)
         _check_int("steps", self.steps, 1)
@@ -202,7 +207,7 @@ def expand_matrix(
     for (depth, precision, use_xla, layout, batch_size, image_size, batch_norm, pools, use_onednn,
          math_mode) in itertools.product(depths, precisions, xla, layouts, batch_sizes, image_sizes, batch_norms,
                                          threads, onednn, fpmath):
-        if not use_onednn and (math_mode != "default" or precision == "amp_bf16"):
+        if not use_onednn and (math_mode != "default" or is_graph_rewrite(precision)):
             continue  # oneDNN's own settings
         config = RunConfig(depth=depth, batch_size=batch_size, image_size=image_size, precision=precision,
                            xla=use_xla, layout=layout, warmup=warmup, steps=steps, rounds=rounds,

@@ -6,7 +6,7 @@ Everything after ``--`` goes to ``python -m resnet_perf.train`` (with ``--strate
 added where not given).  Each worker's output is streamed with a ``[worker i]`` prefix.  When a worker fails, or on
 Ctrl-C or SIGTERM, every other worker is stopped (its whole process group: SIGTERM, then SIGKILL after a
 grace period), so no process is left behind; the exit status is the failed worker's (130 on Ctrl-C,
-143 on SIGTERM).  The workers run in a private network namespace by default (``resnet_perf.netns``),
+143 on SIGTERM).  The workers run in a private network namespace by default (``resnet_perf.training.netns``),
 so the servers TensorFlow starts on every interface can be reached by them alone.
 
 On several real machines there is no launcher: each host runs ``python -m resnet_perf.train
@@ -26,10 +26,12 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import IO
 
-from resnet_perf import cli, netns
-from resnet_perf.cluster import tf_config
+from resnet_perf import cli
+
+from resnet_perf.training import netns
+from resnet_perf.training.cluster import tf_config
 from resnet_perf.errors import UserError
-from resnet_perf.subprocess_run import module_command, package_env
+from resnet_perf.spawn import module_command, package_env
 
 GRACE_S = 10.0
 POLL_S = 0.2

@@ -1,7 +1,9 @@
 """The precision switch: one name -> one Keras dtype policy, resolved here and nowhere else.
 
-Policies are handed to each layer explicitly (``dtype=policy``); the global Keras policy is never
-touched, so one benchmark case cannot leak its precision into the next.
+Policies are handed to each layer explicitly (``dtype=policy``), so one benchmark case cannot leak
+its precision into the next; the global Keras policy is set only inside
+``resnet_perf.machine.runtime.keras_defaults``, around building a ``keras.applications`` peer (which
+reads nothing else), and restored after it.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ PRECISION_POLICIES: dict[str, str] = {
 }
 """``amp_bf16`` is a float32 model whose graph TensorFlow's grappler rewrites to bfloat16 where oneDNN
 has bf16 kernels (``auto_mixed_precision_onednn_bfloat16``), instead of Keras casting per layer; a
-process-wide option, so such cases run in processes of their own (``resnet_perf.switches``)."""
+process-wide option, so such cases run in processes of their own (``resnet_perf.machine.switches``)."""
 PRECISIONS: tuple[str, ...] = tuple(PRECISION_POLICIES)
 COMPUTE_DTYPES: dict[str, str] = {"fp32": "float32", "mixed_fp16": "float16", "mixed_bf16": "bfloat16",
                                   "amp_bf16": "bfloat16"}
@@ -29,11 +31,18 @@ COMPUTE_DTYPES: dict[str, str] = {"fp32": "float32", "mixed_fp16": "float16", "m
 AUTO_PRECISION = "auto"
 """A training recipe's precision chosen by the CPU: ``mixed_bf16`` where it has bfloat16 instructions
 (``NATIVE_BF16_FLAGS``), else ``fp32``: without them bfloat16 is converted in software, and an
-AVX2-only AMD EPYC trained ResNet-18 11x slower in mixed_bf16 than in fp32 (README, "oneDNN on every CPU, and the allocator")."""
+AVX2-only AMD EPYC trained ResNet-18 11x slower in mixed_bf16 than in fp32 (docs/measurements/2026-11-30-zen3-onednn-allocator.md)."""
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 GRAPH_REWRITE_PRECISIONS = ("amp_bf16",)
 """Precisions made by a grappler rewrite of a float32 model, not by a Keras policy: benchmark
 steps only (training takes the Keras policies)."""
+LOSS_SCALED_PRECISIONS = ("mixed_fp16",)
+"""Precisions whose training needs dynamic loss scaling (float16's range is narrow; bfloat16's is float32's)."""
+
+
+def is_graph_rewrite(name: str) -> bool:
+    """Whether ``name`` is made by grappler's rewrite of a float32 model (a process-wide setting)."""
+    return name in GRAPH_REWRITE_PRECISIONS
 
 
 def check_precision(name: str) -> str:

@@ -11,85 +11,22 @@ ops by self time) is read back from that file, and saved as ``LOGDIR/profile-<UT
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import statistics
 import sys
-import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from resnet_perf import cli
 from resnet_perf.config import RunConfig
 from resnet_perf.errors import UserError
-from resnet_perf.results import PARTIAL_SUFFIX, check_writable
+from resnet_perf.files import check_writable
+from resnet_perf.trace.capture import HOST_TRACER_LEVELS, TracerOptions, capture
 
 PROFILE_MODES = ("train", "forward")
 DEFAULT_TRACE_ROOT = Path("results") / "traces"
-HOST_TRACER_LEVELS = (1, 2, 3)
 TOP_OPS = 15
-
-
-@dataclass(frozen=True)
-class TracerOptions:
-    """What the profiler is asked to record (``tf.profiler.experimental.ProfilerOptions``)."""
-
-    host_tracer_level: int = 2
-    python_tracer_level: int = 0
-    device_tracer_level: int = 1
-
-    def __post_init__(self) -> None:
-        if self.host_tracer_level not in HOST_TRACER_LEVELS:
-            raise UserError(f"host tracer level must be one of {HOST_TRACER_LEVELS}, got {self.host_tracer_level}")
-
-    def not_applied(self, applied: dict[str, Any]) -> list[str]:
-        """The requested options the trace says were not in effect (empty when all were)."""
-        return [f"{name}={wanted} (ran with {applied.get(name, 0)})" for name, wanted in asdict(self).items()
-                if int(applied.get(name, 0)) != wanted]
-
-
-def capture(step, logdir: Path, steps: int, options: TracerOptions = TracerOptions()) -> Path:
-    """Trace ``steps`` calls of a warmed-up ``step`` into ``logdir``; return the ``.xplane.pb`` written.
-
-    The profiler writes into a hidden folder beside ``logdir``; the run's folder is moved under
-    ``logdir/plugins/profile/`` only once its trace reads back whole, so TensorBoard never lists a
-    truncated trace (a full disk, a kill).  The profiler is stopped whatever happens; a session
-    already running in this process is a ``UserError`` (TensorFlow allows one at a time).
-    """
-    import tensorflow as tf
-
-    from resnet_perf.xplane import read_xspace, trace_files
-
-    try:
-        staging = Path(tempfile.mkdtemp(dir=logdir.parent, prefix=f".{logdir.name}.", suffix=PARTIAL_SUFFIX))
-    except OSError as error:
-        raise UserError(f"cannot write traces beside {logdir}: {error.strerror or error}") from None
-    try:
-        try:
-            tf.profiler.experimental.start(str(staging),
-                                           options=tf.profiler.experimental.ProfilerOptions(**asdict(options)))
-        except tf.errors.AlreadyExistsError:
-            raise UserError("another profiler session is already running in this process; stop it first") from None
-        try:
-            for number in range(steps):
-                with tf.profiler.experimental.Trace(step.mode, step_num=number, _r=1):
-                    step()
-        finally:
-            tf.profiler.experimental.stop()
-        written = trace_files(staging)
-        if not written:
-            raise UserError(f"the profiler wrote no .xplane.pb (into {staging}/plugins/profile)")
-        read_xspace(written[-1])  # whole, or a UserError naming it
-        run = logdir / "plugins" / "profile" / written[-1].parent.name
-        run.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(written[-1].parent, run)
-        return run / written[-1].name
-    except OSError as error:
-        raise UserError(f"cannot write traces to {logdir}: {error.strerror or error}") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def summary_rows(config: RunConfig, mode: str, summary) -> list[dict[str, Any]]:
@@ -121,10 +58,10 @@ def format_summary(summary, top: int = TOP_OPS) -> str:
 
 
 def format_breakdown(fields: dict[str, Any]) -> str:
-    """Where the traced steps' time went, by op category (``resnet_perf.breakdown``)."""
+    """Where the traced steps' time went, by op category (``resnet_perf.trace.breakdown``)."""
     from tabulate import tabulate
 
-    from resnet_perf.breakdown import CATEGORIES, step_shares
+    from resnet_perf.trace.breakdown import CATEGORIES, step_shares
 
     shares = step_shares(fields)
     if shares is None:
@@ -179,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = TracerOptions(host_tracer_level=args.host_tracer_level, python_tracer_level=int(args.python_tracer))
         logdir = args.logdir or default_logdir(config, args.mode)
         check_writable(logdir, "traces")
-        from resnet_perf.switches import ProcessSettings, apply_here
+        from resnet_perf.machine.switches import ProcessSettings, apply_here
 
         apply_here(ProcessSettings.of(config))
         return _profile(config, args.mode, logdir, options, args.group_by, args.top)
@@ -193,12 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _profile(config: RunConfig, mode: str, logdir: Path, options: TracerOptions, group_by: str, top: int) -> int:
-    from resnet_perf.measure import time_call
-    from resnet_perf.results import save_rows
-    from resnet_perf.runtime import environment
-    from resnet_perf.steps import Step
-    from resnet_perf.breakdown import trace_fields
-    from resnet_perf.xplane import read_xspace, summarize
+    from resnet_perf.bench.timing import time_call
+    from resnet_perf.analysis.results import save_rows
+    from resnet_perf.machine.runtime import environment
+    from resnet_perf.bench.steps import Step
+    from resnet_perf.trace.breakdown import trace_fields
+    from resnet_perf.trace.xplane import read_xspace, summarize
 
     print(f"profiling {config.run_id} {mode}: first call, {config.warmup} warm-up step(s), "
           f"then {config.steps} traced step(s) into {logdir}", flush=True)

@@ -4,10 +4,10 @@
     python -m resnet_perf.report results/ --format markdown >> "$GITHUB_STEP_SUMMARY"
 
 Reads every result file (bench, train, ab, profile; pytest-benchmark JSON too) given or found under
-the given folders (``resnet_perf.history``), searches every series for changes of level
-(``resnet_perf.changes``) and prints the summary: the detected changes, then every series with its
+the given folders (``resnet_perf.history.points``), searches every series for changes of level
+(``resnet_perf.history.changes``) and prints the summary: the detected changes, then every series with its
 latest value, its change against the run before and its last detected change.  ``--html DIR`` also
-writes the site (``resnet_perf.site``): that summary, sortable, with a history chart per case and
+writes the site (``resnet_perf.history.site``): that summary, sortable, with a history chart per case and
 machine.  Files that are not result files are skipped, each with a line on stderr.
 
 Exit status: 0, or 2 for bad input (a path that does not exist, no result file with history, an
@@ -44,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def summary_text(changes: pd.DataFrame, series: pd.DataFrame, files: int, machines: int, table_format: str) -> str:
     """The detected changes, then every series' latest state, as tables (``table_format``: tabulate's)."""
-    from resnet_perf.history import SERIES_METRICS, short_commit, time_text
-    from resnet_perf.tables import tabulate_frame
+    from resnet_perf.history.points import SERIES_METRICS, short_commit, time_text
+    from resnet_perf.analysis.tables import tabulate_frame
 
     def label(row: pd.Series) -> str:
         return SERIES_METRICS[row["metric"]].label
@@ -85,10 +85,10 @@ def summary_text(changes: pd.DataFrame, series: pd.DataFrame, files: int, machin
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from resnet_perf.history import load_history
-        from resnet_perf.results import check_writable
-        from resnet_perf.site import write_site
-        from resnet_perf.trends import change_table, series_table
+        from resnet_perf.history.points import load_history
+        from resnet_perf.files import check_writable
+        from resnet_perf.history.site import write_site
+        from resnet_perf.history.trends import change_table, series_table
 
         if args.html:
             check_writable(args.html, "the report")

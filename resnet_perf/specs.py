@@ -2,7 +2,7 @@
 
 Each entry follows He et al., "Deep Residual Learning for Image Recognition" (2015), Table 1:
 four residual stages after the stem, each with a number of blocks of one kind.  The builder in
-``resnet_perf.model`` loops over this table; no depth is written out by hand anywhere else.
+``resnet_perf.models.resnet`` loops over this table; no depth is written out by hand anywhere else.
 """
 from __future__ import annotations
 

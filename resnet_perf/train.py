@@ -1,14 +1,14 @@
 """python -m resnet_perf.train: train a ResNet on Fashion-MNIST with a recipe, to a target accuracy.
 
-    python -m resnet_perf.train                                  # the fast recipe (resnet_perf.recipes)
+    python -m resnet_perf.train                                  # the fast recipe (resnet_perf.training.recipes)
     python -m resnet_perf.train --stop-at-target --seeds 0,1,2   # time to target over three seeds
     python -m resnet_perf.train --recipe d2l                     # the seed article's settings
     python -m resnet_perf.train --replicas 2 --epochs 1 --limit-train 2048 --limit-test 512
 
 This module is the command line (no TensorFlow until the training starts); the trainer is
-``resnet_perf.trainer``, the recipes ``resnet_perf.recipes``.  ``--seeds`` runs one fresh process
+``resnet_perf.training.trainer``, the recipes ``resnet_perf.training.recipes``.  ``--seeds`` runs one fresh process
 per seed, one after another, and reports the median, min and max time to target over the seeds
-that reached it (``resnet_perf.seeds``).
+that reached it (``resnet_perf.training.seeds``).
 """
 from __future__ import annotations
 
@@ -21,12 +21,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from resnet_perf import cli
-from resnet_perf.cluster import STARTUP_TIMEOUT_S, current_task
+from resnet_perf.training.cluster import STARTUP_TIMEOUT_S, current_task
 from resnet_perf.config import BATCH_NORMS
-from resnet_perf.data import AUGMENTATIONS, IMAGE_SIDE, TRANSLATE_PIXELS
+from resnet_perf.training.fashion_mnist import AUGMENTATIONS, IMAGE_SIDE, TRANSLATE_PIXELS
 from resnet_perf.errors import UserError
 from resnet_perf.precision import AUTO_PRECISION, GRAPH_REWRITE_PRECISIONS, NATIVE_BF16_FLAGS, PRECISIONS
-from resnet_perf.recipes import DEFAULT_RECIPE, RECIPES, SCHEDULES, STRATEGIES, TrainConfig
+from resnet_perf.training.recipes import DEFAULT_RECIPE, RECIPES, SCHEDULES, STRATEGIES, TrainConfig
 
 
 def _recipe_name(argv: Sequence[str]) -> str:
@@ -139,11 +139,11 @@ def _default_output(config: TrainConfig) -> Path:
 
 _COMMAND_INPUTS: list = []
 """The command's input iterators: never destroyed, as the command ends with ``cli.exit_process``
-(``resnet_perf.trainer.train``'s ``keep_inputs`` says why)."""
+(``resnet_perf.training.trainer.train``'s ``keep_inputs`` says why)."""
 
 
 def main(argv: Sequence[str] | None = None, keep_inputs: list | None = None) -> int:
-    """The command; ``keep_inputs``: see ``resnet_perf.trainer.train``."""
+    """The command; ``keep_inputs``: see ``resnet_perf.training.trainer.train``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(_recipe_name(argv)).parse_args(argv)
     cli.take_interrupts()
@@ -156,16 +156,16 @@ def main(argv: Sequence[str] | None = None, keep_inputs: list | None = None) -> 
             raise UserError(f"--startup-timeout must be a positive number of seconds, got {args.startup_timeout}")
         output = args.output or _default_output(config)
         if args.seeds is not None:
-            from resnet_perf.seeds import parse_seeds, run_seeds
+            from resnet_perf.training.seeds import parse_seeds, run_seeds
 
             return run_seeds(config, parse_seeds(args.seeds), output)
-        from resnet_perf.trainer import train
+        from resnet_perf.training.trainer import train
 
         payload = train(config, output, args.startup_timeout, keep_inputs)
     except UserError as error:
         return cli.fail(error)
     except Exception as error:
-        from resnet_perf.runtime import lost_worker_reason
+        from resnet_perf.training.strategies import lost_worker_reason
 
         lost = lost_worker_reason(error) if args.strategy == "multiworker" else None
         return cli.fail(lost, exit_code=1) if lost else cli.fail_if_unsupported(error)
@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None, keep_inputs: list | None = None) -> 
         print(f"\ninterrupted: what finished before it is in {output}" if written else
               "\ninterrupted before anything finished: nothing written", file=sys.stderr)
         return cli.interrupted_status(stop)
-    from resnet_perf.tables import format_training_table
+    from resnet_perf.analysis.tables import format_training_table
 
     print(format_training_table(payload["rows"]))
     summary = payload["summary"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from resnet_perf.data import IMAGE_MAGIC, LABEL_MAGIC, SPLITS
+from resnet_perf.training.fashion_mnist import IMAGE_MAGIC, LABEL_MAGIC, SPLITS
 
 
 def idx_bytes(array: np.ndarray, magic: int, count: int | None = None) -> bytes:

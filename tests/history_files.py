@@ -5,7 +5,7 @@ import random
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from resnet_perf.results import result_payload, write_results
+from resnet_perf.analysis.results import result_payload, write_results
 
 CONFIG = "resnet50-fp32-noxla-nhwc-b16-112"
 RUNS = 12

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from resnet_perf import ab, compare, interleave, launch, model, profile, report, train
-from resnet_perf.results import result_payload, write_results
+from resnet_perf.analysis.results import result_payload, write_results
 from tests.fmnist_files import write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,9 +12,9 @@ import pytest
 from resnet_perf import compare
 from resnet_perf.config import RunConfig
 from resnet_perf.precision import compute_dtype
-from resnet_perf.intervals import round_medians, spread
-from resnet_perf.regression import parse_threshold
-from resnet_perf.results import load_result_set, save_rows
+from resnet_perf.analysis.intervals import round_medians, spread
+from resnet_perf.analysis.regression import parse_threshold
+from resnet_perf.analysis.results import load_result_set, save_rows
 
 PEAK = 1e11
 FLOPS = 2e9
@@ -327,7 +327,7 @@ def test_hostile_rows_are_one_error_line_naming_the_file(tmp_path, capsys, rows,
 
 
 def test_deep_nesting_and_huge_files_are_refused_without_reading_them(tmp_path, capsys, monkeypatch):
-    from resnet_perf import results
+    from resnet_perf.analysis import results
 
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 100_000 + "]" * 100_000)

@@ -13,8 +13,10 @@ import time
 
 import pytest
 
-from resnet_perf import launch, netns, train
-from resnet_perf.subprocess_run import package_env
+from resnet_perf import launch, train
+
+from resnet_perf.training import netns
+from resnet_perf.spawn import package_env
 from tests.fmnist_files import write_dataset
 
 RUN_LIMIT_S = 600
@@ -181,7 +183,7 @@ def test_a_waiting_worker_ends_on_sigterm_and_sigint_however_it_was_started(lone
 
 
 def test_the_private_network_has_loopback_only_and_hides_what_listens_on_every_interface():
-    code = ("import socket, sys\nfrom resnet_perf import netns\nnetns.loopback_up()\n"
+    code = ("import socket, sys\nfrom resnet_perf.training import netns\nnetns.loopback_up()\n"
             "server = socket.socket()\nserver.bind(('0.0.0.0', 0))\nserver.listen()\n"
             "port = server.getsockname()[1]\n"
             "socket.create_connection(('127.0.0.1', port), timeout=5).close()\n"  # reachable inside

@@ -5,9 +5,9 @@ import pytest
 
 from resnet_perf import profile
 from resnet_perf.errors import UserError
-from resnet_perf.profile import TracerOptions
-from resnet_perf.results import load_results
-from resnet_perf.xplane import HOST_PLANE, _self_times, read_xspace, summarize, trace_files
+from resnet_perf.trace.capture import TracerOptions, capture
+from resnet_perf.analysis.results import load_results
+from resnet_perf.trace.xplane import HOST_PLANE, _self_times, read_xspace, summarize, trace_files
 
 TINY_ARGS = ["--depth", "18", "--batch-size", "2", "--image-size", "32", "--warmup", "1", "--steps", "3"]
 
@@ -64,7 +64,7 @@ def test_a_second_profiler_session_is_refused(tmp_path):
     tf.profiler.experimental.start(str(tmp_path / "first"))
     try:
         with pytest.raises(UserError, match="another profiler session is already running"):
-            profile.capture(lambda: None, tmp_path / "second", steps=1)
+            capture(lambda: None, tmp_path / "second", steps=1)
     finally:
         tf.profiler.experimental.stop()
 
@@ -79,7 +79,7 @@ def test_the_profiler_is_stopped_when_a_step_fails(tmp_path):
             raise RuntimeError("step failed")
 
     with pytest.raises(RuntimeError, match="step failed"):
-        profile.capture(Failing(), tmp_path, steps=2)
+        capture(Failing(), tmp_path, steps=2)
     tf.profiler.experimental.start(str(tmp_path / "again"))  # would raise if the first were still running
     tf.profiler.experimental.stop()
 
@@ -97,14 +97,14 @@ class MatmulStep:
 def test_a_trace_is_moved_under_the_logdir_only_once_it_reads_back_whole(tmp_path, monkeypatch):
     logdir = tmp_path / "logs"
     logdir.mkdir()
-    trace = profile.capture(MatmulStep(), logdir, steps=1)
+    trace = capture(MatmulStep(), logdir, steps=1)
     assert trace_files(logdir) == [trace] and [path.name for path in tmp_path.iterdir()] == ["logs"]
 
     def truncated(path):  # as a full disk leaves it
         raise UserError(f"{path} is not a profiler trace (XSpace protobuf): truncated or foreign")
-    monkeypatch.setattr("resnet_perf.xplane.read_xspace", truncated)
+    monkeypatch.setattr("resnet_perf.trace.xplane.read_xspace", truncated)
     with pytest.raises(UserError, match="truncated"):
-        profile.capture(MatmulStep(), logdir, steps=1)
+        capture(MatmulStep(), logdir, steps=1)
     assert trace_files(logdir) == [trace] and [path.name for path in tmp_path.iterdir()] == ["logs"]
 
 

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from resnet_perf import changes, compare, report
-from resnet_perf.history import load_history
-from resnet_perf.results import result_payload, write_results
-from resnet_perf.site import case_page_name, machine_colors
-from resnet_perf.svgchart import nice_ticks
-from resnet_perf.trends import change_table, series_table
+from resnet_perf import compare, report
+
+from resnet_perf.history import changes
+from resnet_perf.history.points import load_history
+from resnet_perf.analysis.results import result_payload, write_results
+from resnet_perf.history.site import case_page_name, machine_colors
+from resnet_perf.history.svgchart import nice_ticks
+from resnet_perf.history.trends import change_table, series_table
 from tests.test_bad_input import one_error_line
 from tests.history_files import (CONFIG, FAST, PEAK, RUNS, SLOW, STEP_AT, commit, machine, step_row,
                                  write_history)

@@ -10,9 +10,9 @@ import pytest
 
 from resnet_perf.config import RunConfig
 from resnet_perf.errors import UserError
-from resnet_perf.recipes import TrainConfig
+from resnet_perf.training.recipes import TrainConfig
 from resnet_perf.train import main
-from resnet_perf.trainer import EpochTiming, train
+from resnet_perf.training.trainer import EpochTiming, train
 from tests.fmnist_files import write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,7 +112,7 @@ def test_a_run_reads_its_training_data_through_one_iterator_and_shows_progress_i
     """An iterator per epoch ended each epoch waiting in its destructor (the end-of-epoch tail)."""
     import tensorflow as tf
 
-    from resnet_perf import trainer as train_module
+    from resnet_perf.training import trainer as train_module
 
     iterators = []
     distribute = tf.distribute.MirroredStrategy.experimental_distribute_dataset
@@ -141,7 +141,7 @@ def test_a_run_reads_its_training_data_through_one_iterator_and_shows_progress_i
 
 
 def test_a_loss_that_becomes_nan_ends_the_run_keeping_the_finished_epochs(tmp_path, capsys, monkeypatch):
-    from resnet_perf import trainer as train_module
+    from resnet_perf.training import trainer as train_module
 
     folder = write_dataset(tmp_path / "data", train=64, test=32)
     output = tmp_path / "train.json"
@@ -162,7 +162,7 @@ def test_a_loss_that_becomes_nan_ends_the_run_keeping_the_finished_epochs(tmp_pa
 
 
 def test_an_interrupted_run_leaves_an_existing_output_file_as_it_was(tmp_path, capsys, monkeypatch):
-    from resnet_perf import trainer as train_module
+    from resnet_perf.training import trainer as train_module
 
     folder = write_dataset(tmp_path / "data", train=64, test=32)
     output = tmp_path / "train.json"
@@ -222,7 +222,7 @@ def test_the_evaluation_uses_the_moving_average_of_the_weights_and_gives_them_ba
     import numpy as np
     import tensorflow as tf
 
-    from resnet_perf.trainer import Trainer
+    from resnet_perf.training.trainer import Trainer
 
     config = TrainConfig(run=RunConfig(depth=18, batch_size=2, image_size=32, channels=1, num_classes=10,
                                        precision="fp32"), epochs=1, ema=0.5)
@@ -255,7 +255,7 @@ def test_augment_batch_moves_each_image_on_its_own_by_at_most_two_pixels(augment
     import numpy as np
     import tensorflow as tf
 
-    from resnet_perf.data import TRANSLATE_PIXELS, augment_batch
+    from resnet_perf.training.fashion_mnist import TRANSLATE_PIXELS, augment_batch
 
     images = np.zeros((200, 12, 12, 1), np.float32)
     images[:, 5, 3, 0] = 1.0  # one lit pixel, off the vertical axis so that a flip moves it
@@ -281,7 +281,7 @@ def test_augment_batch_moves_each_image_on_its_own_by_at_most_two_pixels(augment
 def test_shift_images_moves_a_batch_and_fills_with_zeros(layout, axes):
     import numpy as np
 
-    from resnet_perf.data import shift_images
+    from resnet_perf.training.fashion_mnist import shift_images
 
     images = np.zeros((2, 1, 6, 6) if layout == "nchw" else (2, 6, 6, 1), np.float32)
     pixel = (0, 0, 2, 3) if layout == "nchw" else (0, 2, 3, 0)
@@ -300,8 +300,8 @@ def test_test_shift_evaluates_the_mean_prediction_of_the_image_and_its_four_shif
     import numpy as np
     import tensorflow as tf
 
-    from resnet_perf.data import shift_images
-    from resnet_perf.trainer import Trainer
+    from resnet_perf.training.fashion_mnist import shift_images
+    from resnet_perf.training.trainer import Trainer
 
     config = TrainConfig(run=RunConfig(depth=18, batch_size=8, image_size=32, channels=1, num_classes=10,
                                        precision="fp32"), epochs=1, test_shift=2)
@@ -320,7 +320,7 @@ def test_label_smoothing_is_the_cross_entropy_against_smoothed_labels():
     import numpy as np
     import tensorflow as tf
 
-    from resnet_perf.objective import logits_and_loss
+    from resnet_perf.models.objective import logits_and_loss
 
     logits = tf.constant([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
     model = keras.Sequential([keras.layers.Lambda(lambda images: images)])
@@ -335,7 +335,7 @@ def test_label_smoothing_is_the_cross_entropy_against_smoothed_labels():
 
 
 def test_the_linear_schedule_rises_then_falls_to_zero():
-    from resnet_perf.objective import learning_rate_schedule
+    from resnet_perf.models.objective import learning_rate_schedule
 
     schedule = learning_rate_schedule("linear", 0.4, total_steps=100, warmup_steps=10)
     values = [float(schedule(step)) for step in (0, 5, 10, 55, 100, 120)]

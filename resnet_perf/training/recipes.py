@@ -1,0 +1,232 @@
+"""Training recipes and the configuration of a training run (no TensorFlow here).
+
+A recipe is data: every setting of how a ResNet is trained on Fashion-MNIST, under one name, in
+this module only.  ``python -m resnet_perf.train --recipe NAME`` starts from it and any flag changes
+one setting; the result records the recipe's name and every setting the run used.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from typing import Any
+
+from resnet_perf.config import BATCH_NORMS, RunConfig
+from resnet_perf.training.fashion_mnist import AUGMENTATIONS, NUM_CLASSES
+from resnet_perf.errors import UserError, require_choice
+from resnet_perf.machine.cpu import cpu_flags
+from resnet_perf.precision import AUTO_PRECISION, GRAPH_REWRITE_PRECISIONS, PRECISIONS, training_precision
+
+SCHEDULES = ("cosine", "linear", "constant")
+"""cosine / linear: linear warm-up over the first ``WARMUP_FRACTION`` of the steps, then down to 0."""
+WARMUP_FRACTION = 0.1
+STRATEGIES = ("mirrored", "multiworker")
+"""mirrored: MirroredStrategy on this machine; multiworker: MultiWorkerMirroredStrategy from TF_CONFIG."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train: the model and its precision (``auto``: chosen by the CPU, ``precision.AUTO_PRECISION``),
+    the input, the optimisation, the evaluation."""
+
+    name: str
+    description: str
+    depth: int
+    precision: str
+    batch_norm: str
+    zero_init_residual: bool
+    image_size: int
+    batch_size: int
+    epochs: int
+    lr: float
+    schedule: str
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    label_smoothing: float
+    augment: str
+    test_flip: bool
+    test_shift: int
+    ema: float
+    eval_every: int
+    target_accuracy: float
+
+
+RECIPES = {recipe.name: recipe for recipe in (
+    Recipe("fast", "this suite's recipe for time to accuracy on a CPU (README, 'Time to accuracy'); precision "
+                   "auto: mixed_bf16 on a CPU with bfloat16 instructions (avx512_bf16, amx_bf16), else fp32",
+           depth=18, precision=AUTO_PRECISION, batch_norm="keras", zero_init_residual=False, image_size=32,
+           batch_size=256, epochs=6, lr=0.2, schedule="cosine", momentum=0.9, nesterov=True, weight_decay=5e-4,
+           label_smoothing=0.0, augment="none", test_flip=False, test_shift=0, ema=0.99, eval_every=1,
+           target_accuracy=0.93),
+    Recipe("d2l", "the seed article's settings (Dive into Deep Learning, ResNet chapter): 96x96, plain SGD "
+                  "at 0.05, batch 256, 10 epochs, float32",
+           depth=18, precision="fp32", batch_norm="keras", zero_init_residual=False, image_size=96,
+           batch_size=256, epochs=10, lr=0.05, schedule="constant", momentum=0.0, nesterov=False, weight_decay=0.0,
+           label_smoothing=0.0, augment="none", test_flip=False, test_shift=0, ema=0.0, eval_every=1,
+           target_accuracy=0.91),
+)}
+DEFAULT_RECIPE = "fast"
+RECIPE_SETTINGS = tuple(field.name for field in fields(Recipe) if field.name not in ("name", "description"))
+
+
+PLAIN_TRAINING = {"batch_norm": "keras", "zero_init_residual": False, "lr": 0.2, "schedule": "cosine",
+                  "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "label_smoothing": 0.0,
+                  "augment": "none", "test_flip": False, "test_shift": 0, "ema": 0.0, "eval_every": 1}
+"""The training every run used before recipes existed; a run_id names only what differs from it, so
+the ids of those runs stay what they were (a run of the fast recipe, which evaluates a moving average
+of the weights, is named ``-ema0.99``)."""
+_SUFFIXES = {"batch_norm": lambda value: "fbn" if value == "fused" else "",
+             "zero_init_residual": lambda value: "zir" if value else "", "lr": "lr{:g}".format,
+             "schedule": str, "momentum": "m{:g}".format, "nesterov": lambda value: "nesterov" if value else "plain",
+             "weight_decay": "wd{:g}".format, "label_smoothing": "ls{:g}".format, "augment": str,
+             "test_flip": lambda value: "tta" if value else "notta", "test_shift": "tts{}".format,
+             "ema": "ema{:g}".format, "eval_every": "ev{}".format}
+
+
+def training_suffix(settings: Mapping[str, Any]) -> str:
+    """``-fbn-ls0.1-flip-translate``: the settings of a training run (a result row or a config's
+    fields) that differ from ``PLAIN_TRAINING``, in its order; a missing setting counts as plain."""
+    parts = [_SUFFIXES[name](settings.get(name, plain)) for name, plain in PLAIN_TRAINING.items()
+             if settings.get(name, plain) != plain]
+    return "".join(f"-{part}" for part in parts if part)
+
+
+def training_run_id(run: RunConfig, settings: Mapping[str, Any]) -> str:
+    """The run_id of a training run: its model/step run_id, ``training_suffix``, replicas (``mw``:
+    multi-worker) and epochs, from ``settings`` (a config's fields or a result row)."""
+    spread = "mw" if settings.get("strategy") == "multiworker" else f"r{settings.get('replicas', 'auto')}"
+    return f"{run.run_id}{training_suffix(settings)}-{spread}-e{settings.get('epochs')}"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run: the model/step config, the recipe's settings, and where and how to run it."""
+
+    run: RunConfig
+    recipe: str = DEFAULT_RECIPE
+    batch_norm: str = RECIPES[DEFAULT_RECIPE].batch_norm
+    zero_init_residual: bool = RECIPES[DEFAULT_RECIPE].zero_init_residual
+    epochs: int = RECIPES[DEFAULT_RECIPE].epochs
+    lr: float = RECIPES[DEFAULT_RECIPE].lr
+    schedule: str = RECIPES[DEFAULT_RECIPE].schedule
+    momentum: float = RECIPES[DEFAULT_RECIPE].momentum
+    nesterov: bool = RECIPES[DEFAULT_RECIPE].nesterov
+    weight_decay: float = RECIPES[DEFAULT_RECIPE].weight_decay
+    label_smoothing: float = RECIPES[DEFAULT_RECIPE].label_smoothing
+    augment: str = RECIPES[DEFAULT_RECIPE].augment
+    test_flip: bool = RECIPES[DEFAULT_RECIPE].test_flip
+    test_shift: int = RECIPES[DEFAULT_RECIPE].test_shift
+    ema: float = RECIPES[DEFAULT_RECIPE].ema
+    eval_every: int = RECIPES[DEFAULT_RECIPE].eval_every
+    target_accuracy: float = RECIPES[DEFAULT_RECIPE].target_accuracy
+    stop_at_target: bool = False
+    replicas: int | str = "auto"
+    seed: int = 0
+    data_dir: str | None = None
+    limit_train: int | None = None
+    limit_test: int | None = None
+    strategy: str = "mirrored"
+
+    def __post_init__(self) -> None:
+        require_choice("recipe", self.recipe, RECIPES)
+        require_choice("strategy", self.strategy, STRATEGIES)
+        if self.strategy == "multiworker" and self.replicas != "auto":
+            raise UserError("--replicas must be 'auto' with --strategy multiworker: the replicas are the "
+                            "workers in TF_CONFIG times each worker's devices")
+        if self.epochs < 1:
+            raise UserError(f"epochs must be at least 1, got {self.epochs}")
+        if not 0 <= self.seed < 2**32:  # NumPy's and Python's generators take these
+            raise UserError(f"seed must be in [0, 2**32), got {self.seed}")
+        if self.run.precision in GRAPH_REWRITE_PRECISIONS:
+            raise UserError(f"precision {self.run.precision} is a benchmark switch of whole processes; training takes "
+                            f"{', '.join(name for name in PRECISIONS if name not in GRAPH_REWRITE_PRECISIONS)}")
+        for name in ("lr", "momentum", "weight_decay", "label_smoothing", "ema", "target_accuracy"):
+            if not math.isfinite(getattr(self, name)):
+                raise UserError(f"{name.replace('_', ' ')} must be a finite number, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise UserError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise UserError(f"momentum must be in [0, 1), got {self.momentum}")
+        require_choice("schedule", self.schedule, SCHEDULES)
+        require_choice("batch norm", self.batch_norm, BATCH_NORMS)
+        require_choice("augmentation", self.augment, AUGMENTATIONS)
+        if self.weight_decay < 0:
+            raise UserError(f"weight decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.label_smoothing < 1:
+            raise UserError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 <= self.ema < 1:
+            raise UserError(f"ema must be in [0, 1) (0: off), got {self.ema}")
+        if not 0 <= self.test_shift < self.run.image_size:  # a shift of the whole image leaves a blank view
+            raise UserError(f"test shift must be >= 0 and below the image size {self.run.image_size} (pixels), "
+                            f"got {self.test_shift}")
+        if self.eval_every < 1:
+            raise UserError(f"eval every must be at least 1 (epochs), got {self.eval_every}")
+        if not 0 < self.target_accuracy <= 1:
+            raise UserError(f"target accuracy must be in (0, 1], got {self.target_accuracy}")
+        for name in ("limit_train", "limit_test"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UserError(f"{name.replace('_', '-')} must be at least 1, got {value}")
+        if isinstance(self.replicas, int):
+            self.check_replicas(self.replicas)
+
+    @classmethod
+    def from_recipe(cls, name: str = DEFAULT_RECIPE, xla: bool = False, layout: str = "nhwc",
+                    **overrides: Any) -> TrainConfig:
+        """The run of recipe ``name`` with ``overrides`` (any recipe setting or run field)."""
+        require_choice("recipe", name, RECIPES)
+        settings = {key: value for key, value in asdict(RECIPES[name]).items() if key in RECIPE_SETTINGS}
+        settings.update(overrides)
+        settings["precision"] = training_precision(settings["precision"], cpu_flags())
+        run = RunConfig(depth=settings.pop("depth"), batch_size=settings.pop("batch_size"),
+                        image_size=settings.pop("image_size"), precision=settings.pop("precision"),
+                        channels=1, num_classes=NUM_CLASSES, xla=xla, layout=layout)
+        return cls(run=run, recipe=name, **settings)
+
+    def check_replicas(self, replicas: int) -> None:
+        """The global batch must split evenly over the replicas."""
+        if replicas < 1:
+            raise UserError(f"replicas must be 'auto' or a positive integer, got {replicas}")
+        if self.run.batch_size % replicas:
+            raise UserError(f"global batch {self.run.batch_size} does not divide over {replicas} replicas; "
+                            f"choose a multiple of {replicas}")
+
+    @property
+    def run_id(self) -> str:
+        """The model/step run_id, the training settings that set it apart (``training_suffix``),
+        replicas (or ``mw``: multi-worker) and epochs: ``resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-ema0.99-r2-e1``."""
+        return training_run_id(self.run, asdict(self))
+
+    def changed_settings(self) -> dict[str, Any]:
+        """The recipe settings this run changed: ``{setting: value}``."""
+        recipe, mine = asdict(RECIPES[self.recipe]), self.as_dict()
+        recipe["precision"] = training_precision(recipe["precision"], cpu_flags())
+        return {name: mine[name] for name in RECIPE_SETTINGS if mine[name] != recipe[name]}
+
+    def as_dict(self) -> dict[str, Any]:
+        fields_ = asdict(self)
+        fields_.pop("run")
+        return {**self.run.as_dict(), **fields_, "run_id": self.run_id}
+
+    def argv(self) -> list[str]:
+        """The ``python -m resnet_perf.train`` arguments that describe this run."""
+        run = self.run
+        args = ["--recipe", self.recipe, "--depth", run.depth, "--batch-norm", self.batch_norm,
+                "--zero-init-residual", "on" if self.zero_init_residual else "off", "--epochs", self.epochs,
+                "--batch-size", run.batch_size,
+                "--replicas", self.replicas, "--precision", run.precision, "--xla", "on" if run.xla else "off",
+                "--layout", run.layout, "--image-size", run.image_size, "--lr", self.lr,
+                "--schedule", self.schedule, "--momentum", self.momentum,
+                "--nesterov", "on" if self.nesterov else "off", "--weight-decay", self.weight_decay,
+                "--label-smoothing", self.label_smoothing, "--augment", self.augment,
+                "--test-flip", "on" if self.test_flip else "off",
+                "--test-shift", self.test_shift, "--ema", self.ema, "--eval-every", self.eval_every,
+                "--target-accuracy", self.target_accuracy, "--seed", self.seed, "--strategy", self.strategy]
+        if self.stop_at_target:
+            args.append("--stop-at-target")
+        for flag, value in (("--data-dir", self.data_dir), ("--limit-train", self.limit_train),
+                            ("--limit-test", self.limit_test)):
+            if value is not None:
+                args += [flag, value]
+        return [str(arg) for arg in args]

@@ -1,0 +1,130 @@
+"""Recipes as data, the train command line built from them, and the seeds' spread."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from resnet_perf.training import seeds
+from resnet_perf.errors import UserError
+from resnet_perf.machine.cpu import cpu_flags
+from resnet_perf.precision import training_precision
+from resnet_perf.training.recipes import RECIPE_SETTINGS, RECIPES, TrainConfig
+from resnet_perf.train import build_parser, config_from_args
+from tests.fmnist_files import write_dataset
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_every_recipe_is_a_valid_run_and_the_command_line_reproduces_it(name):
+    recipe = RECIPES[name]
+    config = TrainConfig.from_recipe(name, seed=3, stop_at_target=True)
+    assert (config.run.depth, config.run.precision, config.run.image_size, config.run.batch_size) == (
+        recipe.depth, training_precision(recipe.precision, cpu_flags()), recipe.image_size, recipe.batch_size)
+    assert config.changed_settings() == {}
+    argv = config.argv()
+    assert config_from_args(build_parser(name).parse_args(argv)) == config
+
+
+def test_the_recipe_sets_the_defaults_and_a_flag_changes_one_setting():
+    args = build_parser("d2l").parse_args(["--recipe", "d2l", "--lr", "0.1"])
+    config = config_from_args(args)
+    d2l = RECIPES["d2l"]
+    assert config.recipe == "d2l" and config.run.image_size == d2l.image_size == 96
+    assert config.momentum == 0.0 and config.run.precision == "fp32" and config.schedule == "constant"
+    assert config.changed_settings() == {"lr": 0.1}
+    assert set(RECIPE_SETTINGS) <= set(config.as_dict())  # every setting is in the result rows
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"recipe": "fastest"}, "unknown recipe 'fastest'"),
+    ({"momentum": 1.0}, "momentum must be in [0, 1)"),
+    ({"label_smoothing": 1.0}, "label smoothing must be in [0, 1)"),
+    ({"augment": "mixup"}, "unknown augmentation 'mixup'"),
+    ({"schedule": "step"}, "unknown schedule 'step'"),
+    ({"ema": 1.0}, "ema must be in [0, 1) (0: off)"),
+    ({"ema": float("nan")}, "ema must be a finite number"),
+    ({"eval_every": 0}, "eval every must be at least 1"),
+    ({"test_shift": -1}, "test shift must be >= 0"),
+    ({"test_shift": 32}, "test shift must be >= 0 and below the image size 32"),
+])
+def test_bad_settings_are_refused(changes, message):
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        dataclasses.replace(TrainConfig.from_recipe(), **changes)
+
+
+@pytest.mark.parametrize("flags, precision", [(["avx2", "avx512f", "avx512_bf16"], "mixed_bf16"),
+                                               (["avx2", "amx_bf16"], "mixed_bf16"), (["avx2", "fma"], "fp32")])
+def test_the_fast_recipe_trains_in_bfloat16_only_where_the_cpu_has_it(monkeypatch, flags, precision):
+    from resnet_perf.training import recipes
+
+    monkeypatch.setattr(recipes, "cpu_flags", lambda: flags)
+    assert RECIPES["fast"].precision == "auto" and training_precision("fp32", flags) == "fp32"
+    config = TrainConfig.from_recipe()
+    assert config.run.precision == precision and config.changed_settings() == {}  # auto is the recipe's own
+    assert TrainConfig.from_recipe(precision="auto").run.precision == precision
+    other = "fp32" if precision == "mixed_bf16" else "mixed_bf16"
+    assert TrainConfig.from_recipe(precision=other).changed_settings() == {"precision": other}
+
+
+def test_seeds_are_parsed_and_their_spread_is_over_the_seeds_that_reached():
+    assert seeds.parse_seeds("0,1,2") == [0, 1, 2]
+    for text in ("0,,1", "a", "1,1"):
+        with pytest.raises(UserError):
+            seeds.parse_seeds(text)
+    rows = [seeds.seed_row(seed, Path(f"s{seed}.json"), {"summary": {"time_to_target_s": time}}, 0)
+            for seed, time in ((0, 500.0), (1, None), (2, 400.0), (3, 450.0))]
+    assert seeds.time_to_target_spread(rows) == {"seeds": [0, 1, 2, 3], "reached": 3, "of": 4, "median_time_to_target_s": 450.0,
+                                  "min_time_to_target_s": 400.0, "max_time_to_target_s": 500.0}
+    assert seeds.time_to_target_spread(rows[1:2])["median_time_to_target_s"] is None
+
+
+@pytest.mark.slow
+def test_seeds_run_in_fresh_processes_and_their_file_feeds_the_report(tmp_path):
+    from resnet_perf.history.points import load_history
+
+    folder = write_dataset(tmp_path / "data", train=64, test=32)
+    output = tmp_path / "results" / "seeds.json"
+    command = [sys.executable, "-m", "resnet_perf.train", "--seeds", "4", "--epochs", "2", "--batch-size", "16",
+               "--precision", "fp32", "--target-accuracy", "0.01", "--stop-at-target", "--data-dir", str(folder),
+               "--output", str(output)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "1 of 1 seeds reached it" in done.stdout  # one seed: each is a whole process (the CI budget)
+    result = json.loads(output.read_text())
+    assert result["kind"] == "train_seeds" and [row["seed"] for row in result["rows"]] == [4]
+    for row in result["rows"]:  # any accuracy reaches 1%: each seed stopped after its first evaluation
+        single = json.loads(Path(row["result_file"]).read_text())
+        assert single["rows"][0]["seed"] == row["seed"] and len(single["rows"]) == 1
+        assert row["time_to_target_s"] == single["summary"]["time_to_target_s"] == single["rows"][0]["clock_s"]
+    summary = result["summary"]
+    assert summary["min_time_to_target_s"] <= summary["median_time_to_target_s"] <= summary["max_time_to_target_s"]
+    history = load_history([output.parent])
+    median = history.points[history.points["step"].str.endswith("1 seeds")].iloc[0]
+    assert median["value"] == summary["median_time_to_target_s"] and median["note"] == "1 of 1 seeds reached it"
+
+
+def test_a_training_run_id_names_the_settings_that_set_the_run_apart(tmp_path):
+    from resnet_perf.history.points import load_history
+    from resnet_perf.analysis.results import result_payload, write_results
+
+    plain = TrainConfig.from_recipe(epochs=6, ema=0.0, precision="mixed_bf16")
+    assert plain.run_id == "resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-rauto-e6"  # as before recipes existed
+    assert (TrainConfig.from_recipe(precision="mixed_bf16").run_id
+            == "resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-ema0.99-rauto-e6")
+    varied = dataclasses.replace(plain, augment="flip-translate", label_smoothing=0.1, batch_norm="fused",
+                                 test_flip=True, replicas=2, zero_init_residual=True, ema=0.99, eval_every=2,
+                                 test_shift=1)
+    assert varied.run_id == ("resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-fbn-zir-ls0.1-flip-translate-tta-tts1"
+                             "-ema0.99-ev2-r2-e6")
+    assert "-lr0.05-constant-m0-plain-wd0-" in TrainConfig.from_recipe("d2l").run_id
+    # a row written before run_ids named the settings: the history names it from its own fields
+    old_row = {**varied.as_dict(), "bench": "train", "epoch": 1, "test_accuracy": 0.5,
+               "run_id": "resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-r2-e6"}
+    write_results(tmp_path / "train-old.json", result_payload("train", [old_row], {}))
+    assert set(load_history([tmp_path]).points["config"]) == {varied.run_id}
