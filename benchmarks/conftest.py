@@ -30,15 +30,15 @@ from typing import Any
 import pytest
 
 import resnet_perf
-from resnet_perf.config import AUTO_THREADS, MODES as MODES_ALL, ON_OFF, expand_matrix, parse_threads
 from resnet_perf.bench.default_matrix import AUTO, choose_switches, gpu_capabilities
-from resnet_perf.errors import UserError, require_choice
-from resnet_perf.machine.cpu import cpu_flags
-from resnet_perf.machine.fingerprint import fingerprint
 from resnet_perf.bench.maxbatch import check_search_start
 from resnet_perf.bench.timing import PEAK_READINGS
-from resnet_perf.precision import GRAPH_REWRITE_PRECISIONS, PRECISIONS, compute_dtype
+from resnet_perf.config import AUTO_THREADS, MODES as MODES_ALL, ON_OFF, expand_matrix, parse_threads
+from resnet_perf.errors import UserError, require_choice
 from resnet_perf.files import check_writable
+from resnet_perf.machine.cpu import cpu_flags
+from resnet_perf.machine.fingerprint import fingerprint
+from resnet_perf.precision import GRAPH_REWRITE_PRECISIONS, PRECISIONS, compute_dtype
 from resnet_perf.training.recipes import DEFAULT_RECIPE, RECIPES, TrainConfig
 
 resnet_perf.quiet_tensorflow_logs()  # before the test modules import TensorFlow
@@ -343,8 +343,8 @@ def pytest_configure(config: pytest.Config) -> None:
             for config in max_batch_configs(matrix):
                 check_search_start(config.batch_size)
         if option.turns:
-            from resnet_perf.processes.isolated import needs_workers
             from resnet_perf.bench.turns import Turns
+            from resnet_perf.processes.isolated import needs_workers
 
             Turns(option.turns)  # its pipes must exist
             if needs_workers(matrix + latency):
@@ -453,8 +453,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     recorder = config.stash.get(RECORDER, None)
     if recorder is None or not recorder.rows:
         return
-    from resnet_perf.models.flops import session_peaks, with_derived_metrics
     from resnet_perf.analysis.tables import extra_tables, format_table, format_training_table, tabulate_frame
+    from resnet_perf.models.flops import session_peaks, with_derived_metrics
 
     terminalreporter.section("resnet_perf results")
     rows = with_derived_metrics(recorder.rows, session_peaks(recorder.peak_readings))

@@ -27,15 +27,16 @@ from typing import Any
 
 import pytest
 
-from resnet_perf.bench.rows import memory_row, skipped_row
-from resnet_perf.config import MODES
-from resnet_perf.bench.memory import MemoryProbeError, measure_peak_memories, probe_processes
-from resnet_perf.processes.isolated import IsolatedCases, needs_workers
-from resnet_perf.bench.maxbatch import find_max_batch
-from resnet_perf.bench.rounds import StepCases, Tracing, serve
 from resnet_perf.analysis.sequential import Budget
 from resnet_perf.analysis.speedup import switch_comparisons
+from resnet_perf.bench.maxbatch import find_max_batch
+from resnet_perf.bench.memory import MemoryProbeError, measure_peak_memories, probe_processes
+from resnet_perf.bench.rounds import StepCases, Tracing, serve
+from resnet_perf.bench.rows import memory_row, skipped_row
 from resnet_perf.bench.turns import Turns
+from resnet_perf.config import MODES
+from resnet_perf.errors import UserError
+from resnet_perf.processes.isolated import IsolatedCases, needs_workers
 
 STEP_TESTS = {**{f"test_{mode}": mode for mode in MODES}, "test_latency": "forward"}
 
@@ -72,6 +73,8 @@ class SuiteSteps:
             self.cases = StepCases(cases, report=report, tracing=tracing)
         self.recorder = recorder
         self.rows: dict[tuple[str, str], dict[str, Any]] | None = None
+        self.failure = ""
+        """Why the rounds ended early, when a process they ran in failed (``UserError``)."""
 
     def measure_once(self) -> None:
         """Measure every case (once per session); the rows go to the recorder, also when stopped.
@@ -87,6 +90,8 @@ class SuiteSteps:
                 outcome = self.cases.measure(self.comparisons, self.budget)
                 self.recorder.rounds = {"rounds": outcome.rounds, "stopped_because": outcome.stopped_because,
                                         "budget_s": self.budget.seconds, "max_rounds": self.budget.max_rounds}
+        except UserError as error:  # a worker that stalled or died: every case fails with this one line
+            self.failure = str(error)
         finally:  # Ctrl-C or SIGTERM during the rounds: keep every round completed so far
             self.rows = self.cases.rows()
             for row in self.rows.values():
@@ -124,14 +129,18 @@ def _report_step(benchmark, suite_steps: SuiteSteps, config, mode: str) -> None:
     key = (config.run_id, mode)
     row = suite_steps.rows.get(key)
     if row is None:
-        pytest.fail(f"{config.run_id} {mode}: not measured, the rounds ended early (see the first step case)")
+        pytest.fail(f"{config.run_id} {mode}: not measured: {suite_steps.failure or 'the rounds ended early'}",
+                    pytrace=False)
     suite_steps.cases.release(key)
     if row.get("skipped"):
         pytest.skip(row["skipped"])
     _record_in_pytest_benchmark(benchmark, row["step_times_s"])
     benchmark.extra_info.update(row)  # the whole row, raw step times too: compare reads --benchmark-json
     if row.get("error"):
-        pytest.fail(f"{config.run_id} {mode}: {row['error']}")
+        pytest.fail(f"{config.run_id} {mode}: {row['error']}", pytrace=False)
+    if suite_steps.failure:  # measured, but its rounds were cut short
+        pytest.fail(f"{config.run_id} {mode}: {suite_steps.failure} (its {row.get('rounds', 0)} finished rounds are "
+                    "in the results)", pytrace=False)
 
 
 def test_forward(benchmark, suite_steps, run_config):

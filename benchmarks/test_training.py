@@ -13,8 +13,8 @@ import subprocess
 
 import pytest
 
-from resnet_perf.training.fashion_mnist import DataError, locate
 from resnet_perf.spawn import run_module
+from resnet_perf.training.fashion_mnist import DataError, locate
 from resnet_perf.training.recipes import TrainConfig
 
 TIMEOUT_S = 4 * 3600

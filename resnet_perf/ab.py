@@ -29,9 +29,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from resnet_perf import cli
-from resnet_perf.errors import UserError
 from resnet_perf.analysis.regression import parse_threshold
 from resnet_perf.analysis.sequential import ALPHA, SLOWER, Budget
+from resnet_perf.errors import UserError
 
 BUDGET_S = 150.0
 """Seconds of rounds by default: with the suites' start and builds (about 15 s), an A/B of one small
@@ -100,9 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli.take_interrupts()  # so that the suite processes are stopped and the worktree removed on the way out
     try:
         from resnet_perf.analysis import ab_verdicts
-        from resnet_perf.processes import ab_runner, variants
         from resnet_perf.analysis.results import ab_process_folder, save_rows
         from resnet_perf.files import check_writable
+        from resnet_perf.processes import ab_runner, variants
 
         if args.budget is None:
             args.budget = BUDGET_FRESH_S if args.fresh_processes else BUDGET_S

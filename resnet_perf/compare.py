@@ -27,12 +27,12 @@ from collections.abc import Sequence
 import pandas as pd
 
 from resnet_perf import cli
-from resnet_perf.errors import UserError
-from resnet_perf.machine.fingerprint import differences, fingerprint, same_hardware
 from resnet_perf.analysis.regression import ALPHA, METRICS, compare_frames, parse_threshold, regressions
 from resnet_perf.analysis.results import ResultSet, load_result_set
 from resnet_perf.analysis.sequential import BAND
 from resnet_perf.analysis.speedup import REFERENCE, best_configurations, parse_baseline, speedups, switch_text
+from resnet_perf.errors import UserError
+from resnet_perf.machine.fingerprint import differences, fingerprint, same_hardware
 from resnet_perf.analysis.tables import (MIB, STEP_ORDER, display_frame, extra_tables, step_frame, tabulate_frame,
                                 training_frame)
 

@@ -82,13 +82,20 @@ def write_new_file(directory: Path, stem: str, text: str) -> Path:
         temporary.unlink(missing_ok=True)
 
 
+WRITE_PROBE_BYTES = 64 * 1024
+"""What ``check_writable`` writes (and syncs) to prove a folder can take data: an empty file can be
+made on a full disk, which would then fail the first result written after the work."""
+
+
 def check_writable(directory: Path, what: str) -> None:
-    """Create ``directory`` and prove a file can be written there, before any work is done; a
+    """Create ``directory`` and prove data can be written there, before any work is done; a
     ``UserError`` (``cannot write {what} to ...``) otherwise."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=directory):
-            pass
+        with tempfile.TemporaryFile(dir=directory) as probe:
+            probe.write(bytes(WRITE_PROBE_BYTES))
+            probe.flush()
+            os.fsync(probe.fileno())
     except OSError as error:
         raise UserError(f"cannot write {what} to {directory}: {error.strerror or error}") from None
 

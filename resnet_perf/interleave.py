@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from resnet_perf import cli
+from resnet_perf.bench.rounds import round_major
 from resnet_perf.config import BATCH_NORMS, MODES, RunConfig
 from resnet_perf.errors import UserError, require_choice
 from resnet_perf.precision import GRAPH_REWRITE_PRECISIONS, PRECISIONS
-from resnet_perf.bench.rounds import round_major
 
 
 def interleave(steps: dict[str, Any], rounds: int, warmup: int,
@@ -99,8 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         common = cli.config_kwargs(args, ("depth", "batch_size", "image_size", "layout"))
         configs = [RunConfig(**common, precision=precision, xla=cli.ON_OFF[value], batch_norm=batch_norm)
                    for value in xla for precision in precisions for batch_norm in batch_norms]
-        from resnet_perf.bench.timing import time_call
         from resnet_perf.bench.steps import Step
+        from resnet_perf.bench.timing import time_call
 
         steps = {f"{config.run_id} {mode}": Step(config, mode) for config in configs for mode in modes}
         times.update({label: [] for label in steps})

@@ -28,10 +28,10 @@ from typing import IO
 
 from resnet_perf import cli
 
-from resnet_perf.training import netns
-from resnet_perf.training.cluster import tf_config
 from resnet_perf.errors import UserError
 from resnet_perf.spawn import module_command, package_env
+from resnet_perf.training import netns
+from resnet_perf.training.cluster import tf_config
 
 GRACE_S = 10.0
 POLL_S = 0.2

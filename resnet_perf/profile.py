@@ -130,10 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _profile(config: RunConfig, mode: str, logdir: Path, options: TracerOptions, group_by: str, top: int) -> int:
-    from resnet_perf.bench.timing import time_call
     from resnet_perf.analysis.results import save_rows
-    from resnet_perf.machine.runtime import environment
     from resnet_perf.bench.steps import Step
+    from resnet_perf.bench.timing import time_call
+    from resnet_perf.machine.runtime import environment
     from resnet_perf.trace.breakdown import trace_fields
     from resnet_perf.trace.xplane import read_xspace, summarize
 

@@ -21,11 +21,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from resnet_perf import cli
-from resnet_perf.training.cluster import STARTUP_TIMEOUT_S, current_task
 from resnet_perf.config import BATCH_NORMS
-from resnet_perf.training.fashion_mnist import AUGMENTATIONS, IMAGE_SIDE, TRANSLATE_PIXELS
 from resnet_perf.errors import UserError
 from resnet_perf.precision import AUTO_PRECISION, GRAPH_REWRITE_PRECISIONS, NATIVE_BF16_FLAGS, PRECISIONS
+from resnet_perf.training.cluster import STARTUP_TIMEOUT_S, current_task
+from resnet_perf.training.fashion_mnist import AUGMENTATIONS, IMAGE_SIDE, TRANSLATE_PIXELS
 from resnet_perf.training.recipes import DEFAULT_RECIPE, RECIPES, SCHEDULES, STRATEGIES, TrainConfig
 
 

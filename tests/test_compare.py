@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 from resnet_perf import compare
-from resnet_perf.config import RunConfig
-from resnet_perf.precision import compute_dtype
 from resnet_perf.analysis.intervals import round_medians, spread
 from resnet_perf.analysis.regression import parse_threshold
 from resnet_perf.analysis.results import load_result_set, save_rows
+from resnet_perf.config import RunConfig
+from resnet_perf.precision import compute_dtype
 
 PEAK = 1e11
 FLOPS = 2e9

@@ -15,8 +15,8 @@ import pytest
 
 from resnet_perf import launch, train
 
-from resnet_perf.training import netns
 from resnet_perf.spawn import package_env
+from resnet_perf.training import netns
 from tests.fmnist_files import write_dataset
 
 RUN_LIMIT_S = 600

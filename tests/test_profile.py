@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 from resnet_perf import profile
+from resnet_perf.analysis.results import load_results
 from resnet_perf.errors import UserError
 from resnet_perf.trace.capture import TracerOptions, capture
-from resnet_perf.analysis.results import load_results
 from resnet_perf.trace.xplane import HOST_PLANE, _self_times, read_xspace, summarize, trace_files
 
 TINY_ARGS = ["--depth", "18", "--batch-size", "2", "--image-size", "32", "--warmup", "1", "--steps", "3"]

@@ -14,9 +14,9 @@ import pytest
 
 from resnet_perf import compare, report
 
+from resnet_perf.analysis.results import result_payload, write_results
 from resnet_perf.history import changes
 from resnet_perf.history.points import load_history
-from resnet_perf.analysis.results import result_payload, write_results
 from resnet_perf.history.site import case_page_name, machine_colors
 from resnet_perf.history.svgchart import nice_ticks
 from resnet_perf.history.trends import change_table, series_table

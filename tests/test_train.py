@@ -10,8 +10,8 @@ import pytest
 
 from resnet_perf.config import RunConfig
 from resnet_perf.errors import UserError
-from resnet_perf.training.recipes import TrainConfig
 from resnet_perf.train import main
+from resnet_perf.training.recipes import TrainConfig
 from resnet_perf.training.trainer import EpochTiming, train
 from tests.fmnist_files import write_dataset
 

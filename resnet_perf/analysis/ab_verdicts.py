@@ -10,9 +10,9 @@ from typing import Any
 
 import pandas as pd
 
-from resnet_perf.errors import UserError
 from resnet_perf.analysis.regression import ALPHA, Threshold
 from resnet_perf.analysis.sequential import BAND, FASTER, SLOWER, UNDECIDED, decide
+from resnet_perf.errors import UserError
 
 JUDGED_METRICS = ("images_per_sec",)
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from resnet_perf.errors import UserError
 from resnet_perf.analysis.regression import is_true
+from resnet_perf.errors import UserError
 from resnet_perf.files import partial_path
 
 

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from resnet_perf.errors import UserError
-from resnet_perf.models.flops import mfu
 from resnet_perf.analysis.intervals import unpaired_ratio
 from resnet_perf.analysis.tables import round_notes
+from resnet_perf.errors import UserError
+from resnet_perf.models.flops import mfu
 
 ALPHA = 0.05
 """1 - the confidence of the intervals (95%)."""

@@ -15,12 +15,12 @@ from typing import Any
 
 import pandas as pd
 
-from resnet_perf.config import ON_OFF, ON_OFF_FIELDS
-from resnet_perf.trace.breakdown import explain
-from resnet_perf.config import RunConfig
-from resnet_perf.errors import UserError
 from resnet_perf.analysis.regression import METRICS, is_true, round_values
 from resnet_perf.analysis.sequential import ALPHA, BAND, decide
+from resnet_perf.config import ON_OFF, ON_OFF_FIELDS
+from resnet_perf.config import RunConfig
+from resnet_perf.errors import UserError
+from resnet_perf.trace.breakdown import explain
 
 SWITCHES = ("precision", "xla", "layout", "batch_norm", "threads", "onednn", "fpmath")
 REFERENCE = {field: getattr(RunConfig(), field) for field in SWITCHES}

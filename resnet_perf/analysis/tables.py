@@ -13,10 +13,10 @@ from typing import Any
 
 import pandas as pd
 
+from resnet_perf.analysis.intervals import ROUNDS_DISAGREE
 from resnet_perf.config import MODES
 from resnet_perf.machine.cpu_usage import starvation_note
 from resnet_perf.models.flops import derived_step_metrics
-from resnet_perf.analysis.intervals import ROUNDS_DISAGREE
 
 MIB = 2**20
 

@@ -62,10 +62,10 @@ def probe_here(config: RunConfig, mode: str) -> dict[str, Any]:
     """
     import tensorflow as tf
 
-    from resnet_perf.bench.timing import HostMemorySampler, time_steps
-    from resnet_perf.machine.runtime import gpus
     from resnet_perf.bench.steps import Step
+    from resnet_perf.bench.timing import HostMemorySampler, time_steps
     from resnet_perf.bench.workload import build_model
+    from resnet_perf.machine.runtime import gpus
 
     model = build_model(config)
 

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from resnet_perf.analysis.sequential import ALPHA, BAND, Budget, Verdict, decide, keep_going, last_look
 from resnet_perf.config import RunConfig, parse_threads
 from resnet_perf.machine.cpu_usage import CpuCounters, read_counters, row_fields
-from resnet_perf.analysis.sequential import ALPHA, BAND, Budget, Verdict, decide, keep_going, last_look
 
 Key = TypeVar("Key", bound=Hashable)
 
@@ -177,9 +177,9 @@ class StepCases:
         self.stopped: str | None = None
 
     def _build(self, key: CaseKey) -> None:
+        from resnet_perf.bench.steps import Step
         from resnet_perf.bench.timing import time_call
         from resnet_perf.machine.runtime import unsupported_reason
-        from resnet_perf.bench.steps import Step
 
         config, mode = self.cases[key]
         try:

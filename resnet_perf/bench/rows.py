@@ -13,11 +13,11 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from resnet_perf.config import RunConfig
 from resnet_perf.analysis.intervals import spread
-from resnet_perf.bench.timing import step_stats
-from resnet_perf.precision import compute_dtype
 from resnet_perf.bench.steps import Step
+from resnet_perf.bench.timing import step_stats
+from resnet_perf.config import RunConfig
+from resnet_perf.precision import compute_dtype
 
 
 def _base(config: RunConfig, bench: str, mode: str) -> dict[str, Any]:

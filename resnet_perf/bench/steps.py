@@ -19,13 +19,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from resnet_perf.config import MODES, RunConfig
-from resnet_perf.models.flops import flops_per_step
 from resnet_perf.bench.timing import finish
-from resnet_perf.models.objective import is_loss_scaled, logits_and_loss, make_optimizer
+from resnet_perf.bench.workload import build_model, synthetic_batch
+from resnet_perf.config import MODES, RunConfig
 from resnet_perf.machine.runtime import global_auto_jit
 from resnet_perf.machine.switches import ProcessSettings, process_problems
-from resnet_perf.bench.workload import build_model, synthetic_batch
+from resnet_perf.models.flops import flops_per_step
+from resnet_perf.models.objective import is_loss_scaled, logits_and_loss, make_optimizer
 
 LEARNING_RATE = 0.01
 

@@ -5,8 +5,8 @@ import keras
 import tensorflow as tf
 
 from resnet_perf.config import RunConfig
-from resnet_perf.models.resnet import build_resnet
 from resnet_perf.machine.runtime import keras_defaults
+from resnet_perf.models.resnet import build_resnet
 
 KERAS_APPLICATIONS = {50: "ResNet50", 101: "ResNet101", 152: "ResNet152"}
 

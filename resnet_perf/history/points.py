@@ -29,11 +29,11 @@ from typing import Any
 import pandas as pd
 
 from resnet_perf.analysis.ab_verdicts import verdict_frame
-from resnet_perf.errors import UserError
-from resnet_perf.config import RunConfig
-from resnet_perf.training.recipes import training_run_id
 from resnet_perf.analysis.results import ResultSet, is_ab_process_file, load_result_set
 from resnet_perf.analysis.tables import MIB
+from resnet_perf.config import RunConfig
+from resnet_perf.errors import UserError
+from resnet_perf.training.recipes import training_run_id
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from typing import Any
 
 import pandas as pd
 
-from resnet_perf.history import changes as detection
 from resnet_perf.errors import UserError
-from resnet_perf.history.points import SERIES_KEY, SERIES_METRICS, History, series_groups, short_commit, time_text
 from resnet_perf.files import check_writable, write_text_atomic
+from resnet_perf.history import changes as detection
+from resnet_perf.history.points import SERIES_KEY, SERIES_METRICS, History, series_groups, short_commit, time_text
 from resnet_perf.history.svgchart import PALETTE, ChartLine, ChartMark, ChartPoint, sparkline, time_chart
 from resnet_perf.history.trends import UNSEARCHED_KINDS
 

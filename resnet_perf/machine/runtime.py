@@ -96,10 +96,25 @@ def environment() -> dict[str, Any]:
     }
 
 
+NO_SPACE = "No space left on device"
 ONEDNN_OUT_OF_MEMORY = "Status: 1, message:"
 """How TensorFlow's oneDNN kernels word a failed allocation: ``AbortedError: Operation received an
 exception:Status: 1, message: could not create a primitive`` (oneDNN's status 1 is
 ``dnnl_out_of_memory``; seen under ``prlimit --as=3G``)."""
+
+
+_NOT_THE_CAUSE = re.compile(r"^(Graph execution error:|Detected at node|<stack traces unavailable>|\s*\[\[)")
+_NODE = re.compile(r"Detected at node (\S+)")
+
+
+def error_summary(error: BaseException) -> str:
+    """One line of a TensorFlow error: the line that says what went wrong (a graph error's first
+    line is only ``Graph execution error:``), and the node it happened at, if named."""
+    text = str(error).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not _NOT_THE_CAUSE.match(line)]
+    node = _NODE.search(text)
+    cause = lines[0] if lines else type(error).__name__
+    return (cause + (f" (at {node.group(1)})" if node else ""))[:300]
 
 
 def unsupported_reason(error: BaseException) -> str | None:
@@ -110,11 +125,12 @@ def unsupported_reason(error: BaseException) -> str | None:
     """
     import tensorflow as tf
 
-    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+    if NO_SPACE in str(error):  # TensorFlow raises ResourceExhaustedError for a full disk too
+        return f"the disk is full: {error_summary(error)}"
     if isinstance(error, (tf.errors.ResourceExhaustedError, MemoryError)):
-        return f"out of memory: {first_line}"
+        return f"out of memory: {error_summary(error)}"
     if isinstance(error, tf.errors.AbortedError) and ONEDNN_OUT_OF_MEMORY in str(error):
-        return f"out of memory (oneDNN could not allocate a primitive): {first_line}"
+        return f"out of memory (oneDNN could not allocate a primitive): {error_summary(error)}"
     if isinstance(error, (tf.errors.UnimplementedError, tf.errors.InvalidArgumentError, tf.errors.NotFoundError)):
-        return f"not supported on this device: {first_line}"
+        return f"not supported on this device: {error_summary(error)}"
     return None

@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from resnet_perf.analysis.ab_verdicts import paired
-from resnet_perf.errors import UserError
 from resnet_perf.analysis.regression import ALPHA
 from resnet_perf.analysis.results import load_result_set
-from resnet_perf.bench.rounds import round_order, run_rounds
 from resnet_perf.analysis.sequential import BAND, Budget, decide, keep_going
-from resnet_perf.spawn import last_words, stop_process
+from resnet_perf.bench.rounds import round_order, run_rounds
 from resnet_perf.bench.turns import Coordinator, RemoteCases, make_pipes
+from resnet_perf.errors import UserError
 from resnet_perf.processes.variants import Variant
+from resnet_perf.spawn import last_words, stop_process
 
 PROCESS_TIMEOUT_S = 4 * 3600
 PROCESS_EXIT_S = 600

@@ -24,13 +24,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from resnet_perf.analysis.sequential import Budget
+from resnet_perf.bench.rounds import CaseKey, Comparison, RoundsOutcome, Tracing, run_rounds
+from resnet_perf.bench.turns import Coordinator, RemoteCases, make_pipes
 from resnet_perf.config import RunConfig
 from resnet_perf.errors import UserError
-from resnet_perf.bench.rounds import CaseKey, Comparison, RoundsOutcome, Tracing, run_rounds
-from resnet_perf.analysis.sequential import Budget
-from resnet_perf.spawn import last_words, module_command, package_env, stop_process
 from resnet_perf.machine.switches import ProcessSettings, primitive_problems
-from resnet_perf.bench.turns import Coordinator, RemoteCases, make_pipes
+from resnet_perf.spawn import last_words, module_command, package_env, stop_process
 
 STOP_WAIT_S = 120
 

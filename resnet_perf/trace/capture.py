@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet_perf.errors import UserError
+from resnet_perf.machine.runtime import error_summary
 from resnet_perf.files import PARTIAL_SUFFIX
 
 HOST_TRACER_LEVELS = (1, 2, 3)
@@ -60,7 +61,9 @@ def capture(step, logdir: Path, steps: int, options: TracerOptions = TracerOptio
                 with tf.profiler.experimental.Trace(step.mode, step_num=number, _r=1):
                     step()
         finally:
-            tf.profiler.experimental.stop()
+            unwritten = _stop_profiler()
+        if unwritten:  # stop() writes the trace: a full disk is a ResourceExhaustedError there, not memory
+            raise UserError(f"cannot write traces to {logdir}: {unwritten}")
         written = trace_files(staging)
         if not written:
             raise UserError(f"the profiler wrote no .xplane.pb (into {staging}/plugins/profile)")
@@ -73,3 +76,14 @@ def capture(step, logdir: Path, steps: int, options: TracerOptions = TracerOptio
         raise UserError(f"cannot write traces to {logdir}: {error.strerror or error}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _stop_profiler() -> str:
+    """Stop the profiler, which writes its trace; why it could not write it, or ``""``."""
+    import tensorflow as tf
+
+    try:
+        tf.profiler.experimental.stop()
+    except tf.errors.OpError as error:
+        return error_summary(error)
+    return ""

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from resnet_perf.config import BATCH_NORMS, RunConfig
-from resnet_perf.training.fashion_mnist import AUGMENTATIONS, NUM_CLASSES
 from resnet_perf.errors import UserError, require_choice
 from resnet_perf.machine.cpu import cpu_flags
 from resnet_perf.precision import AUTO_PRECISION, GRAPH_REWRITE_PRECISIONS, PRECISIONS, training_precision
+from resnet_perf.training.fashion_mnist import AUGMENTATIONS, NUM_CLASSES
 
 SCHEDULES = ("cosine", "linear", "constant")
 """cosine / linear: linear warm-up over the first ``WARMUP_FRACTION`` of the steps, then down to 0."""

@@ -55,9 +55,9 @@ def time_to_target_spread(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def run_seeds(config: TrainConfig, seeds: Sequence[int], output: Path) -> int:
     """Train once per seed in fresh processes, one after another; write and print the spread.
     Exit status 0, or 1 when a seed's process failed."""
-    from resnet_perf.machine.fingerprint import fingerprint
     from resnet_perf.analysis.results import load_results, result_payload, write_results
     from resnet_perf.files import check_output_file
+    from resnet_perf.machine.fingerprint import fingerprint
     from resnet_perf.spawn import module_command, package_env
 
     if config.strategy != "mirrored":

@@ -6,7 +6,7 @@ TensorFlow is imported lazily: logical CPU devices can only be set up before it 
 from __future__ import annotations
 
 from resnet_perf.errors import UserError
-from resnet_perf.machine.runtime import ONEDNN_OUT_OF_MEMORY, gpus
+from resnet_perf.machine.runtime import ONEDNN_OUT_OF_MEMORY, error_summary, gpus
 
 
 def setup_cpu_replicas(replicas: int) -> None:
@@ -89,5 +89,4 @@ def lost_worker_reason(error: BaseException) -> str | None:
             tf.errors.AbortedError)
     if not isinstance(error, lost) or ONEDNN_OUT_OF_MEMORY in str(error):  # that abort is this worker's memory
         return None
-    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
-    return f"lost contact with another worker ({type(error).__name__}: {first_line})"
+    return f"lost contact with another worker ({type(error).__name__}: {error_summary(error)})"

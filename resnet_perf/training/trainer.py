@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from resnet_perf.training.cluster import STARTUP_TIMEOUT_S, current_task, wait_for_peers
-from resnet_perf.machine.cpu_usage import CpuCounters, read_counters, row_fields
 from resnet_perf.errors import UserError
+from resnet_perf.machine.cpu_usage import CpuCounters, read_counters, row_fields
+from resnet_perf.training.cluster import STARTUP_TIMEOUT_S, current_task, wait_for_peers
 from resnet_perf.training.recipes import WARMUP_FRACTION, TrainConfig
 
 # Into a pipe the bar prints only at an epoch's end: a line this often in between shows a long epoch
@@ -49,9 +49,9 @@ class Trainer:
     def __init__(self, config: TrainConfig, strategy, steps_per_epoch: int) -> None:
         import tensorflow as tf
 
-        from resnet_perf.training.fashion_mnist import shift_images
-        from resnet_perf.models.resnet import build_resnet
         from resnet_perf.models.objective import is_loss_scaled, logits_and_loss, make_optimizer
+        from resnet_perf.models.resnet import build_resnet
+        from resnet_perf.training.fashion_mnist import shift_images
 
         run = config.run
         self.config, self.strategy = config, strategy
@@ -283,8 +283,8 @@ def train(config: TrainConfig, output: Path, startup_timeout_s: float = STARTUP_
         wait_for_peers(task, startup_timeout_s, report=print)
     import keras
 
-    from resnet_perf.training.fashion_mnist import load_split, locate, make_dataset
     from resnet_perf.machine.runtime import environment
+    from resnet_perf.training.fashion_mnist import load_split, locate, make_dataset
     from resnet_perf.training.strategies import make_multiworker_strategy, make_strategy
 
     strategy = make_multiworker_strategy() if task else make_strategy(config.replicas)

@@ -3,11 +3,11 @@ on synthetic rows: the fastest configuration, its verdict against fp32, the lead
 from __future__ import annotations
 
 from resnet_perf.analysis.answer import decided_share, findings, render
-from resnet_perf.config import RunConfig
-from resnet_perf.models.flops import with_derived_metrics
-from resnet_perf.bench.rounds import answer_units
 from resnet_perf.analysis.speedup import speedups
 from resnet_perf.analysis.tables import step_frame
+from resnet_perf.bench.rounds import answer_units
+from resnet_perf.config import RunConfig
+from resnet_perf.models.flops import with_derived_metrics
 
 FP32 = RunConfig(depth=50, batch_size=16, image_size=112)
 CONFIGS = {"fp32": FP32, "bf16": FP32.replace(precision="mixed_bf16"),

@@ -7,10 +7,10 @@ import random
 import pandas as pd
 import pytest
 
-from resnet_perf.config import RunConfig
 from resnet_perf.analysis.intervals import paired_ratio, round_medians, spread, unpaired_ratio
 from resnet_perf.analysis.speedup import speedups
 from resnet_perf.analysis.tables import step_frame
+from resnet_perf.config import RunConfig
 
 
 def test_paired_ratio_on_rounds_that_agree_is_tight_and_significant():

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from resnet_perf.models.flops import with_derived_metrics
 from resnet_perf.analysis.tables import derive_backward, display_frame, format_table, training_frame
+from resnet_perf.models.flops import with_derived_metrics
 
 PEAKS = {"float32": 1e12}
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from resnet_perf.bench.maxbatch import find_max_batch, search_max_batch
 from resnet_perf.config import RunConfig
 from resnet_perf.errors import UserError
-from resnet_perf.bench.maxbatch import find_max_batch, search_max_batch
 
 
 def fits_up_to(largest: int, asked: list[int]):

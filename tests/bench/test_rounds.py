@@ -8,9 +8,9 @@ import statistics
 
 import pytest
 
+from resnet_perf.analysis.sequential import Budget, FASTER, SAME, UNDECIDED
 from resnet_perf.bench import timing
 from resnet_perf.bench.rounds import MIN_BLOCK_S, MIN_BLOCK_STEPS, StepCases, block_steps, round_major, run_rounds
-from resnet_perf.analysis.sequential import Budget, FASTER, SAME, UNDECIDED
 
 
 def test_round_major_visits_every_key_once_a_round_in_alternating_order():

@@ -7,10 +7,10 @@ import pytest
 
 import tensorflow as tf
 
-from resnet_perf.config import MODES
-from resnet_perf.models.objective import make_optimizer
 from resnet_perf.bench.steps import _STEP_FUNCTIONS, Step
 from resnet_perf.bench.workload import build_model, synthetic_batch
+from resnet_perf.config import MODES
+from resnet_perf.models.objective import make_optimizer
 
 
 def test_synthetic_batch_matches_the_layout(tiny_config):

@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 
 from resnet_perf.bench import memory, timing
-from resnet_perf.config import RunConfig
 from resnet_perf.bench.rows import step_row
+from resnet_perf.config import RunConfig
 from resnet_perf.models.flops import step_macs
 from resnet_perf.bench.timing import (PEAK_READINGS, HostMemorySampler, measure_matmul_peak, probe_matmul_peaks, step_stats,
                                  time_steps)

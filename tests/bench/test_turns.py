@@ -11,11 +11,11 @@ import pytest
 
 from resnet_perf.analysis import sequential
 
-from resnet_perf.bench import turns
-from resnet_perf.errors import UserError
-from resnet_perf.bench.rounds import run_rounds
 from resnet_perf.analysis.sequential import Budget
+from resnet_perf.bench import turns
+from resnet_perf.bench.rounds import run_rounds
 from resnet_perf.bench.turns import Coordinator, RemoteCases, make_pipes
+from resnet_perf.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 

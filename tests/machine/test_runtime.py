@@ -7,9 +7,9 @@ import sys
 import keras
 import tensorflow as tf
 
+from resnet_perf.errors import UserError
 from resnet_perf.machine.runtime import environment, keras_defaults, unsupported_reason
 from resnet_perf.training.strategies import setup_cpu_replicas
-from resnet_perf.errors import UserError
 
 import pytest
 
@@ -56,9 +56,13 @@ def test_out_of_memory_and_missing_kernels_are_unsupported_not_bugs():
     assert unsupported_reason(tf.errors.ResourceExhaustedError(None, None, "OOM when allocating")) \
         .startswith("out of memory: OOM when allocating")
     assert unsupported_reason(tf.errors.UnimplementedError(None, None, "no NCHW")).startswith("not supported")
-    onednn = tf.errors.AbortedError(None, None, "Operation received an exception:Status: 1, message: could not "
-                                                "create a primitive, in file mkl_conv_ops.cc:1195")
-    assert unsupported_reason(onednn).startswith("out of memory (oneDNN could not allocate a primitive)")
+    onednn = tf.errors.AbortedError(None, None, "Graph execution error:\n\nDetected at node resnet18/stage3_block1_conv1/"
+                                                "convolution defined at (most recent call last):\n<stack traces "
+                                                "unavailable>\nOperation received an exception:Status: 1, message: "
+                                                "could not create a primitive, in file mkl_conv_ops.cc:1112")
+    assert unsupported_reason(onednn) == (  # the line that says what, and where: not "Graph execution error:"
+        "out of memory (oneDNN could not allocate a primitive): Operation received an exception:Status: 1, message: "
+        "could not create a primitive, in file mkl_conv_ops.cc:1112 (at resnet18/stage3_block1_conv1/convolution)")
     assert unsupported_reason(tf.errors.AbortedError(None, None, "Status: 3, message: unimplemented")) is None
     assert unsupported_reason(KeyError("bug")) is None
 

@@ -13,14 +13,14 @@ import pytest
 
 from resnet_perf.analysis import ab_verdicts, sequential
 
-from resnet_perf.processes import ab_runner
 from resnet_perf.ab import split_suite_args
-from resnet_perf.processes.ab_runner import Measured, ab_rows
 from resnet_perf.analysis.ab_verdicts import GATE_PASSED, GATE_SLOWER, GATE_UNDECIDED, gate_status, verdict_frame
-from resnet_perf.config import RunConfig
 from resnet_perf.analysis.regression import parse_threshold
 from resnet_perf.analysis.results import save_rows
 from resnet_perf.analysis.sequential import Budget
+from resnet_perf.config import RunConfig
+from resnet_perf.processes import ab_runner
+from resnet_perf.processes.ab_runner import Measured, ab_rows
 from resnet_perf.processes.variants import Variant, parse_env
 
 ROOT = Path(__file__).resolve().parents[2]

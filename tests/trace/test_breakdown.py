@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from resnet_perf.trace.breakdown import CATEGORIES, category, explain, op_seconds_by_category, step_shares, trace_fields
 from resnet_perf.config import RunConfig
+from resnet_perf.trace.breakdown import CATEGORIES, category, explain, op_seconds_by_category, step_shares, trace_fields
 
 
 @pytest.mark.parametrize("kind, op_type, name, expected", [
@@ -43,8 +43,8 @@ def test_each_op_falls_into_its_category(kind, op_type, name, expected):
 @pytest.fixture(scope="module")
 def train_trace(tmp_path_factory):
     """A real trace of 2 training steps of a tiny ResNet-18, with the step markers profile writes."""
-    from resnet_perf.trace.capture import capture
     from resnet_perf.bench.steps import Step
+    from resnet_perf.trace.capture import capture
 
     step = Step(RunConfig(depth=18, batch_size=2, image_size=32), "train")
     step()

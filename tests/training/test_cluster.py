@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from resnet_perf.training.cluster import ClusterTask, parse_tf_config, tf_config, wait_for_peers
 from resnet_perf.errors import UserError
 from resnet_perf.launch import free_loopback_ports
+from resnet_perf.training.cluster import ClusterTask, parse_tf_config, tf_config, wait_for_peers
 
 TWO_WORKERS = {"cluster": {"worker": ["127.0.0.1:2001", "127.0.0.1:2002"]}, "task": {"type": "worker", "index": 1}}
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from resnet_perf.training import seeds
 from resnet_perf.errors import UserError
 from resnet_perf.machine.cpu import cpu_flags
 from resnet_perf.precision import training_precision
-from resnet_perf.training.recipes import RECIPE_SETTINGS, RECIPES, TrainConfig
 from resnet_perf.train import build_parser, config_from_args
+from resnet_perf.training import seeds
+from resnet_perf.training.recipes import RECIPE_SETTINGS, RECIPES, TrainConfig
 from tests.fmnist_files import write_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,8 +110,8 @@ def test_seeds_run_in_fresh_processes_and_their_file_feeds_the_report(tmp_path):
 
 
 def test_a_training_run_id_names_the_settings_that_set_the_run_apart(tmp_path):
-    from resnet_perf.history.points import load_history
     from resnet_perf.analysis.results import result_payload, write_results
+    from resnet_perf.history.points import load_history
 
     plain = TrainConfig.from_recipe(epochs=6, ema=0.0, precision="mixed_bf16")
     assert plain.run_id == "resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-rauto-e6"  # as before recipes existed
