@@ -1,13 +1,18 @@
-"""Steps of several configurations timed alternately in one process: a reference for ratios.
+"""Steps of several configurations timed alternately, one step at a time: a reference for ratios.
 
     python -m resnet_perf.interleave --depth 50 --image-size 112 --batch-size 16 \\
         --precisions fp32,mixed_bf16 --xla off,on --modes train --rounds 10
 
-The suite times blocks of steps per case, round by round; here single steps alternate, the finest
-interleaving there is, as a reference for the suite's ratios.  Every step (configuration x mode) is
-built and warmed up first, then timed once per round, in A B ... B A order (reversed every other
-round), so drift falls on all of them alike.  Each step has a model of its own, so one's updates
-never touch another's weights.
+The suite times calibrated blocks of steps per case, round by round, until its verdicts are decided;
+here single steps alternate for a fixed number of rounds, the finest interleaving there is, as a
+reference for the suite's ratios.  Every step (configuration x mode) is built and warmed up first,
+then timed once per round, in A B ... B A order (reversed every other round), so drift falls on all
+of them alike.  Each step has a model of its own, so one's updates never touch another's weights.
+
+All in this process, unless a precision is a setting of a whole process (``amp_bf16``, grappler's
+rewrite): then each set of process settings gets a worker process of its own
+(``resnet_perf.processes.isolated``), the workers take turns one step at a time, and oneDNN's log
+confirms in each that its switch took effect.
 """
 from __future__ import annotations
 
@@ -21,7 +26,8 @@ from resnet_perf import cli
 from resnet_perf.bench.rounds import round_major
 from resnet_perf.config import BATCH_NORMS, MODES, RunConfig
 from resnet_perf.errors import UserError, require_choice
-from resnet_perf.precision import GRAPH_REWRITE_PRECISIONS, PRECISIONS
+from resnet_perf.precision import PRECISIONS
+from resnet_perf.processes.isolated import IsolatedCases, needs_workers
 
 
 def interleave(steps: dict[str, Any], rounds: int, warmup: int,
@@ -34,13 +40,39 @@ def interleave(steps: dict[str, Any], rounds: int, warmup: int,
         for _ in range(warmup):
             step()
     traced = {label: step.tracing_count for label, step in steps.items()}
-    _refuse_problems(steps, traced)
+    _refuse_step_problems(steps, traced)
     for _round, label in round_major(list(steps), rounds):
         yield label, time_call(steps[label])
-    _refuse_problems(steps, traced)
+    _refuse_step_problems(steps, traced)
 
 
-def _refuse_problems(steps: dict[str, Any], traced: dict[str, int]) -> None:
+def label(config: RunConfig, mode: str) -> str:
+    return f"{config.run_id} {mode}"
+
+
+def interleave_in_workers(cases: Sequence[tuple[RunConfig, str]], rounds: int, times: dict[str, list[float]]) -> None:
+    """Time ``cases`` in worker processes, one per set of process settings, taking turns one step at a
+    time for ``rounds`` rounds, into ``times`` (also when interrupted: the rounds each case finished).
+    A case whose switch did not take effect (oneDNN's log, the runtime's report) is a ``UserError``."""
+    from resnet_perf.analysis.sequential import Budget
+
+    workers = IsolatedCases(cases, report=lambda line: print(line, flush=True), exact_blocks=True)
+    try:
+        workers.measure([], Budget(max_rounds=rounds, early_stop=False))
+    finally:
+        rows = workers.rows()
+        times.update({label(config, mode): list(rows.get((config.run_id, mode), {}).get("round_medians_s") or [])
+                      for config, mode in cases})
+    _refuse_row_errors(rows)
+
+
+def _refuse_row_errors(rows: dict[tuple[str, str], dict[str, Any]]) -> None:
+    problems = [f"{run_id} {mode}: {row['error']}" for (run_id, mode), row in rows.items() if row.get("error")]
+    if problems:
+        raise UserError(f"not measured as labelled: {'; '.join(problems)}")
+
+
+def _refuse_step_problems(steps: dict[str, Any], traced: dict[str, int]) -> None:
     problems = [f"{label}: {problem}" for label, step in steps.items() for problem in step.problems(traced[label])]
     if problems:
         raise UserError(f"not measured as labelled: {'; '.join(problems)}")
@@ -83,10 +115,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     times: dict[str, list[float]] = {}  # label: its step times, as timed
     try:
         precisions = [part.strip() for part in args.precisions.split(",")]
-        for precision in precisions:
-            if precision in GRAPH_REWRITE_PRECISIONS:  # one process: the rewrite would reach every step or none
-                raise UserError(f"{precision} is a setting of a whole process, so it cannot be interleaved with other "
-                                f"precisions in one: compare it in the suite (--precisions fp32,{precision})")
         batch_norms = [part.strip() for part in args.batch_norms.split(",")]
         modes = [part.strip() for part in args.modes.split(",")]
         for mode in modes:
@@ -97,15 +125,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not set(xla) <= set(cli.ON_OFF):
             raise UserError(f"--xla takes off, on or off,on, got {args.xla!r}")
         common = cli.config_kwargs(args, ("depth", "batch_size", "image_size", "layout"))
-        configs = [RunConfig(**common, precision=precision, xla=cli.ON_OFF[value], batch_norm=batch_norm)
+        configs = [RunConfig(**common, precision=precision, xla=cli.ON_OFF[value], batch_norm=batch_norm,
+                             warmup=args.warmup, steps=1)
                    for value in xla for precision in precisions for batch_norm in batch_norms]
-        from resnet_perf.bench.steps import Step
-        from resnet_perf.bench.timing import time_call
+        if needs_workers(configs):
+            interleave_in_workers([(config, mode) for config in configs for mode in modes], args.rounds, times)
+        else:
+            from resnet_perf.bench.steps import Step
+            from resnet_perf.bench.timing import time_call
 
-        steps = {f"{config.run_id} {mode}": Step(config, mode) for config in configs for mode in modes}
-        times.update({label: [] for label in steps})
-        for label, seconds in interleave(steps, args.rounds, args.warmup, time_call):
-            times[label].append(seconds)
+            steps = {label(config, mode): Step(config, mode) for config in configs for mode in modes}
+            times.update({name: [] for name in steps})
+            for name, seconds in interleave(steps, args.rounds, args.warmup, time_call):
+                times[name].append(seconds)
     except UserError as error:
         return cli.fail(error)
     except Exception as error:

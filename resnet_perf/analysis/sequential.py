@@ -129,10 +129,12 @@ def decide(numerators: Sequence[float], denominators: Sequence[float], alpha: fl
 @dataclass(frozen=True)
 class Budget:
     """How long the rounds may go on: ``seconds`` of wall time (``None``: no limit) and at most
-    ``max_rounds`` rounds (``None``: no limit)."""
+    ``max_rounds`` rounds (``None``: no limit).  ``early_stop=False``: every one of ``max_rounds``
+    rounds is run, decided or not (a reference of fixed length, ``python -m resnet_perf.interleave``)."""
 
     seconds: float | None = None
     max_rounds: int | None = None
+    early_stop: bool = True
 
 
 def keep_going(verdicts: Sequence[Verdict], rounds: int, budget: Budget, elapsed_s: float,
@@ -144,12 +146,12 @@ def keep_going(verdicts: Sequence[Verdict], rounds: int, budget: Budget, elapsed
     the last look do not count, so stop
     at a look when the next one is past ``max_rounds`` or would not fit in the time; a cap below the
     first look is run in full (its verdicts are undecided, and say so)."""
-    if (rounds == last_look(rounds)[1] and rounds and elapsed_s >= MIN_SPAN_S
+    if (budget.early_stop and rounds == last_look(rounds)[1] and rounds and elapsed_s >= MIN_SPAN_S
             and all(verdict.decided for verdict in verdicts)):
         return False, f"every verdict decided after {rounds} rounds"
     target = next_look(rounds)
     cap = budget.max_rounds
-    if cap is not None and (rounds >= cap or (target > cap and cap >= FIRST_LOOK)):
+    if cap is not None and (rounds >= cap or (budget.early_stop and target > cap and cap >= FIRST_LOOK)):
         return False, f"--rounds {cap}: {rounds} rounds" + (f", the next look is at {target}" if target > rounds + 1 else "")
     if budget.seconds is not None and rounds and elapsed_s + (target - rounds) * round_s > budget.seconds:
         return False, (f"the budget of {budget.seconds:.0f} s: the next look ({target} rounds) would end at "

@@ -159,8 +159,11 @@ class StepCases:
     """Builds, warms up and times the suite's step cases, a block at a time; one result row per case."""
 
     def __init__(self, cases: Sequence[tuple[RunConfig, str]], report: Callable[[str], None] = print,
-                 tracing: Tracing | None = None) -> None:
+                 tracing: Tracing | None = None, exact_blocks: bool = False) -> None:
+        """``exact_blocks``: a block is each config's ``steps``, not raised to ``MIN_BLOCK_STEPS`` and
+        ``MIN_BLOCK_S`` (``interleave``'s single steps)."""
         self.cases = {(config.run_id, mode): (config, mode) for config, mode in cases}
+        self.exact_blocks = exact_blocks
         first = cases[0][0] if cases else RunConfig()
         if any(config.warmup != first.warmup for config, _mode in cases):
             raise ValueError("the cases measured in rounds together share their warm-up")
@@ -194,7 +197,7 @@ class StepCases:
             self.skipped[key] = reason
             return
         self.steps_built[key] = step
-        self.block_steps[key] = block_steps(config.steps, warm)
+        self.block_steps[key] = config.steps if self.exact_blocks else block_steps(config.steps, warm)
         self.tracing_counts[key] = step.tracing_count
 
     def build(self) -> list[CaseKey]:

@@ -68,10 +68,11 @@ class _Worker:
     def messages(self) -> Path:
         return self.folder / f"{self.name}-stderr.log"
 
-    def start(self, tracing: Tracing | None) -> None:
+    def start(self, tracing: Tracing | None, exact_blocks: bool = False) -> None:
         cases_file = self.folder / f"{self.name}-cases.json"
         cases_file.write_text(json.dumps({"cases": [[dataclasses.asdict(config), mode] for config, mode in self.cases]}))
         args = ["--cases", cases_file, "--turns", self.folder / self.name, "--out", self.out]
+        args += ["--exact-blocks"] if exact_blocks else []
         if tracing:
             args += ["--trace-dir", tracing.directory, "--trace-steps", tracing.steps]
             args += [flag for flag, wanted in (("--breakdown", tracing.breakdown), ("--keep-traces", tracing.keep))
@@ -107,9 +108,9 @@ class IsolatedCases:
     """``StepCases``'s interface (``measure``, ``rows``, ``release``) over worker processes."""
 
     def __init__(self, cases: Sequence[tuple[RunConfig, str]], report: Callable[[str], None] = print,
-                 tracing: Tracing | None = None) -> None:
+                 tracing: Tracing | None = None, exact_blocks: bool = False) -> None:
         self.groups = group_cases(cases)
-        self.report, self.tracing = report, tracing
+        self.report, self.tracing, self.exact_blocks = report, tracing, exact_blocks
         self._rows: dict[CaseKey, dict[str, Any]] = {}
 
     def measure(self, comparisons: Sequence[Comparison], budget: Budget, **rule: float) -> RoundsOutcome:
@@ -121,7 +122,7 @@ class IsolatedCases:
             make_pipes(Path(folder), [worker.name for worker in workers])
             for worker in workers:
                 self.report(f"worker {worker.name}: {len(worker.cases)} case(s) with {worker.settings.describe()}")
-                worker.start(self.tracing)
+                worker.start(self.tracing, self.exact_blocks)
             processes = {worker.name: worker.process for worker in workers}
             describe = {worker.name: f"the worker for {worker.settings.describe()}" for worker in workers}
             coordinator = Coordinator(Path(folder), processes, describe=describe.__getitem__)

@@ -3,7 +3,7 @@ timed a block at a time when the suite's coordinator says so (``resnet_perf.benc
 rows go to a JSON file once the coordinator says stop.
 
     python -m resnet_perf.processes.worker --cases CASES.json --turns PIPES/NAME --out ROWS.json
-        [--trace-dir DIR --trace-steps N [--breakdown] [--keep-traces]]
+        [--exact-blocks] [--trace-dir DIR --trace-steps N [--breakdown] [--keep-traces]]
 
 Started by the suite with the settings' environment (``resnet_perf.machine.switches``); it writes nothing
 to stdout, where oneDNN's log of the primitives it creates goes.  Stopped by SIGTERM, it writes the
@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cases", type=Path, required=True, help='JSON: {"cases": [[RunConfig fields, mode], ...]}')
     parser.add_argument("--turns", required=True, help="the pipes' prefix (resnet_perf.bench.turns)")
     parser.add_argument("--out", type=Path, required=True, help="where the rows go (JSON)")
+    parser.add_argument("--exact-blocks", action="store_true",
+                        help="a block is each case's steps, not calibrated (resnet_perf.bench.rounds.StepCases)")
     parser.add_argument("--trace-dir", type=Path, help="trace every case after its rounds, into this folder")
     parser.add_argument("--trace-steps", type=int, default=3)
     parser.add_argument("--breakdown", action="store_true", help="put each trace's breakdown into the rows")
@@ -46,7 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     prepare_process(ProcessSettings.of(cases[0][0]))
     tracing = (Tracing(args.trace_dir, args.trace_steps, args.breakdown, args.keep_traces)
                if args.trace_dir else None)
-    step_cases = StepCases(cases, report=lambda line: print(line, file=sys.stderr, flush=True), tracing=tracing)
+    step_cases = StepCases(cases, report=lambda line: print(line, file=sys.stderr, flush=True), tracing=tracing,
+                           exact_blocks=args.exact_blocks)
     status = 0
     try:
         serve(step_cases, Turns(args.turns))
