@@ -84,7 +84,6 @@ CASES = [
     (compare, ["{ws}/existing.json", "--format", "xml"], {}, "invalid choice: 'xml'"),
     (interleave, ["--modes", "backward"], {}, "unknown mode 'backward'"),
     (interleave, ["--precisions", "fp8"], {}, "unknown precision 'fp8'"),
-    (interleave, ["--precisions", "fp32,amp_bf16"], {}, "amp_bf16 is a setting of a whole process"),
     (interleave, ["--batch-norms", "group"], {}, "unknown batch norm 'group'"),
     (interleave, ["--rounds", "0"], {}, "--rounds must be at least 1"),
     (interleave, ["--xla", "off,maybe"], {}, "--xla takes off, on or off,on"),

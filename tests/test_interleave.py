@@ -4,6 +4,8 @@ from __future__ import annotations
 import pytest
 
 from resnet_perf.errors import UserError
+from resnet_perf.machine.cpu import cpu_flags
+from resnet_perf.precision import has_native_bf16
 from resnet_perf.interleave import complete_rounds, interleave, main, summary_rows
 
 
@@ -82,3 +84,20 @@ def test_a_tiny_run_prints_every_step(capsys):
     for label in ("resnet18-fp32-noxla-nhwc-b2-32 forward", "resnet18-mixed_bf16-noxla-nhwc-b2-32 train"):
         assert label in out
     assert "2 alternating rounds" in out
+
+
+@pytest.mark.slow
+def test_a_process_wide_precision_is_interleaved_in_workers_taking_turns_a_step_at_a_time(capsys):
+    """amp_bf16 is grappler's rewrite, a setting of the whole process: its steps run in a worker of
+    their own, fp32's in another, one step per turn; oneDNN's log must show bf16 convolutions."""
+    code = main(["--depth", "18", "--image-size", "32", "--batch-size", "2", "--precisions", "fp32,amp_bf16",
+                 "--modes", "train", "--rounds", "3", "--warmup", "1"])
+    out, err = capsys.readouterr()
+    if not has_native_bf16(cpu_flags()):  # then the worker's log shows no bf16 convolution: refused, not mislabelled
+        assert code == 2 and "not measured as labelled" in err
+        return
+    assert code == 0, err
+    assert "worker w1: 1 case(s) with amp_bf16" in out and "rounds stopped: --rounds 3: 3 rounds" in out
+    for name in ("resnet18-fp32-noxla-nhwc-b2-32 train", "resnet18-amp_bf16-noxla-nhwc-b2-32 train"):
+        assert name in out
+    assert "3 alternating rounds after 1 warm-up step(s) each" in out

@@ -152,7 +152,8 @@ def keep_going(verdicts: Sequence[Verdict], rounds: int, budget: Budget, elapsed
     target = next_look(rounds)
     cap = budget.max_rounds
     if cap is not None and (rounds >= cap or (budget.early_stop and target > cap and cap >= FIRST_LOOK)):
-        return False, f"--rounds {cap}: {rounds} rounds" + (f", the next look is at {target}" if target > rounds + 1 else "")
+        past = budget.early_stop and target > rounds + 1  # rounds stopped short of the cap, at a look
+        return False, f"--rounds {cap}: {rounds} rounds" + (f", the next look is at {target}" if past else "")
     if budget.seconds is not None and rounds and elapsed_s + (target - rounds) * round_s > budget.seconds:
         return False, (f"the budget of {budget.seconds:.0f} s: the next look ({target} rounds) would end at "
                        f"about {elapsed_s + (target - rounds) * round_s:.0f} s")

@@ -92,3 +92,12 @@ def test_real_differences_are_found_and_not_called_no_difference():
     assert slower.count(SLOWER) >= 90 and slower.count(SAME) == 0
     doubled = [_sequence_verdict(rng, math.log(2.0), 0.05, 60, "sequential") for _ in range(50)]
     assert doubled.count(FASTER) == 50
+
+
+def test_a_fixed_length_budget_runs_every_round_even_when_every_verdict_is_decided():
+    decided = [decide([1.0, 1.01, 0.99, 1.0, 1.02], [0.5, 0.51, 0.49, 0.5, 0.5])]
+    assert decided[0].decided
+    assert keep_going(decided, 5, Budget(max_rounds=30), 60.0, 1.0)[0] is False  # the rule stops at the look
+    fixed = Budget(max_rounds=30, early_stop=False)
+    assert all(keep_going(decided, rounds, fixed, 60.0, 1.0)[0] for rounds in (5, 8, 12, 29))
+    assert keep_going(decided, 30, fixed, 60.0, 1.0) == (False, "--rounds 30: 30 rounds")
