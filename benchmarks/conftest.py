@@ -463,7 +463,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     for title, frame in extra_tables(rows):  # tables of what was asked for: --latency, --breakdown, ...
         terminalreporter.write_line(f"\n{title}:\n{tabulate_frame(frame)}")
     if any(row["bench"] == "train" for row in rows):
-        terminalreporter.write_line(format_training_table(rows))
+        terminalreporter.write_line("\n" + format_training_table(rows))
     if any(row["bench"] == "step" for row in rows):
         from resnet_perf.analysis.answer import decided_share, findings, render
         from resnet_perf.analysis.speedup import speedups

@@ -121,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError("A and B are the same: give --base REV, --a-python/--b-python or --a-env/--b-env")
         base = variants.default_base(variants.PACKAGE_ROOT) if args.base == "auto" else args.base
         commit = variants.resolve_revision(variants.PACKAGE_ROOT, base) if base else None
+        # Absolute: the suites run in their own trees (A's in a worktree), where a relative path means another place
+        args.results_dir = args.results_dir.resolve()
         check_writable(args.results_dir, "A/B results")
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         with ExitStack() as stack:

@@ -107,17 +107,17 @@ def _repository(tmp_path: Path) -> tuple[Path, str, dict[str, str]]:
 
 @pytest.mark.slow
 def test_base_revision_runs_from_a_worktree_against_the_working_tree(tmp_path):
-    """A is the committed revision (imported from a temporary worktree), B the edited working tree."""
+    """A is the committed revision (imported from a temporary worktree), B the edited working tree.  The
+    results folder is relative, as its default is: A's suite runs in the worktree, B's in the tree."""
     repo, commit, env = _repository(tmp_path)
     done = subprocess.run(
-        [sys.executable, "-m", "resnet_perf.ab", "--base", "HEAD", "--rounds", "3", "--results-dir",
-         str(tmp_path / "ab"), "--",
+        [sys.executable, "-m", "resnet_perf.ab", "--base", "HEAD", "--rounds", "3", "--results-dir", "ab-results", "--",
          "--depths", "18", "--precisions", "fp32", "--xla", "off", "--batch-norms", "keras", "--image-size", "32",
          "--batch-size", "2", "--steps", "3", "--warmup", "1", "-k", "test_forward"],
         cwd=repo, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert f"A: HEAD ({commit[:10]})" in done.stdout and "B: working tree" in done.stdout
-    (saved,) = (tmp_path / "ab").glob("ab-*.json")
+    (saved,) = (repo / "ab-results").glob("ab-*.json")
     result = json.loads(saved.read_text())
     assert result["kind"] == "ab" and result["max_rounds"] == 3 and result["mode"] == "in turn"
     commits = {Path(path).parent.name: json.loads(Path(path).read_text())["environment"]["git_commit"]
