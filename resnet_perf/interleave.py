@@ -46,7 +46,7 @@ def interleave(steps: dict[str, Any], rounds: int, warmup: int,
     _refuse_step_problems(steps, traced)
 
 
-def label(config: RunConfig, mode: str) -> str:
+def step_label(config: RunConfig, mode: str) -> str:
     return f"{config.run_id} {mode}"
 
 
@@ -61,20 +61,17 @@ def interleave_in_workers(cases: Sequence[tuple[RunConfig, str]], rounds: int, t
         workers.measure([], Budget(max_rounds=rounds, early_stop=False))
     finally:
         rows = workers.rows()
-        times.update({label(config, mode): list(rows.get((config.run_id, mode), {}).get("round_medians_s") or [])
+        times.update({step_label(config, mode): list(rows.get((config.run_id, mode), {}).get("round_medians_s") or [])
                       for config, mode in cases})
-    _refuse_row_errors(rows)
-
-
-def _refuse_row_errors(rows: dict[tuple[str, str], dict[str, Any]]) -> None:
-    problems = [f"{run_id} {mode}: {row['error']}" for (run_id, mode), row in rows.items() if row.get("error")]
-    if problems:
-        raise UserError(f"not measured as labelled: {'; '.join(problems)}")
+    _refuse([f"{run_id} {mode}: {row['error']}" for (run_id, mode), row in rows.items() if row.get("error")])
 
 
 def _refuse_step_problems(steps: dict[str, Any], traced: dict[str, int]) -> None:
-    problems = [f"{label}: {problem}" for label, step in steps.items() for problem in step.problems(traced[label])]
-    if problems:
+    _refuse([f"{label}: {problem}" for label, step in steps.items() for problem in step.problems(traced[label])])
+
+
+def _refuse(problems: Sequence[str]) -> None:
+    if problems:  # a switch not in effect, a retrace: the table would be mislabelled
         raise UserError(f"not measured as labelled: {'; '.join(problems)}")
 
 
@@ -94,9 +91,10 @@ def summary_rows(times: dict[str, list[float]], batch_size: int) -> list[list]:
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.Parser(
         prog="python -m resnet_perf.interleave",
-        description="Time the steps of several precisions, XLA settings and modes of one configuration "
-                    "alternately in one process (A B B A ...), so a shared machine's drift falls on all of them "
-                    "alike.")
+        description="Time the steps of several precisions, batch norms, XLA settings and modes of one "
+                    "configuration alternately, one step at a time (A B B A ...), so a shared machine's drift falls "
+                    "on all of them alike: in one process, or where a precision is a setting of a whole process "
+                    "(amp_bf16), in a worker process per set of settings, taking turns.")
     cli.add_config_options(parser, RunConfig(), fields=("depth", "batch_size", "image_size", "layout"))
     parser.add_argument("--precisions", default="fp32", help=f"comma-separated, of {', '.join(PRECISIONS)} "
                                                               "(default %(default)s)")
@@ -134,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from resnet_perf.bench.steps import Step
             from resnet_perf.bench.timing import time_call
 
-            steps = {label(config, mode): Step(config, mode) for config in configs for mode in modes}
+            steps = {step_label(config, mode): Step(config, mode) for config in configs for mode in modes}
             times.update({name: [] for name in steps})
             for name, seconds in interleave(steps, args.rounds, args.warmup, time_call):
                 times[name].append(seconds)
