@@ -39,9 +39,8 @@ def partial_path(path: Path) -> Path:
     return path.parent / f".{path.name}.{secrets.token_hex(6)}{PARTIAL_SUFFIX}"
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename: whatever happens (a full disk,
-    a kill), ``path`` holds either its earlier content or all of ``text``, never a part of it."""
+def _write_partial(path: Path, text: str) -> Path:
+    """``text`` in a fresh partial file beside ``path`` (removed again if the write fails); its path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # A fresh random name opened exclusively, like mkstemp, but with the umask's mode as any other
     # file (mkstemp makes 0600, and reading the umask means setting it, for every thread at once).
@@ -49,6 +48,17 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         with temporary.open("x", encoding="utf-8") as stream:
             stream.write(text)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return temporary
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename: whatever happens (a full disk,
+    a kill), ``path`` holds either its earlier content or all of ``text``, never a part of it."""
+    temporary = _write_partial(path, text)
+    try:
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -65,11 +75,8 @@ def write_new_file(directory: Path, stem: str, text: str) -> Path:
     path.  Never over an existing file, even with other processes saving into the same folder: the
     complete file is linked under the name, which fails if the name exists (a check, then a rename,
     would overwrite what another process wrote in between)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    temporary = partial_path(directory / f"{stem}.json")
+    temporary = _write_partial(directory / f"{stem}.json", text)
     try:
-        with temporary.open("x", encoding="utf-8") as stream:
-            stream.write(text)
         path, counter = directory / f"{stem}.json", 1
         while True:
             try:
