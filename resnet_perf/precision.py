@@ -34,8 +34,8 @@ AUTO_PRECISION = "auto"
 AVX2-only AMD EPYC trained ResNet-18 11x slower in mixed_bf16 than in fp32 (docs/measurements/2026-11-30-zen3-onednn-allocator.md)."""
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 GRAPH_REWRITE_PRECISIONS = ("amp_bf16",)
-"""Precisions made by a grappler rewrite of a float32 model, not by a Keras policy: benchmark
-steps only (training takes the Keras policies)."""
+"""Precisions made by a grappler rewrite of a float32 model, not by a Keras policy: an option of the
+whole process (the suite's workers, ``interleave``'s workers, a training process of its own)."""
 LOSS_SCALED_PRECISIONS = ("mixed_fp16",)
 """Precisions whose training needs dynamic loss scaling (float16's range is narrow; bfloat16's is float32's)."""
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from resnet_perf import cli
 from resnet_perf.config import BATCH_NORMS
 from resnet_perf.errors import UserError
-from resnet_perf.precision import AUTO_PRECISION, GRAPH_REWRITE_PRECISIONS, NATIVE_BF16_FLAGS, PRECISIONS
+from resnet_perf.precision import AUTO_PRECISION, NATIVE_BF16_FLAGS, PRECISIONS
 from resnet_perf.training.cluster import STARTUP_TIMEOUT_S, current_task
 from resnet_perf.training.fashion_mnist import AUGMENTATIONS, IMAGE_SIDE, TRANSLATE_PIXELS
 from resnet_perf.training.recipes import DEFAULT_RECIPE, RECIPES, SCHEDULES, STRATEGIES, TrainConfig
@@ -47,10 +47,11 @@ def build_parser(recipe_name: str = DEFAULT_RECIPE) -> argparse.ArgumentParser:
     parser.add_argument("--recipe", choices=RECIPES, default=DEFAULT_RECIPE,
                         help="; ".join(f"{name}: {r.description}" for name, r in RECIPES.items())
                         + " (default %(default)s)")
-    trainable = [name for name in PRECISIONS if name not in GRAPH_REWRITE_PRECISIONS]
     cli.add_config_options(parser, recipe.run, image_help=f"Fashion-MNIST images (resized from {IMAGE_SIDE})",
                            batch_help="global batch, split over the replicas",
-                           precision_help=f"one of {', '.join(trainable)}, or {AUTO_PRECISION}: mixed_bf16 on a "
+                           precision_help=f"one of {', '.join(PRECISIONS)} (amp_bf16: grappler's bf16 rewrite of the "
+                                          f"float32 model, on a CPU with bfloat16 instructions), or "
+                                          f"{AUTO_PRECISION}: mixed_bf16 on a "
                                           f"CPU with bfloat16 instructions ({', '.join(NATIVE_BF16_FLAGS)}), else "
                                           f"fp32; the recipe: {RECIPES[recipe.recipe].precision}, on this CPU")
     parser.add_argument("--batch-norm", choices=BATCH_NORMS, default=recipe.batch_norm,

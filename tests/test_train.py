@@ -365,3 +365,26 @@ def test_sigterm_mid_run_ends_the_process_keeping_the_finished_epochs(tmp_path):
         process.kill()
     assert status == 143 and f"interrupted: what finished before it is in {output}" in process.stderr.read()
     assert len(json.loads(output.read_text())["rows"]) >= 2
+
+
+@pytest.mark.slow
+def test_training_accepts_amp_bf16_and_onednns_log_shows_its_convolutions_in_bfloat16(tmp_path):
+    """amp_bf16 (grappler's bf16 rewrite of the float32 model) is an option of the whole training process:
+    oneDNN's own log of the primitives it creates must show bfloat16 convolutions, as in the suite."""
+    from resnet_perf.machine.cpu import cpu_flags
+    from resnet_perf.machine.switches import VERBOSE_CREATIONS, VERBOSE_VARIABLE, ProcessSettings, primitive_problems
+    from resnet_perf.precision import has_native_bf16
+    from resnet_perf.spawn import package_env
+
+    folder = write_dataset(tmp_path / "data", train=64, test=32)
+    command = [sys.executable, "-m", "resnet_perf.train", "--precision", "amp_bf16", "--epochs", "1", "--batch-size", "16",
+               "--image-size", "32", "--data-dir", str(folder), "--output", str(tmp_path / "train.json")]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**package_env(), VERBOSE_VARIABLE: VERBOSE_CREATIONS})
+    if not has_native_bf16(cpu_flags()):  # grappler would leave it float32: refused, not mislabelled
+        assert done.returncode == 2 and "this CPU has no bfloat16 instructions" in done.stderr
+        return
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (row,) = json.loads((tmp_path / "train.json").read_text())["rows"]
+    assert row["run_id"].startswith("resnet18-amp_bf16") and row["precision"] == "amp_bf16"
+    assert primitive_problems(ProcessSettings(amp_bf16=True), done.stdout.splitlines()) == []

@@ -14,7 +14,8 @@ from typing import Any
 from resnet_perf.config import BATCH_NORMS, RunConfig
 from resnet_perf.errors import UserError, require_choice
 from resnet_perf.machine.cpu import cpu_flags
-from resnet_perf.precision import AUTO_PRECISION, GRAPH_REWRITE_PRECISIONS, PRECISIONS, training_precision
+from resnet_perf.precision import (AUTO_PRECISION, NATIVE_BF16_FLAGS, PRECISIONS, has_native_bf16, is_graph_rewrite,
+                                   training_precision)
 from resnet_perf.training.fashion_mnist import AUGMENTATIONS, NUM_CLASSES
 
 SCHEDULES = ("cosine", "linear", "constant")
@@ -138,9 +139,11 @@ class TrainConfig:
             raise UserError(f"epochs must be at least 1, got {self.epochs}")
         if not 0 <= self.seed < 2**32:  # NumPy's and Python's generators take these
             raise UserError(f"seed must be in [0, 2**32), got {self.seed}")
-        if self.run.precision in GRAPH_REWRITE_PRECISIONS:
-            raise UserError(f"precision {self.run.precision} is a benchmark switch of whole processes; training takes "
-                            f"{', '.join(name for name in PRECISIONS if name not in GRAPH_REWRITE_PRECISIONS)}")
+        if is_graph_rewrite(self.run.precision) and not has_native_bf16(cpu_flags()):
+            # grappler leaves the graph float32 where oneDNN has no bf16 kernels: the run would be mislabelled
+            raise UserError(f"precision {self.run.precision} rewrites the graph to bfloat16 where oneDNN has bf16 "
+                            f"kernels, and this CPU has no bfloat16 instructions ({', '.join(NATIVE_BF16_FLAGS)}): "
+                            f"train in {', '.join(name for name in PRECISIONS if not is_graph_rewrite(name))}")
         for name in ("lr", "momentum", "weight_decay", "label_smoothing", "ema", "target_accuracy"):
             if not math.isfinite(getattr(self, name)):
                 raise UserError(f"{name.replace('_', ' ')} must be a finite number, got {getattr(self, name)}")

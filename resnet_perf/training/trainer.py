@@ -284,9 +284,13 @@ def train(config: TrainConfig, output: Path, startup_timeout_s: float = STARTUP_
     import keras
 
     from resnet_perf.machine.runtime import environment
+    from resnet_perf.machine.switches import ProcessSettings, prepare_process
     from resnet_perf.training.fashion_mnist import load_split, locate, make_dataset
     from resnet_perf.training.strategies import make_multiworker_strategy, make_strategy
 
+    # amp_bf16: grappler's bf16 rewrite of the float32 model, an option of the whole process, set before
+    # anything runs (this process trains one configuration); the model itself stays float32
+    prepare_process(ProcessSettings.of(config.run))
     strategy = make_multiworker_strategy() if task else make_strategy(config.replicas)
     replicas = strategy.num_replicas_in_sync
     config.check_replicas(replicas)
