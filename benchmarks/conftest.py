@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 import resnet_perf
+from resnet_perf import cli
 from resnet_perf.bench.default_matrix import AUTO, choose_switches, gpu_capabilities
 from resnet_perf.bench.maxbatch import check_search_start
 from resnet_perf.bench.timing import PEAK_READINGS
@@ -272,13 +273,14 @@ class Recorder:
 def _take_interrupts(config: pytest.Config) -> None:
     """CI runners and ``timeout`` stop a job with SIGTERM: stop as on Ctrl-C, so the session finishes and
     saves every row measured so far, then exit with 128 + 15 (see ``pytest_sessionfinish``).  Ctrl-C
-    acts however the suite was started (``cli.take_interrupts`` says why SIGINT needs restoring)."""
+    acts however the suite was started (``cli.take_interrupts``); SIGTERM is then noted, for the status."""
+    cli.take_interrupts()
+
     def terminate(signum, frame):
         config.stash[TERMINATED] = True
-        raise KeyboardInterrupt
+        raise cli.Terminated
 
     signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def results_dir(option: argparse.Namespace) -> Path:

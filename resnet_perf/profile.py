@@ -135,7 +135,7 @@ def _profile(config: RunConfig, mode: str, logdir: Path, options: TracerOptions,
     from resnet_perf.bench.timing import time_call
     from resnet_perf.machine.runtime import environment
     from resnet_perf.trace.breakdown import trace_fields
-    from resnet_perf.trace.xplane import read_xspace, summarize
+    from resnet_perf.trace.xplane import summarize
 
     print(f"profiling {config.run_id} {mode}: first call, {config.warmup} warm-up step(s), "
           f"then {config.steps} traced step(s) into {logdir}", flush=True)
@@ -144,11 +144,10 @@ def _profile(config: RunConfig, mode: str, logdir: Path, options: TracerOptions,
     traced = step.tracing_count
     for _ in range(config.warmup):
         step()
-    trace = capture(step, logdir, config.steps, options)
+    trace, space = capture(step, logdir, config.steps, options)
     problems = step.problems(traced)
     if problems:
         raise UserError(f"the trace is not of {config.run_id}: {'; '.join(problems)}")
-    space = read_xspace(trace)
     summary = summarize(trace, group_by, space)
     print(format_summary(summary, top))
     breakdown = trace_fields(trace, space)

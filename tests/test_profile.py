@@ -97,8 +97,8 @@ class MatmulStep:
 def test_a_trace_is_moved_under_the_logdir_only_once_it_reads_back_whole(tmp_path, monkeypatch):
     logdir = tmp_path / "logs"
     logdir.mkdir()
-    trace = capture(MatmulStep(), logdir, steps=1)
-    assert trace_files(logdir) == [trace] and [path.name for path in tmp_path.iterdir()] == ["logs"]
+    trace, space = capture(MatmulStep(), logdir, steps=1)
+    assert trace_files(logdir) == [trace] and space.planes  # read back whole, for its readers and [path.name for path in tmp_path.iterdir()] == ["logs"]
 
     def truncated(path):  # as a full disk leaves it
         raise UserError(f"{path} is not a profiler trace (XSpace protobuf): truncated or foreign")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet_perf.errors import UserError
-from resnet_perf.files import check_writable, remove_stale_partials, write_json_atomic, write_new_file
+from resnet_perf.files import remove_stale_partials, write_json_atomic, write_new_file
 from resnet_perf.models.flops import session_peaks, with_derived_metrics
 
 SCHEMA = "resnet_perf/results"
@@ -61,10 +61,10 @@ def save_rows(directory: str | Path, kind: str, rows: Sequence[dict[str, Any]],
               environment: dict[str, Any], **metadata: Any) -> Path:
     """Save ``rows`` as ``{directory}/{kind}-{UTC time}.json`` (a new name if taken); return the path.
 
-    An unwritable ``directory`` is a ``UserError`` naming it.
+    An unwritable ``directory`` is a ``UserError`` naming it (the write itself is the check: a command
+    proves its folder writable with ``files.check_writable`` before it measures anything).
     """
     directory = Path(directory)
-    check_writable(directory, "results")
     remove_stale_partials(directory)
     stem = f"{kind}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
     text = json.dumps(result_payload(kind, rows, environment, **metadata), indent=1, default=str) + "\n"

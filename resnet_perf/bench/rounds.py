@@ -227,9 +227,9 @@ class StepCases:
         from resnet_perf.trace.capture import capture
 
         tracing = self.tracing
-        path = capture(self.steps_built[key], tracing.directory / "-".join(key), tracing.steps)
+        path, space = capture(self.steps_built[key], tracing.directory / "-".join(key), tracing.steps)
         self.traced[key] = {**({"trace": str(path)} if tracing.keep else {}),
-                            **(trace_fields(path) if tracing.breakdown else {})}
+                            **(trace_fields(path, space) if tracing.breakdown else {})}
 
     def measure(self, comparisons: Sequence[Comparison], budget: Budget,
                 alpha: float = ALPHA, band: float = BAND) -> RoundsOutcome:

@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from resnet_perf.errors import UserError
 from resnet_perf.machine.runtime import error_summary
@@ -34,8 +34,15 @@ class TracerOptions:
                 if int(applied.get(name, 0)) != wanted]
 
 
-def capture(step, logdir: Path, steps: int, options: TracerOptions = TracerOptions()) -> Path:
-    """Trace ``steps`` calls of a warmed-up ``step`` into ``logdir``; return the ``.xplane.pb`` written.
+class Captured(NamedTuple):
+    """A trace written whole: its ``.xplane.pb`` and the XSpace read back from it (for its readers)."""
+
+    path: Path
+    space: Any
+
+
+def capture(step, logdir: Path, steps: int, options: TracerOptions = TracerOptions()) -> Captured:
+    """Trace ``steps`` calls of a warmed-up ``step`` into ``logdir``; the ``.xplane.pb`` written, read back.
 
     The profiler writes into a hidden folder beside ``logdir``; the run's folder is moved under
     ``logdir/plugins/profile/`` only once its trace reads back whole, so TensorBoard never lists a
@@ -67,11 +74,11 @@ def capture(step, logdir: Path, steps: int, options: TracerOptions = TracerOptio
         written = trace_files(staging)
         if not written:
             raise UserError(f"the profiler wrote no .xplane.pb (into {staging}/plugins/profile)")
-        read_xspace(written[-1])  # whole, or a UserError naming it
+        space = read_xspace(written[-1])  # whole, or a UserError naming it
         run = logdir / "plugins" / "profile" / written[-1].parent.name
         run.parent.mkdir(parents=True, exist_ok=True)
         os.rename(written[-1].parent, run)
-        return run / written[-1].name
+        return Captured(run / written[-1].name, space)
     except OSError as error:
         raise UserError(f"cannot write traces to {logdir}: {error.strerror or error}") from None
     finally:

@@ -48,7 +48,7 @@ def train_trace(tmp_path_factory):
 
     step = Step(RunConfig(depth=18, batch_size=2, image_size=32), "train")
     step()
-    return capture(step, tmp_path_factory.mktemp("trace"), 2)
+    return capture(step, tmp_path_factory.mktemp("trace"), 2).path
 
 
 def test_categories_add_up_to_the_ops_and_the_step(train_trace):
