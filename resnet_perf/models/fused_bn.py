@@ -12,6 +12,11 @@ variance, in that order, float32 under mixed precision) and computes the same fu
   back by (n - 1) / n, n the values per channel, so the moving variance matches Keras's);
 - inference: the moving averages normalize.
 
+Under a mixed policy the kernel runs in the compute dtype (bfloat16 or float16 values in and out)
+with float32 statistics: the kernels (oneDNN's and TensorFlow's own) sum each channel's values, and
+the gamma and beta gradients, in float32 (``tests/models/test_fused_bn.py`` holds them to float32's
+results: ``BF16_TOLERANCES``), so the layer needs no float32 copy of its input, as Keras's layer makes.
+
 One difference: TensorFlow raises an epsilon below 1.001e-5 to 1.001e-5 (this suite's 1e-5 becomes
 1.001e-5), a relative change of the normalization below 1e-6 for any variance above 1e-3.  The
 tests check the agreement with Keras's layer on the same weights.
@@ -47,21 +52,18 @@ class FusedBatchNorm(keras.layers.Layer):
 
     def call(self, inputs, training: bool | None = None):
         data_format = "NCHW" if self.axis == 1 else "NHWC"
-        # In float32, as Keras's layer computes under mixed precision: the kernel's bfloat16 gradient
-        # sums a whole batch's values per channel in bfloat16 (gamma and beta gradients 30% off).
-        values = tf.cast(inputs, tf.float32)
         if not training:
             outputs, _mean, _variance = tf.compat.v1.nn.fused_batch_norm(
-                values, self.gamma, self.beta, mean=self.moving_mean, variance=self.moving_variance,
+                inputs, self.gamma, self.beta, mean=self.moving_mean, variance=self.moving_variance,
                 epsilon=self.epsilon, data_format=data_format, is_training=False)
-            return tf.cast(outputs, inputs.dtype)
+            return outputs
         outputs, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
-            values, self.gamma, self.beta, epsilon=self.epsilon, data_format=data_format, is_training=True)
+            inputs, self.gamma, self.beta, epsilon=self.epsilon, data_format=data_format, is_training=True)
         count = tf.cast(tf.size(inputs) // tf.shape(inputs)[self.axis], tf.float32)
         variance = unbiased * (count - 1.0) / count
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
         self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
-        return tf.cast(outputs, inputs.dtype)
+        return outputs
 
     def compute_output_shape(self, input_shape):
         return input_shape
