@@ -12,6 +12,10 @@ runs, the first being the baseline, with the changes in images/s, MFU and memory
 intervals over the runs' rounds (``resnet_perf.analysis.regression``).  A directory stands for the newest result
 file in it; pytest-benchmark JSON (``--benchmark-json``, ``.benchmarks/``) is read too.
 
+``--accuracy`` adds, beside each best configuration, whether its precision and batch norm are shown
+to train: the median final test accuracy of the training runs given against float32's
+(``resnet_perf.analysis.accuracy``: more than 0.3 points below it is marked).
+
 Exit status: 0, or 1 when ``--fail-on`` finds a regression, or 2 for bad input; on an ``ab`` file
 with ``--fail-on``, 3 when no verdict is slower but some undecided (as ``python -m resnet_perf.ab``).
 """
@@ -23,12 +27,14 @@ import json
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
 from resnet_perf import cli
+from resnet_perf.analysis.accuracy import MARGIN, Judged, judge
 from resnet_perf.analysis.regression import ALPHA, METRICS, compare_frames, parse_threshold, regressions
-from resnet_perf.analysis.results import ResultSet, load_result_set
+from resnet_perf.analysis.results import ResultSet, check_rows, load_result_set, load_results
 from resnet_perf.analysis.sequential import BAND
 from resnet_perf.analysis.speedup import REFERENCE, best_configurations, parse_baseline, speedups, switch_text
 from resnet_perf.errors import UserError
@@ -196,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--configs", metavar="REGEX",
                         help="only the configurations whose run_id matches, e.g. '^resnet50-' or 'b32-224$'")
     parser.add_argument("--plot", metavar="FILE.png", help="also write a bar chart of images/s and MFU per config")
+    parser.add_argument("--accuracy", action="append", default=[], metavar="PATH",
+                        help="training result files (python -m resnet_perf.train), or folders searched for them, of "
+                             "one training in several precisions and batch norms: the best-configuration table says "
+                             "whether each best configuration's precision and batch norm trains to fp32's accuracy "
+                             "(median final test accuracy within 0.3 points); repeatable")
     parser.add_argument("--allow-other-machine", action="store_true",
                         help="let --fail-on judge runs measured on different hardware (refused otherwise: a CPU "
                              "change is no regression or speed-up of the code)")
@@ -204,6 +215,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 parse_threshold_arg = cli.argument_type(parse_threshold)
 parse_baseline_arg = cli.argument_type(parse_baseline)
+
+
+def load_training_runs(paths: Sequence[str]) -> list[list[dict]]:
+    """The rows of every training run in ``paths`` (files, or folders searched for ``kind: train`` files)."""
+    runs = []
+    for given in map(Path, paths):
+        if not given.exists():
+            raise UserError(f"--accuracy {given}: no such file or folder")
+        candidates = sorted(given.rglob("*.json")) if given.is_dir() else [given]
+        for path in candidates:
+            payload = load_results(path)
+            if payload.get("kind") == "train":
+                runs.append(check_rows(path, payload.get("rows")))
+            elif not given.is_dir():
+                raise UserError(f"--accuracy {path}: a {payload.get('kind')!r} result, not a training run")
+    return runs
+
+
+def best_table(frame: pd.DataFrame, judged: Judged | None) -> pd.DataFrame:
+    """``best_configurations``, with a ``trains`` column where training runs were given."""
+    best = best_configurations(frame)
+    if judged is None or best.empty:
+        return best.drop(columns=["precision", "batch_norm"])
+    trains = [judged.text_for(precision, batch_norm) for precision, batch_norm in zip(best["precision"], best["batch_norm"])]
+    return best.drop(columns=["precision", "batch_norm"]).assign(trains=trains)
+
+
+def accuracy_footnote(judged: Judged) -> str:
+    trained = ", ".join(f"{name} {value}" for name, value in judged.settings.items() if value is not None)
+    left_out = f"; {judged.incomplete} run(s) stopped before their end left out" if judged.incomplete else ""
+    return (f"trains: median final test accuracy of the training runs of the same precision and batch norm "
+            f"({trained}){left_out}; marked when more than {MARGIN * 100:.1f} points below fp32's (Keras batch norm)")
 
 
 def _print_single(result: ResultSet, args: argparse.Namespace) -> None:
@@ -222,8 +265,11 @@ def _print_single(result: ResultSet, args: argparse.Namespace) -> None:
               f"all looks: resnet_perf.analysis.sequential); faster or slower where the interval excludes 1, no difference "
               f"where it lies within +-{BAND:.0%}, else undecided; after the semicolon, with --breakdown, the op "
               f"categories whose time changed most")
+        judged = judge(load_training_runs(args.accuracy)) if args.accuracy else None
         print(f"\nbest configuration per depth, batch, image size and step:\n"
-              f"{render(best_configurations(frame), args.format)}")
+              f"{render(best_table(frame, judged), args.format)}")
+        if judged is not None:
+            print(accuracy_footnote(judged))
         for title, table in extra_tables(rows):
             print(f"\n{title}:\n{render(table, args.format)}")
     if args.plot:

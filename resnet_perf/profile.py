@@ -7,6 +7,10 @@ profiler starts; each timed step is wrapped in ``tf.profiler.experimental.Trace(
 _r=1)``, the marker TensorBoard's step-time views look for.  The trace goes to
 ``LOGDIR/plugins/profile/<run>/<host>.xplane.pb``; the summary printed afterwards (step times, top
 ops by self time) is read back from that file, and saved as ``LOGDIR/profile-<UTC time>.json``.
+
+``--onednn-primitives`` takes oneDNN's execution log instead of a trace (``resnet_perf.trace.onednn_log``):
+which kernel ran each primitive of the step, in which data types, and its time, written to
+``LOGDIR/onednn-exec.log`` and totalled in ``LOGDIR/onednn-<UTC time>.json``.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from resnet_perf.trace.capture import HOST_TRACER_LEVELS, TracerOptions, capture
 PROFILE_MODES = ("train", "forward")
 DEFAULT_TRACE_ROOT = Path("results") / "traces"
 TOP_OPS = 15
+ONEDNN_LOG_FILE = "onednn-exec.log"
 
 
 def summary_rows(config: RunConfig, mode: str, summary) -> list[dict[str, Any]]:
@@ -73,6 +78,18 @@ def format_breakdown(fields: dict[str, Any]) -> str:
                                          floatfmt=".1f", tablefmt="github"))
 
 
+def format_primitives(rows: Sequence[dict[str, Any]], top: int) -> str:
+    """oneDNN's primitives by time per logged step (``resnet_perf.trace.onednn_log.totals``)."""
+    from tabulate import tabulate
+
+    columns = [name for name in rows[0] if name not in ("calls_per_step", "ms_per_step", "share")]
+    table = [[row[name] for name in columns] + [row["calls_per_step"], row["ms_per_step"], row["share"] * 100]
+             for row in rows[:top]]
+    return (f"top {min(top, len(rows))} of {len(rows)} groups of oneDNN primitives by time (each primitive's own, "
+            f"summed; ops TensorFlow runs at once overlap):\n"
+            + tabulate(table, headers=[*columns, "calls/step", "ms/step", "share %"], floatfmt=".1f", tablefmt="github"))
+
+
 def view_commands(logdir: Path) -> str:
     return (f"view it: tensorboard --logdir {logdir}   (then the PROFILE tab; "
             f"pip install -e \".[trace]\" installs it)\n"
@@ -101,7 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--python-tracer", action="store_true", help="also trace Python function calls (slow)")
     parser.add_argument("--top", type=int, default=TOP_OPS, help="ops to list in the summary (default %(default)s)")
     parser.add_argument("--group-by", choices=("type", "name"), default="type",
-                        help="total op self time per op type (Conv2D, fusion kind) or per op name (default %(default)s)")
+                        help="total op self time per op type (Conv2D, fusion kind) or per op name; with "
+                             "--onednn-primitives: per implementation, or also per problem shape (default %(default)s)")
+    parser.add_argument("--onednn-primitives", action="store_true",
+                        help="instead of a trace, log oneDNN's primitive executions over --steps steps "
+                             "(ONEDNN_VERBOSE=profile_exec) and total them by kind, propagation, implementation "
+                             "(brgemm, jit, gemm, reference; avx512_core, avx512_core_bf16, amx) and data types")
     return parser
 
 
@@ -117,8 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logdir = args.logdir or default_logdir(config, args.mode)
         check_writable(logdir, "traces")
         from resnet_perf.machine.switches import ProcessSettings, apply_here
+        from resnet_perf.trace.onednn_log import EXECUTION_LOG
 
-        apply_here(ProcessSettings.of(config))
+        apply_here(ProcessSettings.of(config), EXECUTION_LOG if args.onednn_primitives else None)
+        if args.onednn_primitives:
+            return _log_primitives(config, args.mode, logdir, args.group_by, args.top)
         return _profile(config, args.mode, logdir, options, args.group_by, args.top)
     except UserError as error:
         return cli.fail(error)
@@ -162,6 +187,42 @@ def _profile(config: RunConfig, mode: str, logdir: Path, options: TracerOptions,
     if ignored:
         return cli.fail(f"the profiler did not apply {', '.join(ignored)}: the trace above was taken with the "
                         f"options it ran with (TensorFlow 2.21 ignores ProfilerOptions, see README)", exit_code=3)
+    return 0
+
+
+def _log_primitives(config: RunConfig, mode: str, logdir: Path, group_by: str, top: int) -> int:
+    from resnet_perf.analysis.results import save_rows
+    from resnet_perf.bench.steps import Step
+    from resnet_perf.machine.runtime import environment
+    from resnet_perf.trace.onednn_log import GROUP_FIELDS, native_output_to, parse_executions, totals
+
+    log_path = logdir / ONEDNN_LOG_FILE
+    print(f"logging oneDNN's primitives of {config.run_id} {mode}: first call, {config.warmup} warm-up step(s), "
+          f"then {config.steps} logged step(s) into {log_path}", flush=True)
+    with native_output_to(log_path):
+        step = Step(config, mode)
+        step()
+        traced = step.tracing_count
+        for _ in range(config.warmup):
+            step()
+        start = log_path.stat().st_size
+        for _ in range(config.steps):
+            step()
+    problems = step.problems(traced)
+    if problems:
+        raise UserError(f"the log is not of {config.run_id}: {'; '.join(problems)}")
+    with open(log_path, "rb") as log:
+        log.seek(start)
+        executions = parse_executions(log.read().decode(errors="replace").splitlines())
+    if not executions:
+        raise UserError(f"oneDNN logged no primitive execution in {log_path}: oneDNN is off in this process "
+                        f"(--onednn off, TF_ENABLE_ONEDNN_OPTS=0) or XLA compiled the step (--xla on)")
+    rows = totals(executions, config.steps, GROUP_FIELDS + (("problem",) if group_by == "name" else ()))
+    print(format_primitives(rows, top))
+    base = {"bench": "onednn", **config.as_dict(), "mode": mode}
+    saved = save_rows(logdir, "onednn", [{**base, **row} for row in rows], environment(), log=str(log_path),
+                      logged_steps=config.steps, group_by=group_by)
+    print(f"totals written to {saved}")
     return 0
 
 

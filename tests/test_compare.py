@@ -367,3 +367,28 @@ def test_one_file_names_the_best_configuration_and_explains_it_by_the_breakdown(
     best = out.split("best configuration per depth, batch, image size and step:")[1].split("\n\n")[0].splitlines()
     (winner,) = [line for line in best if line.startswith("| resnet")]
     assert fused.run_id in winner and "fused_bn" in winner and "1.42x" in winner
+
+
+def test_accuracy_files_say_whether_the_best_configuration_trains(tmp_path, capsys):
+    from tests.analysis.test_accuracy import run_rows
+
+    fused_bf16 = BF16.replace(batch_norm="fused")
+    bench = write_run(tmp_path, "one", baseline_rows() + [step_row(fused_bf16, "train", steady(0.05, seed=7))])
+    trained = tmp_path / "trained"
+    trained.mkdir()
+    for seed, (fp32, fused) in enumerate([(0.927, 0.905), (0.926, 0.910), (0.928, 0.931)]):
+        save_rows(trained, "train", run_rows("fp32", "keras", [0.9, 0.91, fp32], seed=seed), {})
+        save_rows(trained, "train", run_rows("mixed_bf16", "fused", [0.9, 0.91, fused], seed=seed), {})
+    save_rows(trained, "train_seeds", [{"bench": "train_seed", "seed": 0}], {})  # a summary: not a run, skipped
+    code, out, err = run(capsys, bench, "--accuracy", trained)
+    assert code == 0, err
+    best = out.split("best configuration per depth, batch, image size and step:")[1].split("\n\n")[0]
+    (winner,) = [line for line in best.splitlines() if line.startswith("| resnet")]
+    assert fused_bf16.run_id in winner
+    assert "0.9100 median of 3 (0.9050-0.9310): 1.7 points below fp32's 0.9270, not shown to train" in winner
+    assert "marked when more than 0.3 points below fp32's" in best and "recipe fast" in best
+
+    code, out, err = run(capsys, bench, "--accuracy", bench)
+    assert code == 2 and "a 'bench' result, not a training run" in err and err.count("\n") == 1
+    code, out, err = run(capsys, bench, "--accuracy", tmp_path / "missing")
+    assert code == 2 and "no such file or folder" in err

@@ -129,11 +129,13 @@ def speedups(frame: pd.DataFrame, reference: dict[str, Any] = REFERENCE, alpha: 
 
 def best_configurations(frame: pd.DataFrame) -> pd.DataFrame:
     """Per model, depth, batch, image size and step of a ``speedups`` frame: the configuration with
-    the most images/s, and its speed-up over the baseline configuration (``vs_baseline``)."""
+    the most images/s, its speed-up over the baseline configuration (``vs_baseline``), and its
+    precision and batch norm (to look up how it trains: ``resnet_perf.analysis.accuracy``)."""
     measured = frame[~frame["derived"].map(is_true) & frame["images_per_sec"].notna()]
     if measured.empty:
-        return pd.DataFrame(columns=["config", "step", "img/s", "switches", "vs baseline"])
+        return pd.DataFrame(columns=["config", "step", "img/s", "switches", "vs baseline", "precision", "batch_norm"])
     best = measured.loc[measured.groupby(list(SAME), sort=False)["images_per_sec"].idxmax()]
     return pd.DataFrame({"config": best["run_id"], "step": best["mode"], "img/s": best["images_per_sec"],
                          "switches": best["switches"].where(best["switches"] != "", "(the baseline)"),
-                         "vs baseline": best["vs_baseline"]}).reset_index(drop=True)
+                         "vs baseline": best["vs_baseline"], "precision": best["precision"],
+                         "batch_norm": best["batch_norm"].fillna("keras")}).reset_index(drop=True)

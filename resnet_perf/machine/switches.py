@@ -57,23 +57,24 @@ class ProcessSettings:
                    "amp_bf16" if self.amp_bf16 else ""]
         return ", ".join(filter(None, changed)) or "the suite's defaults"
 
-    def environment(self, base: Mapping[str, str], log_primitives: bool = False) -> dict[str, str]:
-        """``base`` with this process's variables set (and oneDNN's creation log, if asked)."""
+    def environment(self, base: Mapping[str, str], onednn_log: str | None = None) -> dict[str, str]:
+        """``base`` with this process's variables set (and oneDNN's log, if asked: an ``ONEDNN_VERBOSE``
+        value such as ``VERBOSE_CREATIONS``)."""
         env = {**base, ONEDNN_VARIABLE: "1" if self.onednn else "0"}
         env.pop(FPMATH_VARIABLE, None)
         env.pop(VERBOSE_VARIABLE, None)
         if FPMATH_MODES[self.fpmath]:
             env[FPMATH_VARIABLE] = FPMATH_MODES[self.fpmath]
-        if log_primitives:
-            env[VERBOSE_VARIABLE] = VERBOSE_CREATIONS
+        if onednn_log:
+            env[VERBOSE_VARIABLE] = onednn_log
         return env
 
 
-def apply_here(settings: ProcessSettings) -> None:
+def apply_here(settings: ProcessSettings, onednn_log: str | None = None) -> None:
     """Put this process under ``settings`` (for a command that runs a step itself, like ``profile``):
     its environment variables, then ``prepare_process``.  Once TensorFlow is loaded the variables
     can no longer change: a ``UserError`` if they would have to."""
-    wanted = settings.environment(os.environ)
+    wanted = settings.environment(os.environ, onednn_log)
     if "tensorflow" in sys.modules:
         running = ProcessSettings(settings.threads, onednn_enabled(cpu_flags()),
                                   _fpmath_of(os.environ.get(FPMATH_VARIABLE)), settings.amp_bf16)

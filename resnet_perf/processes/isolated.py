@@ -29,7 +29,7 @@ from resnet_perf.bench.rounds import CaseKey, Comparison, RoundsOutcome, Tracing
 from resnet_perf.bench.turns import Coordinator, RemoteCases, make_pipes
 from resnet_perf.config import RunConfig
 from resnet_perf.errors import UserError
-from resnet_perf.machine.switches import ProcessSettings, primitive_problems
+from resnet_perf.machine.switches import VERBOSE_CREATIONS, ProcessSettings, primitive_problems
 from resnet_perf.spawn import last_words, module_command, package_env, stop_process
 
 STOP_WAIT_S = 120
@@ -79,7 +79,7 @@ class _Worker:
                      if wanted]
         with self.primitive_log.open("w") as log, self.messages.open("w") as messages:
             self.process = subprocess.Popen(module_command("resnet_perf.processes.worker", args), stdout=log, stderr=messages,
-                                            env=self.settings.environment(package_env(), log_primitives=True))
+                                            env=self.settings.environment(package_env(), onednn_log=VERBOSE_CREATIONS))
 
     def stop(self) -> None:
         """Ask a running worker to stop (it writes its completed rounds), kill it if it does not."""

@@ -51,7 +51,7 @@ def test_process_settings_and_their_environment():
     assert ProcessSettings.of(RunConfig(**TINY, precision="mixed_bf16")).is_default
     settings = ProcessSettings.of(RunConfig(**TINY, precision="amp_bf16", onednn=True, fpmath="bf16", threads="1:1"))
     assert not settings.is_default and settings.describe() == "threads 1:1, fpmath bf16, amp_bf16"
-    env = settings.environment({FPMATH_VARIABLE: "ANY", "HOME": "/root"}, log_primitives=True)
+    env = settings.environment({FPMATH_VARIABLE: "ANY", "HOME": "/root"}, onednn_log=VERBOSE_CREATIONS)
     assert env[ONEDNN_VARIABLE] == "1" and env[FPMATH_VARIABLE] == "BF16" and env[VERBOSE_VARIABLE] == "profile_create"
     plain = ProcessSettings(onednn=False).environment({FPMATH_VARIABLE: "BF16", VERBOSE_VARIABLE: "1"})
     assert plain[ONEDNN_VARIABLE] == "0" and FPMATH_VARIABLE not in plain and VERBOSE_VARIABLE not in plain
@@ -100,7 +100,7 @@ tf.nn.conv2d(x, w, 1, "SAME").numpy()
 
 def _primitive_log(settings: ProcessSettings) -> list[str]:
     done = subprocess.run([sys.executable, "-c", CONVOLUTION], capture_output=True, text=True, timeout=300,
-                          env=settings.environment(os.environ, log_primitives=True))
+                          env=settings.environment(os.environ, onednn_log=VERBOSE_CREATIONS))
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.splitlines()
 

@@ -1,0 +1,81 @@
+"""oneDNN's execution log: parsed and totalled without TensorFlow; ``profile --onednn-primitives`` end to end."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from resnet_perf.analysis.results import load_results
+from resnet_perf.spawn import run_module
+from resnet_perf.trace.onednn_log import Execution, native_output_to, parse_executions, totals
+
+BWD_WEIGHTS = ("onednn_verbose,v1,primitive,exec,cpu,convolution,jit_bf16:avx512_core_bf16,backward_weights,"
+               "src:bf16::blocked:acdb::f0 wei:bf16:a:blocked:ABcd16b16a::f0 bia:undef::undef::: "
+               "dst:bf16::blocked:acdb::f0,,alg:convolution_direct,mb32_ic64oc64_ih56oh56kh3sh1dh0ph1_iw56ow56kw3sw1dw0pw1,{ms}")
+FORWARD_OLD_FORMAT = ("onednn_verbose,exec,cpu,convolution,brg:avx512_core,forward_training,"
+                      "src_f32::blocked:acdb:f0 wei_f32::blocked:Acdb16a:f0 dst_f32::blocked:acdb:f0,,"
+                      "alg:convolution_direct,mb2_ic3oc64_ih32oh16kh7sh2dh0ph3_iw32ow16kw7sw2dw0pw3,0.5")
+LOG = [
+    "onednn_verbose,v1,info,oneDNN v3.7.3 (commit N/A)",
+    "onednn_verbose,v1,primitive,info,template:timestamp,operation,engine,primitive,implementation,prop_kind,...",
+    BWD_WEIGHTS.format(ms="4.5"),
+    "I0000 00:00:1796583280.045362 auto_mixed_precision.cc:2259] Converted 510/3048 nodes",
+    BWD_WEIGHTS.format(ms="5.5"),
+    "onednn_verbose,v1,primitive,exec,cpu,reorder,jit:uni,undef,src:bf16::blocked:cdba::f0 dst:bf16::blocked:ABcd16b16a::f0,,,64x64x3x3,1",
+    BWD_WEIGHTS.format(ms="")[:-3],  # cut short: the process ended while writing it
+]
+
+
+def test_execution_lines_are_parsed_and_everything_else_skipped():
+    executions = parse_executions(LOG)
+    assert [execution.ms for execution in executions] == [4.5, 5.5, 1.0]
+    assert executions[0] == Execution("convolution", "jit_bf16:avx512_core_bf16", "backward_weights",
+                                      "src bf16, wei bf16, dst bf16", "mb32_ic64oc64_ih56oh56kh3sh1dh0ph1_iw56ow56kw3sw1dw0pw1", 4.5)
+    assert executions[2].kind == "reorder" and executions[2].data_types == "src bf16, dst bf16"
+
+
+def test_totals_are_per_step_largest_first_with_shares_of_all_primitive_time():
+    rows = totals(parse_executions(LOG), steps=2)
+    assert [(row["kind"], row["calls_per_step"], row["ms_per_step"]) for row in rows] == [
+        ("convolution", 1.0, 5.0), ("reorder", 0.5, 0.5)]
+    assert [row["share"] for row in rows] == [10 / 11, 1 / 11]
+    by_shape = totals(parse_executions(LOG + [BWD_WEIGHTS.format(ms="1").replace("mb32", "mb16")]), 1,
+                      ("implementation", "problem"))
+    assert len(by_shape) == 3 and set(by_shape[0]) == {"implementation", "problem", "calls_per_step", "ms_per_step", "share"}
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        totals([], 0)
+
+
+def test_the_old_log_format_is_read_too():
+    (execution,) = parse_executions([FORWARD_OLD_FORMAT])
+    assert (execution.implementation, execution.propagation, execution.ms) == ("brg:avx512_core", "forward_training", 0.5)
+    assert execution.data_types == "src f32, wei f32, dst f32"
+
+
+def test_native_output_goes_to_the_file_and_python_output_does_not(tmp_path, capfd):
+    log = tmp_path / "native.log"
+    with native_output_to(log):
+        os.write(1, b"onednn_verbose,native line\n")
+        print("from python")
+    print("after")
+    assert log.read_text() == "onednn_verbose,native line\n"
+    out = capfd.readouterr().out
+    assert "from python" in out and "after" in out and "native line" not in out
+
+
+@pytest.mark.slow
+def test_profile_lists_the_primitives_of_a_tiny_step(tmp_path):
+    args = ["--depth", "18", "--batch-size", "2", "--image-size", "32", "--warmup", "1", "--steps", "2",
+            "--onednn-primitives", "--logdir", tmp_path]
+    finished = run_module("resnet_perf.profile", args, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "onednn_verbose" not in finished.stdout  # the log went to its file
+    assert "backward_weights" in finished.stdout and "ms/step" in finished.stdout
+    (saved,) = tmp_path.glob("onednn-*.json")
+    result = load_results(saved)
+    kinds = {(row["kind"], row["propagation"]) for row in result["rows"]}
+    assert {("convolution", "forward_training"), ("convolution", "backward_data"),
+            ("convolution", "backward_weights")} <= kinds
+    assert all(row["bench"] == "onednn" and row["run_id"] == "resnet18-fp32-noxla-nhwc-b2-32" for row in result["rows"])
+    assert abs(sum(row["share"] for row in result["rows"]) - 1) < 1e-9 and result["logged_steps"] == 2
+    assert "onednn_verbose" in (tmp_path / "onednn-exec.log").read_text()
