@@ -236,10 +236,10 @@ def load_training_runs(paths: Sequence[str]) -> list[list[dict]]:
 def best_table(frame: pd.DataFrame, judged: Judged | None) -> pd.DataFrame:
     """``best_configurations``, with a ``trains`` column where training runs were given."""
     best = best_configurations(frame)
+    shown = best.drop(columns=["precision", "batch_norm"])
     if judged is None or best.empty:
-        return best.drop(columns=["precision", "batch_norm"])
-    trains = [judged.text_for(precision, batch_norm) for precision, batch_norm in zip(best["precision"], best["batch_norm"])]
-    return best.drop(columns=["precision", "batch_norm"]).assign(trains=trains)
+        return shown
+    return shown.assign(trains=[judged.text_for(*switches) for switches in zip(best["precision"], best["batch_norm"])])
 
 
 def accuracy_footnote(judged: Judged) -> str:

@@ -138,10 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = TracerOptions(host_tracer_level=args.host_tracer_level, python_tracer_level=int(args.python_tracer))
         logdir = args.logdir or default_logdir(config, args.mode)
         check_writable(logdir, "traces")
-        from resnet_perf.machine.switches import ProcessSettings, apply_here
-        from resnet_perf.trace.onednn_log import EXECUTION_LOG
+        from resnet_perf.machine.switches import VERBOSE_EXECUTIONS, ProcessSettings, apply_here
 
-        apply_here(ProcessSettings.of(config), EXECUTION_LOG if args.onednn_primitives else None)
+        apply_here(ProcessSettings.of(config), VERBOSE_EXECUTIONS if args.onednn_primitives else None)
         if args.onednn_primitives:
             return _log_primitives(config, args.mode, logdir, args.group_by, args.top)
         return _profile(config, args.mode, logdir, options, args.group_by, args.top)
@@ -154,25 +153,37 @@ def main(argv: Sequence[str] | None = None) -> int:
                         cli.interrupted_status(stop))
 
 
-def _profile(config: RunConfig, mode: str, logdir: Path, options: TracerOptions, group_by: str, top: int) -> int:
-    from resnet_perf.analysis.results import save_rows
+def _warmed_up(config: RunConfig, mode: str) -> tuple[Any, int]:
+    """The step, built and called once (its time printed) and warmed up; its tracing count then."""
     from resnet_perf.bench.steps import Step
     from resnet_perf.bench.timing import time_call
+
+    step = Step(config, mode)
+    print(f"first call (trace{' + XLA compile' if config.xla else ''}): {time_call(step):.2f} s", flush=True)
+    traced = step.tracing_count
+    for _ in range(config.warmup):
+        step()
+    return step, traced
+
+
+def _check_taken_as_labelled(step: Any, traced: int, what: str) -> None:
+    """A ``UserError`` if the step retraced since ``traced`` or ran under other switches than its config's."""
+    problems = step.problems(traced)
+    if problems:
+        raise UserError(f"the {what} is not of {step.config.run_id}: {'; '.join(problems)}")
+
+
+def _profile(config: RunConfig, mode: str, logdir: Path, options: TracerOptions, group_by: str, top: int) -> int:
+    from resnet_perf.analysis.results import save_rows
     from resnet_perf.machine.runtime import environment
     from resnet_perf.trace.breakdown import trace_fields
     from resnet_perf.trace.xplane import summarize
 
     print(f"profiling {config.run_id} {mode}: first call, {config.warmup} warm-up step(s), "
           f"then {config.steps} traced step(s) into {logdir}", flush=True)
-    step = Step(config, mode)
-    print(f"first call (trace{' + XLA compile' if config.xla else ''}): {time_call(step):.2f} s", flush=True)
-    traced = step.tracing_count
-    for _ in range(config.warmup):
-        step()
+    step, traced = _warmed_up(config, mode)
     trace, space = capture(step, logdir, config.steps, options)
-    problems = step.problems(traced)
-    if problems:
-        raise UserError(f"the trace is not of {config.run_id}: {'; '.join(problems)}")
+    _check_taken_as_labelled(step, traced, "trace")
     summary = summarize(trace, group_by, space)
     print(format_summary(summary, top))
     breakdown = trace_fields(trace, space)
@@ -192,7 +203,6 @@ def _profile(config: RunConfig, mode: str, logdir: Path, options: TracerOptions,
 
 def _log_primitives(config: RunConfig, mode: str, logdir: Path, group_by: str, top: int) -> int:
     from resnet_perf.analysis.results import save_rows
-    from resnet_perf.bench.steps import Step
     from resnet_perf.machine.runtime import environment
     from resnet_perf.trace.onednn_log import GROUP_FIELDS, native_output_to, parse_executions, totals
 
@@ -200,17 +210,11 @@ def _log_primitives(config: RunConfig, mode: str, logdir: Path, group_by: str, t
     print(f"logging oneDNN's primitives of {config.run_id} {mode}: first call, {config.warmup} warm-up step(s), "
           f"then {config.steps} logged step(s) into {log_path}", flush=True)
     with native_output_to(log_path):
-        step = Step(config, mode)
-        step()
-        traced = step.tracing_count
-        for _ in range(config.warmup):
-            step()
+        step, traced = _warmed_up(config, mode)
         start = log_path.stat().st_size
         for _ in range(config.steps):
             step()
-    problems = step.problems(traced)
-    if problems:
-        raise UserError(f"the log is not of {config.run_id}: {'; '.join(problems)}")
+    _check_taken_as_labelled(step, traced, "log")
     with open(log_path, "rb") as log:
         log.seek(start)
         executions = parse_executions(log.read().decode(errors="replace").splitlines())

@@ -17,7 +17,6 @@ from resnet_perf.errors import UserError
 
 MARGIN = 0.003
 """0.3 points of test accuracy."""
-SWITCHES = ("precision", "batch_norm")
 REFERENCE = ("fp32", "keras")
 SAME_TRAINING = ("recipe", "depth", "image_size", "batch_size", "epochs", "lr", "schedule", "momentum", "nesterov",
                  "weight_decay", "label_smoothing", "augment", "ema", "zero_init_residual", "test_flip", "test_shift",
@@ -79,26 +78,26 @@ def judge(runs: Iterable[Sequence[Mapping[str, Any]]]) -> Judged:
     """``runs``: the rows of each training run.  Every run must share ``SAME_TRAINING`` (one recipe, as
     it was set): comparing the accuracies of different trainings would say nothing of the switches."""
     finals: dict[tuple[str, str], list[float]] = defaultdict(list)
-    settings: dict[tuple, dict[str, Any]] = {}
+    trainings: dict[tuple, None] = {}  # the SAME_TRAINING values of each training, in the order met
     incomplete = 0
     for rows in runs:
         if not rows:
             continue
         first = rows[0]
-        key = tuple(first.get(name) for name in SAME_TRAINING)
-        settings.setdefault(key, {name: first.get(name) for name in SAME_TRAINING})
+        trainings.setdefault(tuple(first.get(name) for name in SAME_TRAINING))
         final = final_accuracy(rows)
         if final is None:
             incomplete += 1
         else:
             finals[(first.get("precision"), first.get("batch_norm"))].append(final)
-    if not settings:
+    if not trainings:
         raise UserError("no training runs among the accuracy files")
+    settings = [dict(zip(SAME_TRAINING, values)) for values in trainings]
     if len(settings) > 1:
         described = "; ".join(", ".join(f"{name}={value}" for name, value in alike.items() if value is not None)
-                              for alike in list(settings.values())[:2])
+                              for alike in settings[:2])
         raise UserError(f"the accuracy files hold {len(settings)} different trainings (apart from precision and "
                         f"batch norm), e.g. {described}: give the runs of one")
     reference = statistics.median(finals[REFERENCE]) if finals.get(REFERENCE) else None
     configurations = {switches: Trained(tuple(values), reference) for switches, values in finals.items()}
-    return Judged(configurations, next(iter(settings.values())), incomplete)
+    return Judged(configurations, settings[0], incomplete)

@@ -30,6 +30,8 @@ SUITE_VARIABLES = (ONEDNN_VARIABLE, FPMATH_VARIABLE)
 """The variables a case's switches set (``ProcessSettings.environment``): not for a user to set beside them."""
 VERBOSE_CREATIONS = "profile_create"
 """oneDNN logs each primitive it creates (one line each, none per execution)."""
+VERBOSE_EXECUTIONS = "profile_exec"
+"""oneDNN logs every primitive execution with its time (``resnet_perf.trace.onednn_log`` reads it)."""
 AMP_OPTION = "auto_mixed_precision_onednn_bfloat16"
 @dataclass(frozen=True)
 class ProcessSettings:

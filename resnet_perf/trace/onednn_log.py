@@ -1,6 +1,7 @@
 """oneDNN's execution log: which kernel ran each primitive of a step, and what it cost.
 
-With ``ONEDNN_VERBOSE=profile_exec`` oneDNN prints one line per primitive it executes, such as::
+With ``ONEDNN_VERBOSE=profile_exec`` (``machine.switches.VERBOSE_EXECUTIONS``) oneDNN prints one line
+per primitive it executes, such as::
 
     onednn_verbose,v1,primitive,exec,cpu,convolution,jit_bf16:avx512_core_bf16,backward_weights,
     src:bf16::blocked:acdb::f0 wei:bf16:a:blocked:ABcd16b16a::f0 bia:undef::undef::: dst:bf16::blocked:acdb::f0,
@@ -26,8 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-EXECUTION_LOG = "profile_exec"
-"""The ``ONEDNN_VERBOSE`` value that logs every execution with its time."""
 GROUP_FIELDS = ("kind", "propagation", "implementation", "data_types")
 
 
