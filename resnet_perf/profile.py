@@ -204,6 +204,7 @@ def _profile(config: RunConfig, mode: str, logdir: Path, options: TracerOptions,
 def _log_primitives(config: RunConfig, mode: str, logdir: Path, group_by: str, top: int) -> int:
     from resnet_perf.analysis.results import save_rows
     from resnet_perf.machine.runtime import environment
+    from resnet_perf.machine.switches import VERBOSE_VARIABLE
     from resnet_perf.trace.onednn_log import GROUP_FIELDS, native_output_to, parse_executions, totals
 
     log_path = logdir / ONEDNN_LOG_FILE
@@ -219,8 +220,8 @@ def _log_primitives(config: RunConfig, mode: str, logdir: Path, group_by: str, t
         log.seek(start)
         executions = parse_executions(log.read().decode(errors="replace").splitlines())
     if not executions:
-        raise UserError(f"oneDNN logged no primitive execution in {log_path}: oneDNN is off in this process "
-                        f"(--onednn off, TF_ENABLE_ONEDNN_OPTS=0) or XLA compiled the step (--xla on)")
+        raise UserError(f"oneDNN logged no primitive execution in {log_path}: its log was not on in this process "
+                        f"({VERBOSE_VARIABLE} is read once, at oneDNN's first use in a process: run the command in a process of its own)")
     rows = totals(executions, config.steps, GROUP_FIELDS + (("problem",) if group_by == "name" else ()))
     print(format_primitives(rows, top))
     base = {"bench": "onednn", **config.as_dict(), "mode": mode}

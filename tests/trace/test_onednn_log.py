@@ -79,3 +79,18 @@ def test_profile_lists_the_primitives_of_a_tiny_step(tmp_path):
     assert all(row["bench"] == "onednn" and row["run_id"] == "resnet18-fp32-noxla-nhwc-b2-32" for row in result["rows"])
     assert abs(sum(row["share"] for row in result["rows"]) - 1) < 1e-9 and result["logged_steps"] == 2
     assert "onednn_verbose" in (tmp_path / "onednn-exec.log").read_text()
+
+
+def test_a_log_that_cannot_be_switched_on_is_one_error_line(tmp_path, monkeypatch, capsys):
+    import tensorflow as tf
+
+    from resnet_perf import profile
+
+    monkeypatch.setenv("ONEDNN_VERBOSE", "0")  # restored after the test: the command sets it for its process
+    # oneDNN reads its log level at its first use in a process: here, before the command runs.
+    tf.nn.conv2d(tf.ones((1, 4, 4, 1)), tf.ones((3, 3, 1, 1)), 1, "SAME")
+    code = profile.main(["--depth", "18", "--batch-size", "2", "--image-size", "32", "--warmup", "0", "--steps", "1",
+                         "--onednn-primitives", "--logdir", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "its log was not on in this process" in err[0]
+    assert (tmp_path / "onednn-exec.log").exists() and not list(tmp_path.glob("onednn-*.json"))
