@@ -10,7 +10,8 @@ ops by self time) is read back from that file, and saved as ``LOGDIR/profile-<UT
 
 ``--onednn-primitives`` takes oneDNN's execution log instead of a trace (``resnet_perf.trace.onednn_log``):
 which kernel ran each primitive of the step, in which data types, and its time, written to
-``LOGDIR/onednn-exec.log`` and totalled in ``LOGDIR/onednn-<UTC time>.json``.
+``LOGDIR/onednn-exec.log`` and totalled in ``LOGDIR/onednn-<UTC time>.json`` with the logged steps'
+times: primitive time summed beyond the step means TensorFlow ran ops at once, and is said.
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ PROFILE_MODES = ("train", "forward")
 DEFAULT_TRACE_ROOT = Path("results") / "traces"
 TOP_OPS = 15
 ONEDNN_LOG_FILE = "onednn-exec.log"
+# Summed primitive time above the step by more than this means ops overlapped (timing noise stays below).
+OVERLAP_TOLERANCE = 1.05
 
 
 def summary_rows(config: RunConfig, mode: str, summary) -> list[dict[str, Any]]:
@@ -78,16 +81,24 @@ def format_breakdown(fields: dict[str, Any]) -> str:
                                          floatfmt=".1f", tablefmt="github"))
 
 
-def format_primitives(rows: Sequence[dict[str, Any]], top: int) -> str:
-    """oneDNN's primitives by time per logged step (``resnet_perf.trace.onednn_log.totals``)."""
+def format_primitives(rows: Sequence[dict[str, Any]], top: int, step_s: float) -> str:
+    """oneDNN's primitives by time per logged step (``resnet_perf.trace.onednn_log.totals``), and how
+    their summed time compares with the median logged step ``step_s``."""
     from tabulate import tabulate
 
     columns = [name for name in rows[0] if name not in ("calls_per_step", "ms_per_step", "share")]
     table = [[row[name] for name in columns] + [row["calls_per_step"], row["ms_per_step"], row["share"] * 100]
              for row in rows[:top]]
-    return (f"top {min(top, len(rows))} of {len(rows)} groups of oneDNN primitives by time (each primitive's own, "
-            f"summed; ops TensorFlow runs at once overlap):\n"
-            + tabulate(table, headers=[*columns, "calls/step", "ms/step", "share %"], floatfmt=".1f", tablefmt="github"))
+    primitive_ms, step_ms = sum(row["ms_per_step"] for row in rows), step_s * 1e3
+    lines = [f"top {min(top, len(rows))} of {len(rows)} groups of oneDNN primitives by time (each primitive's own, "
+             f"summed):",
+             tabulate(table, headers=[*columns, "calls/step", "ms/step", "share %"], floatfmt=".1f", tablefmt="github"),
+             f"oneDNN primitives: {primitive_ms:.0f} ms per step; the median logged step: {step_ms:.0f} ms"]
+    if primitive_ms > step_ms * OVERLAP_TOLERANCE:
+        lines.append(f"  {primitive_ms / step_ms:.2f}x the step: TensorFlow ran ops at once (its inter-op threads), so "
+                     f"a primitive's time includes cores another op held, by different amounts in different "
+                     f"configurations; to compare kernels, run one op at a time: --threads N:1")
+    return "\n".join(lines)
 
 
 def view_commands(logdir: Path) -> str:
@@ -203,6 +214,7 @@ def _profile(config: RunConfig, mode: str, logdir: Path, options: TracerOptions,
 
 def _log_primitives(config: RunConfig, mode: str, logdir: Path, group_by: str, top: int) -> int:
     from resnet_perf.analysis.results import save_rows
+    from resnet_perf.bench.timing import time_steps
     from resnet_perf.machine.runtime import environment
     from resnet_perf.machine.switches import VERBOSE_VARIABLE
     from resnet_perf.trace.onednn_log import GROUP_FIELDS, native_output_to, parse_executions, totals
@@ -213,8 +225,7 @@ def _log_primitives(config: RunConfig, mode: str, logdir: Path, group_by: str, t
     with native_output_to(log_path):
         step, traced = _warmed_up(config, mode)
         start = log_path.stat().st_size
-        for _ in range(config.steps):
-            step()
+        step_times_s = time_steps(step, warmup=0, steps=config.steps)
     _check_taken_as_labelled(step, traced, "log")
     with open(log_path, "rb") as log:
         log.seek(start)
@@ -223,10 +234,10 @@ def _log_primitives(config: RunConfig, mode: str, logdir: Path, group_by: str, t
         raise UserError(f"oneDNN logged no primitive execution in {log_path}: its log was not on in this process "
                         f"({VERBOSE_VARIABLE} is read once, at oneDNN's first use in a process: run the command in a process of its own)")
     rows = totals(executions, config.steps, GROUP_FIELDS + (("problem",) if group_by == "name" else ()))
-    print(format_primitives(rows, top))
+    print(format_primitives(rows, top, statistics.median(step_times_s)))
     base = {"bench": "onednn", **config.as_dict(), "mode": mode}
     saved = save_rows(logdir, "onednn", [{**base, **row} for row in rows], environment(), log=str(log_path),
-                      logged_steps=config.steps, group_by=group_by)
+                      logged_steps=config.steps, step_times_s=step_times_s, group_by=group_by)
     print(f"totals written to {saved}")
     return 0
 

@@ -52,6 +52,17 @@ def test_the_old_log_format_is_read_too():
     assert execution.data_types == "src f32, wei f32, dst f32"
 
 
+def test_primitive_time_beyond_the_step_is_called_overlap_with_the_way_to_avoid_it():
+    from resnet_perf.profile import format_primitives
+
+    rows = totals(parse_executions(LOG), steps=1)  # 10 ms of convolutions, 1 ms of reorder
+    serial = format_primitives(rows, top=1, step_s=0.0112)
+    assert "top 1 of 2 groups" in serial and "oneDNN primitives: 11 ms per step; the median logged step: 11 ms" in serial
+    assert "--threads N:1" not in serial
+    overlapped = format_primitives(rows, top=5, step_s=0.0055)
+    assert "2.00x the step: TensorFlow ran ops at once" in overlapped and "--threads N:1" in overlapped
+
+
 def test_native_output_goes_to_the_file_and_python_output_does_not(tmp_path, capfd):
     log = tmp_path / "native.log"
     with native_output_to(log):
@@ -78,6 +89,7 @@ def test_profile_lists_the_primitives_of_a_tiny_step(tmp_path):
             ("convolution", "backward_weights")} <= kinds
     assert all(row["bench"] == "onednn" and row["run_id"] == "resnet18-fp32-noxla-nhwc-b2-32" for row in result["rows"])
     assert abs(sum(row["share"] for row in result["rows"]) - 1) < 1e-9 and result["logged_steps"] == 2
+    assert len(result["step_times_s"]) == 2 and "the median logged step" in finished.stdout
     assert "onednn_verbose" in (tmp_path / "onednn-exec.log").read_text()
 
 
