@@ -30,7 +30,7 @@ from pathlib import Path
 
 from resnet_perf import cli
 from resnet_perf.analysis.regression import parse_threshold
-from resnet_perf.analysis.sequential import ALPHA, SLOWER, Budget
+from resnet_perf.analysis.sequential import ALPHA, Budget
 from resnet_perf.errors import UserError
 
 BUDGET_S = 150.0
@@ -104,14 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from resnet_perf.files import check_writable
         from resnet_perf.processes import ab_runner, variants
 
-        if args.budget is None:
-            args.budget = BUDGET_FRESH_S if args.fresh_processes else BUDGET_S
-        if not args.budget > 0:
-            raise UserError(f"--budget must be a positive number of seconds, got {args.budget}")
-        if args.rounds is not None and args.rounds < 1:
-            raise UserError(f"--rounds must be at least 1, got {args.rounds}")
-        if not 0 < args.alpha < 1:
-            raise UserError(f"--alpha must be between 0 and 1, got {args.alpha}")
+        _check_numbers(args)
         band = ab_verdicts.gate_band(args.fail_on)
         budget = Budget(args.budget, args.rounds)
         a_env, b_env = variants.parse_env(args.a_env, "--a-env"), variants.parse_env(args.b_env, "--b-env")
@@ -164,12 +157,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   f"(marked partial)"), cli.interrupted_status(run.interrupted))
     print(f"rows written to {saved}")
     if args.fail_on:
-        print({ab_verdicts.GATE_PASSED: f"gate passed: B faster or within +-{band:.0%} of A everywhere",
-               ab_verdicts.GATE_SLOWER: "gate FAILED: B slower than A in "
-               + ", ".join(f"{row['config']} {row['step']}" for _i, row in frame[frame["kind"] == SLOWER].iterrows()),
-               ab_verdicts.GATE_UNDECIDED: "gate undecided: no slowdown found, but some verdict was still undecided when "
-               "the rounds stopped (exit 3: a larger --budget or --rounds, or a quieter machine, can decide it)"}[status])
+        print(ab_verdicts.gate_message(status, band, frame))
     return status
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """``--budget`` (its default depends on ``--fresh-processes``), ``--rounds`` and ``--alpha``, checked
+    before anything starts."""
+    if args.budget is None:
+        args.budget = BUDGET_FRESH_S if args.fresh_processes else BUDGET_S
+    if not args.budget > 0:
+        raise UserError(f"--budget must be a positive number of seconds, got {args.budget}")
+    if args.rounds is not None and args.rounds < 1:
+        raise UserError(f"--rounds must be at least 1, got {args.rounds}")
+    if not 0 < args.alpha < 1:
+        raise UserError(f"--alpha must be between 0 and 1, got {args.alpha}")
 
 
 def _say(line: str) -> None:

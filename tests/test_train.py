@@ -12,7 +12,7 @@ from resnet_perf.config import RunConfig
 from resnet_perf.errors import UserError
 from resnet_perf.train import main
 from resnet_perf.training.recipes import TrainConfig
-from resnet_perf.training.trainer import EpochTiming, train
+from resnet_perf.training.trainer import EpochTiming, RunClock, epoch_line, train
 from tests.fmnist_files import write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,6 +105,31 @@ def test_epoch_timing_accounts_for_its_wall_time_and_leaves_the_compile_step_out
     assert row["other_s"] == pytest.approx(10.0 - 4.0 - 4.5 - 0.5)
     assert row["step_time_sum_s"] == 4.5 and row["step_times_s"] == [1.0, 1.5, 2.0]
     assert row["images_per_sec"] == pytest.approx(3 * 32 / 6.0)  # 3 timed steps over the 6 s after compile
+
+
+def test_the_clock_takes_the_first_evaluation_at_the_target_with_the_evaluations_so_far():
+    clock = RunClock(target_accuracy=0.9, stop_at_target=False, epochs=4)
+    clock.add_epoch(1, train_s=10.0, eval_s=None, test_accuracy=None, clock_s=10.5)  # not evaluated
+    clock.add_epoch(2, train_s=10.0, eval_s=2.0, test_accuracy=0.85, clock_s=23.0)
+    assert clock.time_to_target_s is None and not clock.completed
+    clock.add_epoch(3, train_s=10.0, eval_s=2.0, test_accuracy=0.91, clock_s=35.5)
+    clock.add_epoch(4, train_s=10.0, eval_s=2.0, test_accuracy=0.92, clock_s=48.0)  # later ones do not move it
+    assert clock.summary_fields() == {"time_to_target_s": 35.5, "epochs_to_target": 3, "eval_to_target_s": 4.0,
+                                      "stopped_at_target": False, "completed": True, "total_train_time_s": 40.0,
+                                      "total_eval_time_s": 6.0}
+
+
+def test_the_clock_stops_at_the_target_when_asked_and_the_run_then_counts_as_completed():
+    clock = RunClock(target_accuracy=0.9, stop_at_target=True, epochs=6)
+    clock.add_epoch(1, train_s=10.0, eval_s=1.0, test_accuracy=0.95, clock_s=11.0)
+    assert clock.stopped_at_target and clock.completed and clock.epochs_to_target == 1
+
+
+def test_the_epoch_line_says_what_the_epoch_was_made_of():
+    timing = EpochTiming(wall_s=10.0, compile_s=4.0, step_times_s=[1.0, 1.5, 2.0], data_wait_s=0.5)
+    assert epoch_line(2, 6, timing, 16.0, 0.91234) == ("epoch 2/6: 10.0 s (steps 4.5 s, first step 4.0 s, input wait "
+                                                       "0.5 s, other 1.0 s), 16 img/s, test accuracy 0.9123")
+    assert epoch_line(1, 6, timing, 16.0, None).endswith("16 img/s, not evaluated")
 
 
 def test_a_run_reads_its_training_data_through_one_iterator_and_shows_progress_into_a_pipe(

@@ -77,6 +77,18 @@ def gate_status(frame: pd.DataFrame) -> int:
     return GATE_UNDECIDED if UNDECIDED in kinds or frame["kind"].isna().any() else GATE_PASSED
 
 
+def gate_message(status: int, band: float, frame: pd.DataFrame) -> str:
+    """What the gate's exit status means, naming the configurations where B was slower."""
+    if status == GATE_PASSED:
+        return f"gate passed: B faster or within +-{band:.0%} of A everywhere"
+    if status == GATE_SLOWER:
+        slower = frame[frame["kind"] == SLOWER]
+        return "gate FAILED: B slower than A in " + ", ".join(f"{config} {step}" for config, step in
+                                                               zip(slower["config"], slower["step"]))
+    return ("gate undecided: no slowdown found, but some verdict was still undecided when the rounds stopped "
+            "(exit 3: a larger --budget or --rounds, or a quieter machine, can decide it)")
+
+
 def display(frame: pd.DataFrame) -> pd.DataFrame:
     """``verdict_frame`` ready to print (the verdict holds the interval and its rounds)."""
     if frame.empty or "B/A" not in frame:

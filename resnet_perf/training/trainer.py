@@ -251,6 +251,49 @@ def _epoch_row(config: TrainConfig, replicas: int, epoch: int, **metrics: Any) -
     return {"bench": "train", **config.as_dict(), "replicas": replicas, "epoch": epoch, **metrics}
 
 
+@dataclass
+class RunClock:
+    """The run's totals and its time to the target, brought up to date once an epoch (bookkeeping
+    only).  ``clock_s`` runs from the first step to the end of the epoch's evaluation (or of the
+    epoch, when it has none)."""
+
+    target_accuracy: float
+    stop_at_target: bool
+    epochs: int
+    train_s: float = 0.0
+    eval_s: float = 0.0
+    time_to_target_s: float | None = None
+    epochs_to_target: int | None = None
+    eval_to_target_s: float | None = None
+    stopped_at_target: bool = False
+    completed: bool = False
+
+    def add_epoch(self, epoch: int, train_s: float, eval_s: float | None, test_accuracy: float | None,
+                  clock_s: float) -> None:
+        self.train_s += train_s
+        self.eval_s += eval_s or 0.0
+        reached = (self.time_to_target_s is None and test_accuracy is not None
+                   and test_accuracy >= self.target_accuracy)
+        if reached:
+            self.time_to_target_s, self.epochs_to_target, self.eval_to_target_s = clock_s, epoch, self.eval_s
+        self.stopped_at_target = reached and self.stop_at_target
+        self.completed = self.stopped_at_target or epoch == self.epochs
+
+    def summary_fields(self) -> dict[str, Any]:
+        return {"time_to_target_s": self.time_to_target_s, "epochs_to_target": self.epochs_to_target,
+                "eval_to_target_s": self.eval_to_target_s, "stopped_at_target": self.stopped_at_target,
+                "completed": self.completed, "total_train_time_s": self.train_s, "total_eval_time_s": self.eval_s}
+
+
+def epoch_line(epoch: int, epochs: int, timing: EpochTiming, images_per_sec: float,
+               test_accuracy: float | None) -> str:
+    """The line printed after an epoch: its time and what it was made of, its pace, its accuracy."""
+    return (f"epoch {epoch}/{epochs}: {timing.wall_s:.1f} s (steps {sum(timing.step_times_s):.1f} s, "
+            f"first step {timing.compile_s:.1f} s, input wait {timing.data_wait_s:.1f} s, other "
+            f"{timing.other_s:.1f} s), {images_per_sec:.0f} img/s, "
+            + (f"test accuracy {test_accuracy:.4f}" if test_accuracy is not None else "not evaluated"))
+
+
 def _auto_shard_by_data(dataset):
     """Multi-worker input: each worker reads the in-memory arrays and keeps its share of each batch
     (sharding by file needs files; this says so instead of TensorFlow guessing and warning)."""
@@ -259,6 +302,35 @@ def _auto_shard_by_data(dataset):
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
+
+
+def _load_data(config: TrainConfig) -> tuple[Path, Any, Any]:
+    """The data folder and its train and test splits, checked to make at least one batch and one
+    test image before anything is built."""
+    from resnet_perf.training.fashion_mnist import load_split, locate
+
+    folder = locate(config.data_dir)
+    train_split = load_split(folder, "train", config.limit_train)
+    test_split = load_split(folder, "test", config.limit_test)
+    if not len(test_split):  # the accuracy is a share of the test images: found before the epoch, not after
+        raise UserError(f"the test split in {folder} holds no images: nothing to measure accuracy on")
+    if len(train_split) < config.run.batch_size:
+        raise UserError(f"{len(train_split)} training images make no full batch of {config.run.batch_size}")
+    return folder, train_split, test_split
+
+
+def _input_iterators(config: TrainConfig, strategy, train_split, test_split) -> tuple[Any, Any]:
+    """One iterator over the repeated, shuffled training batches and one over the test batches, for
+    the whole run, distributed by the strategy."""
+    from resnet_perf.training.fashion_mnist import make_dataset
+
+    run = config.run
+    train = make_dataset(train_split, batch_size=run.batch_size, image_size=run.image_size, layout=run.layout,
+                         training=True, seed=config.seed, augment=config.augment)
+    test = make_dataset(test_split, batch_size=run.batch_size, image_size=run.image_size, layout=run.layout,
+                        training=False)
+    return tuple(iter(strategy.experimental_distribute_dataset(_auto_shard_by_data(dataset)))
+                 for dataset in (train, test))
 
 
 def train(config: TrainConfig, output: Path, startup_timeout_s: float = STARTUP_TIMEOUT_S,
@@ -285,7 +357,6 @@ def train(config: TrainConfig, output: Path, startup_timeout_s: float = STARTUP_
 
     from resnet_perf.machine.runtime import environment
     from resnet_perf.machine.switches import ProcessSettings, prepare_process
-    from resnet_perf.training.fashion_mnist import load_split, locate, make_dataset
     from resnet_perf.training.strategies import make_multiworker_strategy, make_strategy
 
     # amp_bf16: grappler's bf16 rewrite of the float32 model, an option of the whole process, set before
@@ -296,82 +367,57 @@ def train(config: TrainConfig, output: Path, startup_timeout_s: float = STARTUP_
     config.check_replicas(replicas)
     worker_names = task.worker_names if task else ["local"]
     run = config.run
-    folder = locate(config.data_dir)
-    train_split = load_split(folder, "train", config.limit_train)
-    test_split = load_split(folder, "test", config.limit_test)
+    folder, train_split, test_split = _load_data(config)
     steps_per_epoch = len(train_split) // run.batch_size
-    if not len(test_split):  # the accuracy is a share of the test images: found before the epoch, not after
-        raise UserError(f"the test split in {folder} holds no images: nothing to measure accuracy on")
-    if steps_per_epoch == 0:
-        raise UserError(f"{len(train_split)} training images make no full batch of {run.batch_size}")
-    rows: list[dict[str, Any]] = []
+    clock = RunClock(config.target_accuracy, config.stop_at_target, config.epochs)
     summary: dict[str, Any] = {"strategy": config.strategy, "replicas": replicas, "workers": worker_names,
                                "task": task.name if task else "local",
                                "devices": list(strategy.extended.worker_devices),
                                "data_dir": str(folder), "data_verified": train_split.verified and test_split.verified,
                                "train_images": len(train_split), "test_images": len(test_split),
                                "steps_per_epoch": steps_per_epoch, "recipe": config.recipe,
-                               "changed_settings": config.changed_settings(), "time_to_target_s": None,
-                               "epochs_to_target": None, "eval_to_target_s": None, "stopped_at_target": False,
-                               "final_test_accuracy": None,
-                               "completed": False}
+                               "changed_settings": config.changed_settings(), "final_test_accuracy": None,
+                               **clock.summary_fields()}
     if task:
         summary["cluster"] = task.cluster
     keras.utils.set_random_seed(config.seed)
-    train_batches = iter(strategy.experimental_distribute_dataset(_auto_shard_by_data(make_dataset(
-        train_split, batch_size=run.batch_size, image_size=run.image_size, layout=run.layout, training=True,
-        seed=config.seed, augment=config.augment))))
-    test_batches = iter(strategy.experimental_distribute_dataset(_auto_shard_by_data(make_dataset(
-        test_split, batch_size=run.batch_size, image_size=run.image_size, layout=run.layout, training=False))))
+    train_batches, test_batches = _input_iterators(config, strategy, train_split, test_split)
     test_steps = math.ceil(len(test_split) / run.batch_size)
     if keep_inputs is not None:
         keep_inputs.extend((train_batches, test_batches))
     trainer = Trainer(config, strategy, steps_per_epoch)
 
+    rows: list[dict[str, Any]] = []
     started = time.perf_counter()
-    train_time = eval_time = 0.0
     print(f"training {run.run_id} on {replicas} replica(s) {summary['devices']} as {summary['task']} of "
           f"{len(worker_names)} worker(s): {len(train_split)} train / {len(test_split)} test images from {folder}, "
           f"{config.epochs} epoch(s) of {steps_per_epoch} steps", flush=True)
     for epoch in range(1, config.epochs + 1):
         timing, metrics = _run_epoch(trainer, train_batches, steps_per_epoch, run.batch_size, first_epoch=epoch == 1)
-        epoch_time = timing.wall_s
-        worker_times = trainer.per_worker(epoch_time, task.rank if task else 0, len(worker_names))
-        train_time += epoch_time
+        worker_times = trainer.per_worker(timing.wall_s, task.rank if task else 0, len(worker_names))
         test_accuracy = eval_seconds = None
         if epoch % config.eval_every == 0 or epoch == config.epochs:
             eval_start = time.perf_counter()
             test_accuracy = trainer.evaluate(test_batches, test_steps) / len(test_split)
             eval_seconds = time.perf_counter() - eval_start
-            eval_time += eval_seconds
             summary["final_test_accuracy"] = test_accuracy
+        clock_s = time.perf_counter() - started
+        clock.add_epoch(epoch, timing.wall_s, eval_seconds, test_accuracy, clock_s)
         seen = steps_per_epoch * run.batch_size
-        clock = time.perf_counter() - started  # from the first step to the end of this evaluation (or epoch)
         rows.append(_epoch_row(config, replicas, epoch, **timing.as_row(run.batch_size), **metrics,
                                test_accuracy=test_accuracy, eval_time_s=eval_seconds, lr_end=trainer.current_lr(),
-                               cumulative_train_time_s=train_time, clock_s=clock, workers=worker_names,
+                               cumulative_train_time_s=clock.train_s, clock_s=clock_s, workers=worker_names,
                                worker_epoch_time_s=worker_times,
                                # each worker trains on its 1/N of every global batch
                                worker_images_per_sec=[seen / len(worker_names) / t for t in worker_times]))
         if epoch == 1:
             summary["compile_s"] = timing.compile_s
-        reached = (summary["time_to_target_s"] is None and test_accuracy is not None
-                   and test_accuracy >= config.target_accuracy)
-        if reached:
-            summary.update(time_to_target_s=clock, epochs_to_target=epoch, eval_to_target_s=eval_time)
-        stop = reached and config.stop_at_target
-        summary.update(total_train_time_s=train_time, total_eval_time_s=eval_time,
-                       total_time_s=time.perf_counter() - started,
-                       stopped_at_target=stop, completed=stop or epoch == config.epochs)
-        row = rows[-1]
-        print(f"epoch {epoch}/{config.epochs}: {epoch_time:.1f} s (steps {row['step_time_sum_s']:.1f} s, "
-              f"first step {timing.compile_s:.1f} s, input wait {timing.data_wait_s:.1f} s, other "
-              f"{timing.other_s:.1f} s), {row['images_per_sec']:.0f} img/s, "
-              + (f"test accuracy {test_accuracy:.4f}" if test_accuracy is not None else "not evaluated"), flush=True)
+        summary.update(clock.summary_fields(), total_time_s=time.perf_counter() - started)
+        print(epoch_line(epoch, config.epochs, timing, rows[-1]["images_per_sec"], test_accuracy), flush=True)
         payload = result_payload("train", rows, environment(), summary=summary)
         if writes_results:
             write_results(output, payload)
-        if stop:
+        if clock.stopped_at_target:
             print(f"stopped at the target: test accuracy {test_accuracy:.4f} >= {config.target_accuracy}")
             break
     return payload

@@ -14,7 +14,8 @@ import pytest
 from resnet_perf.analysis import ab_verdicts, sequential
 
 from resnet_perf.ab import split_suite_args
-from resnet_perf.analysis.ab_verdicts import GATE_PASSED, GATE_SLOWER, GATE_UNDECIDED, gate_status, verdict_frame
+from resnet_perf.analysis.ab_verdicts import (GATE_PASSED, GATE_SLOWER, GATE_UNDECIDED, gate_message, gate_status,
+                                              verdict_frame)
 from resnet_perf.analysis.regression import parse_threshold
 from resnet_perf.analysis.results import save_rows
 from resnet_perf.analysis.sequential import Budget
@@ -66,6 +67,7 @@ def test_a_6_percent_slowdown_in_every_round_is_slower_in_a_5_percent_band_and_n
     assert row["B/A"] == pytest.approx(1 / 1.0685, abs=0.002) and row["high"] < 1 and row["rounds"] == 4
     assert "(3 rounds)" in row["verdict"]  # read at the last look: the 4th round does not count
     assert gate_status(frame) == GATE_SLOWER
+    assert gate_message(GATE_SLOWER, 0.05, frame) == f"gate FAILED: B slower than A in {row['config']} {row['step']}"
     wide = verdict_frame(rows, band=ab_verdicts.gate_band([parse_threshold("images_per_sec:10%")]))
     assert wide["kind"].tolist() == ["no difference"] and gate_status(wide) == GATE_PASSED
 
@@ -75,6 +77,7 @@ def test_drift_that_hits_both_sides_of_a_round_is_no_difference(tmp_path):
     frame = verdict_frame(ab_rows(measured(tmp_path, [0.1 * p for p in pace], [0.1 * p * e for p, e in zip(pace, (1.003, 0.998, 1.001))])))
     assert frame["kind"].tolist() == ["no difference"] and abs(frame["B/A"][0] - 1) < 0.002
     assert gate_status(frame) == GATE_PASSED
+    assert gate_message(GATE_PASSED, 0.05, frame) == "gate passed: B faster or within +-5% of A everywhere"
 
 
 def test_rounds_that_disagree_are_undecided_even_past_the_threshold(tmp_path):
@@ -82,6 +85,7 @@ def test_rounds_that_disagree_are_undecided_even_past_the_threshold(tmp_path):
     (row,) = frame.to_dict("records")
     assert row["B/A"] < 0.95 and row["kind"] == "undecided" and "spans 1" in row["verdict"]
     assert gate_status(frame) == GATE_UNDECIDED
+    assert gate_message(GATE_UNDECIDED, 0.05, frame).startswith("gate undecided: no slowdown found")
 
 
 def _git(repo: Path, *args: str) -> str:
