@@ -167,9 +167,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="after its timing, trace each step case and put where its time went (by op category) "
                          "into its row and a breakdown table")
     group.addoption("--no-explain", dest="explain", action="store_false",
-                    help="without --breakdown, the fastest configuration and its fp32 baseline of every depth and step "
-                         "are traced after the rounds (not timed) so the answer can say where the time went; this "
-                         "skips those traces")
+                    help="without --breakdown, the two fastest configurations and the fp32 baseline of every depth "
+                         "and step are traced after the rounds (not timed) so the answer can say where the time "
+                         "went; this skips those traces")
     group.addoption("--latency", action="store_true",
                     help="also measure batch-1 forward latency (p50/p99 ms) of every configuration")
     group.addoption("--latency-steps", type=int, default=30,
