@@ -219,17 +219,20 @@ parse_baseline_arg = cli.argument_type(parse_baseline)
 
 def load_training_runs(paths: Sequence[str]) -> list[list[dict]]:
     """The rows of every training run in ``paths`` (files, or folders searched for ``kind: train`` files)."""
+    from resnet_perf.history.points import result_files
+
     runs = []
     for given in map(Path, paths):
-        if not given.exists():
-            raise UserError(f"--accuracy {given}: no such file or folder")
-        candidates = sorted(given.rglob("*.json")) if given.is_dir() else [given]
-        for path in candidates:
+        try:
+            found = result_files([given])
+        except UserError:
+            raise UserError(f"--accuracy {given}: no such file or folder") from None
+        for path in found:
             payload = load_results(path)
             if payload.get("kind") == "train":
                 runs.append(check_rows(path, payload.get("rows")))
             elif not given.is_dir():
-                raise UserError(f"--accuracy {path}: a {payload.get('kind')!r} result, not a training run")
+                raise UserError(f"--accuracy {given}: a {payload.get('kind')!r} result, not a training run")
     return runs
 
 
