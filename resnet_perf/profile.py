@@ -28,13 +28,12 @@ from resnet_perf.config import RunConfig
 from resnet_perf.errors import UserError
 from resnet_perf.files import check_writable
 from resnet_perf.trace.capture import HOST_TRACER_LEVELS, TracerOptions, capture
+from resnet_perf.trace.onednn_log import GROUP_FIELDS, StepCoverage, native_output_to, parse_executions, totals
 
 PROFILE_MODES = ("train", "forward")
 DEFAULT_TRACE_ROOT = Path("results") / "traces"
 TOP_OPS = 15
 ONEDNN_LOG_FILE = "onednn-exec.log"
-# Summed primitive time above the step by more than this means ops overlapped (timing noise stays below).
-OVERLAP_TOLERANCE = 1.05
 
 
 def summary_rows(config: RunConfig, mode: str, summary) -> list[dict[str, Any]]:
@@ -81,21 +80,21 @@ def format_breakdown(fields: dict[str, Any]) -> str:
                                          floatfmt=".1f", tablefmt="github"))
 
 
-def format_primitives(rows: Sequence[dict[str, Any]], top: int, step_s: float) -> str:
+def format_primitives(rows: Sequence[dict[str, Any]], top: int, coverage: StepCoverage) -> str:
     """oneDNN's primitives by time per logged step (``resnet_perf.trace.onednn_log.totals``), and how
-    their summed time compares with the median logged step ``step_s``."""
+    their summed time compares with the median logged step."""
     from tabulate import tabulate
 
     columns = [name for name in rows[0] if name not in ("calls_per_step", "ms_per_step", "share")]
     table = [[row[name] for name in columns] + [row["calls_per_step"], row["ms_per_step"], row["share"] * 100]
              for row in rows[:top]]
-    primitive_ms, step_ms = sum(row["ms_per_step"] for row in rows), step_s * 1e3
     lines = [f"top {min(top, len(rows))} of {len(rows)} groups of oneDNN primitives by time (each primitive's own, "
              f"summed):",
              tabulate(table, headers=[*columns, "calls/step", "ms/step", "share %"], floatfmt=".1f", tablefmt="github"),
-             f"oneDNN primitives: {primitive_ms:.0f} ms per step; the median logged step: {step_ms:.0f} ms"]
-    if primitive_ms > step_ms * OVERLAP_TOLERANCE:
-        lines.append(f"  {primitive_ms / step_ms:.2f}x the step: TensorFlow ran ops at once (its inter-op threads), so "
+             f"oneDNN primitives: {coverage.primitive_ms:.0f} ms per step; the median logged step: "
+             f"{coverage.step_ms:.0f} ms"]
+    if coverage.overlapped:
+        lines.append(f"  {coverage.ratio:.2f}x the step: TensorFlow ran ops at once (its inter-op threads), so "
                      f"a primitive's time includes cores another op held, by different amounts in different "
                      f"configurations; to compare kernels, run one op at a time: --threads N:1")
     return "\n".join(lines)
@@ -217,7 +216,6 @@ def _log_primitives(config: RunConfig, mode: str, logdir: Path, group_by: str, t
     from resnet_perf.bench.timing import time_steps
     from resnet_perf.machine.runtime import environment
     from resnet_perf.machine.switches import VERBOSE_VARIABLE
-    from resnet_perf.trace.onednn_log import GROUP_FIELDS, native_output_to, parse_executions, totals
 
     log_path = logdir / ONEDNN_LOG_FILE
     print(f"logging oneDNN's primitives of {config.run_id} {mode}: first call, {config.warmup} warm-up step(s), "
@@ -234,7 +232,7 @@ def _log_primitives(config: RunConfig, mode: str, logdir: Path, group_by: str, t
         raise UserError(f"oneDNN logged no primitive execution in {log_path}: its log was not on in this process "
                         f"({VERBOSE_VARIABLE} is read once, at oneDNN's first use in a process: run the command in a process of its own)")
     rows = totals(executions, config.steps, GROUP_FIELDS + (("problem",) if group_by == "name" else ()))
-    print(format_primitives(rows, top, statistics.median(step_times_s)))
+    print(format_primitives(rows, top, StepCoverage.of(rows, statistics.median(step_times_s))))
     base = {"bench": "onednn", **config.as_dict(), "mode": mode}
     saved = save_rows(logdir, "onednn", [{**base, **row} for row in rows], environment(), log=str(log_path),
                       logged_steps=config.steps, step_times_s=step_times_s, group_by=group_by)

@@ -72,6 +72,9 @@ def build_parser(recipe_name: str = DEFAULT_RECIPE) -> argparse.ArgumentParser:
                         help="Nesterov momentum (default %(default)s)")
     parser.add_argument("--weight-decay", type=float, default=recipe.weight_decay,
                         help="decoupled weight decay (default %(default)s)")
+    parser.add_argument("--clip-norm", type=float, default=recipe.clip_norm, metavar="NORM",
+                        help="scale each step's gradients down to this global norm when above it (per replica, "
+                             "before they are summed over replicas); 0: off (default %(default)s)")
     parser.add_argument("--label-smoothing", type=float, default=recipe.label_smoothing,
                         help="share of each label's probability spread over all classes (default %(default)s)")
     parser.add_argument("--augment", choices=AUGMENTATIONS, default=recipe.augment,
@@ -127,7 +130,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         args.recipe, xla=run.pop("xla"), layout=run.pop("layout"), **run, batch_norm=args.batch_norm,
         zero_init_residual=cli.ON_OFF[args.zero_init_residual], epochs=args.epochs, lr=args.lr,
         schedule=args.schedule, momentum=args.momentum, nesterov=cli.ON_OFF[args.nesterov],
-        weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, augment=args.augment,
+        weight_decay=args.weight_decay, clip_norm=args.clip_norm, label_smoothing=args.label_smoothing,
+        augment=args.augment,
         test_flip=cli.ON_OFF[args.test_flip], test_shift=args.test_shift, ema=args.ema,
         eval_every=args.eval_every, target_accuracy=args.target_accuracy,
         stop_at_target=args.stop_at_target, replicas=replicas, seed=args.seed, data_dir=args.data_dir,

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from resnet_perf.errors import UserError
+from resnet_perf.training.recipes import PLAIN_TRAINING
 
 MARGIN = 0.003
 """0.3 points of test accuracy."""
 REFERENCE = ("fp32", "keras")
 SAME_TRAINING = ("recipe", "depth", "image_size", "batch_size", "epochs", "lr", "schedule", "momentum", "nesterov",
-                 "weight_decay", "label_smoothing", "augment", "ema", "zero_init_residual", "test_flip", "test_shift",
-                 "layout", "xla")
+                 "weight_decay", "clip_norm", "label_smoothing", "augment", "ema", "zero_init_residual", "test_flip",
+                 "test_shift", "layout", "xla")
 """The settings two runs must share for their accuracies to be compared."""
 
 
@@ -84,7 +85,8 @@ def judge(runs: Iterable[Sequence[Mapping[str, Any]]]) -> Judged:
         if not rows:
             continue
         first = rows[0]
-        trainings.setdefault(tuple(first.get(name) for name in SAME_TRAINING))
+        # a setting newer than the run (missing from its rows) counts as plain, as in its run_id
+        trainings.setdefault(tuple(first.get(name, PLAIN_TRAINING.get(name)) for name in SAME_TRAINING))
         final = final_accuracy(rows)
         if final is None:
             incomplete += 1

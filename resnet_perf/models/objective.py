@@ -34,11 +34,12 @@ def logits_and_loss(model: keras.Model, images: tf.Tensor, labels: tf.Tensor, gl
 
 
 def make_optimizer(precision: str, learning_rate, *, momentum: float = MOMENTUM, nesterov: bool = False,
-                   weight_decay: float | None = None) -> keras.optimizers.Optimizer:
-    """SGD with momentum (0.9 unless told; optionally Nesterov and decoupled weight decay), wrapped
-    in dynamic loss scaling under ``mixed_fp16``."""
+                   weight_decay: float | None = None, clip_norm: float | None = None) -> keras.optimizers.Optimizer:
+    """SGD with momentum (0.9 unless told; optionally Nesterov, decoupled weight decay and gradients
+    clipped to a global norm), wrapped in dynamic loss scaling under ``mixed_fp16`` (which unscales
+    the gradients before they are clipped)."""
     optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov and momentum > 0,
-                                     weight_decay=weight_decay or None)
+                                     weight_decay=weight_decay or None, global_clipnorm=clip_norm or None)
     if precision in LOSS_SCALED_PRECISIONS:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 GROUP_FIELDS = ("kind", "propagation", "implementation", "data_types")
+# Summed primitive time above the step by more than this means ops overlapped (timing noise stays below).
+OVERLAP_TOLERANCE = 1.05
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,29 @@ def totals(executions: Iterable[Execution], steps: int, by: tuple[str, ...] = GR
     rows = [{**dict(zip(by, key)), "calls_per_step": len(times) / steps, "ms_per_step": sum(times) / steps,
              "share": sum(times) / overall if overall else 0.0} for key, times in groups.items()]
     return sorted(rows, key=lambda row: -row["ms_per_step"])
+
+
+@dataclass(frozen=True)
+class StepCoverage:
+    """The primitives' summed time per step against the step's own (median) time."""
+
+    primitive_ms: float
+    step_ms: float
+
+    @classmethod
+    def of(cls, rows: Iterable[dict[str, Any]], step_s: float) -> StepCoverage:
+        """From ``totals`` rows (all of them, not a top few) and the median logged step in seconds."""
+        return cls(sum(row["ms_per_step"] for row in rows), step_s * 1e3)
+
+    @property
+    def ratio(self) -> float:
+        return self.primitive_ms / self.step_ms
+
+    @property
+    def overlapped(self) -> bool:
+        """More primitive time than step: TensorFlow ran ops at once (its inter-op threads), so a
+        primitive's time includes cores another op held, and per-kernel comparisons are distorted."""
+        return self.ratio > OVERLAP_TOLERANCE
 
 
 @contextmanager

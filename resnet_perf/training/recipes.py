@@ -44,6 +44,7 @@ class Recipe:
     momentum: float
     nesterov: bool
     weight_decay: float
+    clip_norm: float
     label_smoothing: float
     augment: str
     test_flip: bool
@@ -58,13 +59,13 @@ RECIPES = {recipe.name: recipe for recipe in (
                    "auto: mixed_bf16 on a CPU with bfloat16 instructions (avx512_bf16, amx_bf16), else fp32",
            depth=18, precision=AUTO_PRECISION, batch_norm="keras", zero_init_residual=False, image_size=32,
            batch_size=256, epochs=6, lr=0.2, schedule="cosine", momentum=0.9, nesterov=True, weight_decay=5e-4,
-           label_smoothing=0.0, augment="none", test_flip=False, test_shift=0, ema=0.99, eval_every=1,
+           clip_norm=0.0, label_smoothing=0.0, augment="none", test_flip=False, test_shift=0, ema=0.99, eval_every=1,
            target_accuracy=0.93),
     Recipe("d2l", "the seed article's settings (Dive into Deep Learning, ResNet chapter): 96x96, plain SGD "
                   "at 0.05, batch 256, 10 epochs, float32",
            depth=18, precision="fp32", batch_norm="keras", zero_init_residual=False, image_size=96,
            batch_size=256, epochs=10, lr=0.05, schedule="constant", momentum=0.0, nesterov=False, weight_decay=0.0,
-           label_smoothing=0.0, augment="none", test_flip=False, test_shift=0, ema=0.0, eval_every=1,
+           clip_norm=0.0, label_smoothing=0.0, augment="none", test_flip=False, test_shift=0, ema=0.0, eval_every=1,
            target_accuracy=0.91),
 )}
 DEFAULT_RECIPE = "fast"
@@ -72,7 +73,7 @@ RECIPE_SETTINGS = tuple(field.name for field in fields(Recipe) if field.name not
 
 
 PLAIN_TRAINING = {"batch_norm": "keras", "zero_init_residual": False, "lr": 0.2, "schedule": "cosine",
-                  "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "label_smoothing": 0.0,
+                  "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "clip_norm": 0.0, "label_smoothing": 0.0,
                   "augment": "none", "test_flip": False, "test_shift": 0, "ema": 0.0, "eval_every": 1}
 """The training every run used before recipes existed; a run_id names only what differs from it, so
 the ids of those runs stay what they were (a run of the fast recipe, which evaluates a moving average
@@ -80,7 +81,8 @@ of the weights, is named ``-ema0.99``)."""
 _SUFFIXES = {"batch_norm": lambda value: "fbn" if value == "fused" else "",
              "zero_init_residual": lambda value: "zir" if value else "", "lr": "lr{:g}".format,
              "schedule": str, "momentum": "m{:g}".format, "nesterov": lambda value: "nesterov" if value else "plain",
-             "weight_decay": "wd{:g}".format, "label_smoothing": "ls{:g}".format, "augment": str,
+             "weight_decay": "wd{:g}".format, "clip_norm": "clip{:g}".format, "label_smoothing": "ls{:g}".format,
+             "augment": str,
              "test_flip": lambda value: "tta" if value else "notta", "test_shift": "tts{}".format,
              "ema": "ema{:g}".format, "eval_every": "ev{}".format}
 
@@ -114,6 +116,7 @@ class TrainConfig:
     momentum: float = RECIPES[DEFAULT_RECIPE].momentum
     nesterov: bool = RECIPES[DEFAULT_RECIPE].nesterov
     weight_decay: float = RECIPES[DEFAULT_RECIPE].weight_decay
+    clip_norm: float = RECIPES[DEFAULT_RECIPE].clip_norm
     label_smoothing: float = RECIPES[DEFAULT_RECIPE].label_smoothing
     augment: str = RECIPES[DEFAULT_RECIPE].augment
     test_flip: bool = RECIPES[DEFAULT_RECIPE].test_flip
@@ -144,7 +147,7 @@ class TrainConfig:
             raise UserError(f"precision {self.run.precision} rewrites the graph to bfloat16 where oneDNN has bf16 "
                             f"kernels, and this CPU has no bfloat16 instructions ({', '.join(NATIVE_BF16_FLAGS)}): "
                             f"train in {', '.join(name for name in PRECISIONS if not is_graph_rewrite(name))}")
-        for name in ("lr", "momentum", "weight_decay", "label_smoothing", "ema", "target_accuracy"):
+        for name in ("lr", "momentum", "weight_decay", "clip_norm", "label_smoothing", "ema", "target_accuracy"):
             if not math.isfinite(getattr(self, name)):
                 raise UserError(f"{name.replace('_', ' ')} must be a finite number, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -156,6 +159,8 @@ class TrainConfig:
         require_choice("augmentation", self.augment, AUGMENTATIONS)
         if self.weight_decay < 0:
             raise UserError(f"weight decay must be >= 0, got {self.weight_decay}")
+        if self.clip_norm < 0:
+            raise UserError(f"clip norm must be >= 0 (0: off), got {self.clip_norm}")
         if not 0 <= self.label_smoothing < 1:
             raise UserError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 <= self.ema < 1:
@@ -222,6 +227,7 @@ class TrainConfig:
                 "--layout", run.layout, "--image-size", run.image_size, "--lr", self.lr,
                 "--schedule", self.schedule, "--momentum", self.momentum,
                 "--nesterov", "on" if self.nesterov else "off", "--weight-decay", self.weight_decay,
+                "--clip-norm", self.clip_norm,
                 "--label-smoothing", self.label_smoothing, "--augment", self.augment,
                 "--test-flip", "on" if self.test_flip else "off",
                 "--test-shift", self.test_shift, "--ema", self.ema, "--eval-every", self.eval_every,

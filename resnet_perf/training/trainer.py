@@ -61,7 +61,8 @@ class Trainer:
                                       data_format=run.data_format, precision=run.precision,
                                       batch_norm=config.batch_norm, zero_init_residual=config.zero_init_residual)
             optimizer = make_optimizer(run.precision, learning_rate(config, steps_per_epoch), momentum=config.momentum,
-                                       nesterov=config.nesterov, weight_decay=config.weight_decay)
+                                       nesterov=config.nesterov, weight_decay=config.weight_decay,
+                                       clip_norm=config.clip_norm)
             optimizer.build(self.model.trainable_variables)
             self.optimizer = optimizer
         scaled = is_loss_scaled(optimizer)

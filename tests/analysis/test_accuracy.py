@@ -5,6 +5,7 @@ import pytest
 
 from resnet_perf.analysis.accuracy import MARGIN, final_accuracy, judge
 from resnet_perf.errors import UserError
+from resnet_perf.training.recipes import PLAIN_TRAINING
 
 FAST = {"recipe": "fast", "depth": 18, "image_size": 32, "batch_size": 256, "epochs": 3, "lr": 0.2}
 
@@ -30,7 +31,8 @@ def test_a_median_more_than_the_margin_below_fp32_is_marked():
     behind = [run_rows("mixed_bf16", "fused", [0.8, 0.9, final]) for final in (0.9100, 0.9290, 0.9150)]
     stopped = run_rows("amp_bf16", "fused", [0.8])
     judged = judge(fp32 + close + behind + [stopped])
-    assert judged.incomplete == 1 and judged.settings == {name: FAST.get(name) for name in judged.settings}
+    assert judged.incomplete == 1
+    assert judged.settings == {name: FAST.get(name, PLAIN_TRAINING.get(name)) for name in judged.settings}
     reference = judged.configurations[("fp32", "keras")]
     assert reference.median == 0.9270 and not reference.below_reference
     assert not judged.configurations[("mixed_bf16", "keras")].below_reference  # 0.9265: 0.05 points below
@@ -51,5 +53,13 @@ def test_without_fp32_runs_nothing_is_marked():
 def test_runs_of_different_trainings_are_refused():
     with pytest.raises(UserError, match="2 different trainings .*epochs=3.*epochs=6.*give the runs of one"):
         judge([run_rows("fp32", "keras", [0.9, 0.91, 0.92]), run_rows("fp32", "keras", [0.9] * 6, epochs=6)])
+    with pytest.raises(UserError, match="2 different trainings .*clip_norm=0.0.*clip_norm=2.0"):
+        judge([run_rows("fp32", "keras", [0.92]), run_rows("fp32", "keras", [0.92], clip_norm=2.0)])
     with pytest.raises(UserError, match="no training runs"):
         judge([])
+
+
+def test_a_run_from_before_a_setting_existed_counts_as_its_plain_value():
+    before = run_rows("fp32", "keras", [0.9, 0.91, 0.92])  # no clip_norm in its rows
+    judged = judge([before, run_rows("fp32", "keras", [0.9, 0.91, 0.93], clip_norm=0.0)])
+    assert judged.configurations[("fp32", "keras")].finals == (0.92, 0.93)

@@ -80,6 +80,26 @@ def test_loss_scaling_only_for_float16():
     assert not isinstance(make_optimizer("mixed_bf16", 0.1), keras.optimizers.LossScaleOptimizer)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "mixed_fp16"])
+def test_the_optimizer_clips_the_gradients_to_the_global_norm(precision):
+    weights = [keras.Variable(np.zeros(3, np.float32)), keras.Variable(np.zeros(4, np.float32))]
+    gradients = [np.full(3, 3.0, np.float32), np.full(4, 4.0, np.float32)]  # global norm sqrt(27 + 64)
+    optimizer = make_optimizer(precision, 1.0, momentum=0.0, clip_norm=0.5)
+    optimizer.build(weights)
+    if precision == "mixed_fp16":  # the loss-scaled gradients are unscaled first, then clipped
+        gradients = [gradient * float(optimizer.scale_loss(1.0)) for gradient in gradients]
+    optimizer.apply(gradients, weights)
+    step = np.concatenate([weight.numpy() for weight in weights])
+    np.testing.assert_allclose(np.linalg.norm(step), 0.5, rtol=1e-5)  # lr 1: the step is the clipped gradient
+    np.testing.assert_allclose(step / np.linalg.norm(step), -np.array([3.0] * 3 + [4.0] * 4) / np.sqrt(91), rtol=1e-5)
+    below = make_optimizer(precision, 1.0, momentum=0.0, clip_norm=100.0)
+    small = [keras.Variable(np.zeros(2, np.float32))]
+    below.build(small)
+    below.apply([np.array([0.3, 0.4], np.float32) * (float(below.scale_loss(1.0)) if precision == "mixed_fp16" else 1)],
+                small)
+    np.testing.assert_allclose(small[0].numpy(), [-0.3, -0.4], rtol=1e-5)  # below the norm: left as it was
+
+
 def test_xla_nchw_train_step_runs(tiny_config):
     (loss,) = Step(tiny_config.replace(xla=True, layout="nchw"), "train")()
     assert np.isfinite(loss)

@@ -7,7 +7,7 @@ import pytest
 
 from resnet_perf.analysis.results import load_results
 from resnet_perf.spawn import run_module
-from resnet_perf.trace.onednn_log import Execution, native_output_to, parse_executions, totals
+from resnet_perf.trace.onednn_log import Execution, StepCoverage, native_output_to, parse_executions, totals
 
 BWD_WEIGHTS = ("onednn_verbose,v1,primitive,exec,cpu,convolution,jit_bf16:avx512_core_bf16,backward_weights,"
                "src:bf16::blocked:acdb::f0 wei:bf16:a:blocked:ABcd16b16a::f0 bia:undef::undef::: "
@@ -52,14 +52,22 @@ def test_the_old_log_format_is_read_too():
     assert execution.data_types == "src f32, wei f32, dst f32"
 
 
-def test_primitive_time_beyond_the_step_is_called_overlap_with_the_way_to_avoid_it():
+def test_primitive_time_beyond_the_step_is_overlap():
+    rows = totals(parse_executions(LOG), steps=1)  # 10 ms of convolutions, 1 ms of reorder
+    serial = StepCoverage.of(rows, step_s=0.0112)
+    assert (serial.primitive_ms, serial.step_ms) == (11.0, 11.2) and not serial.overlapped
+    assert not StepCoverage(10.5, 10.0).overlapped  # within timing noise of the step
+    assert StepCoverage(11.0, 5.5).ratio == 2.0 and StepCoverage(11.0, 5.5).overlapped
+
+
+def test_the_overlap_is_said_with_the_way_to_avoid_it():
     from resnet_perf.profile import format_primitives
 
-    rows = totals(parse_executions(LOG), steps=1)  # 10 ms of convolutions, 1 ms of reorder
-    serial = format_primitives(rows, top=1, step_s=0.0112)
+    rows = totals(parse_executions(LOG), steps=1)
+    serial = format_primitives(rows, top=1, coverage=StepCoverage(11.0, 11.2))
     assert "top 1 of 2 groups" in serial and "oneDNN primitives: 11 ms per step; the median logged step: 11 ms" in serial
     assert "--threads N:1" not in serial
-    overlapped = format_primitives(rows, top=5, step_s=0.0055)
+    overlapped = format_primitives(rows, top=5, coverage=StepCoverage(11.0, 5.5))
     assert "2.00x the step: TensorFlow ran ops at once" in overlapped and "--threads N:1" in overlapped
 
 

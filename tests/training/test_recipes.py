@@ -52,6 +52,8 @@ def test_the_recipe_sets_the_defaults_and_a_flag_changes_one_setting():
     ({"eval_every": 0}, "eval every must be at least 1"),
     ({"test_shift": -1}, "test shift must be >= 0"),
     ({"test_shift": 32}, "test shift must be >= 0 and below the image size 32"),
+    ({"clip_norm": -1.0}, "clip norm must be >= 0 (0: off)"),
+    ({"clip_norm": float("inf")}, "clip norm must be a finite number"),
 ])
 def test_bad_settings_are_refused(changes, message):
     with pytest.raises(UserError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
@@ -119,9 +121,9 @@ def test_a_training_run_id_names_the_settings_that_set_the_run_apart(tmp_path):
             == "resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-ema0.99-rauto-e6")
     varied = dataclasses.replace(plain, augment="flip-translate", label_smoothing=0.1, batch_norm="fused",
                                  test_flip=True, replicas=2, zero_init_residual=True, ema=0.99, eval_every=2,
-                                 test_shift=1)
-    assert varied.run_id == ("resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-fbn-zir-ls0.1-flip-translate-tta-tts1"
-                             "-ema0.99-ev2-r2-e6")
+                                 test_shift=1, clip_norm=2.0)
+    assert varied.run_id == ("resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-fbn-zir-clip2-ls0.1-flip-translate-tta"
+                             "-tts1-ema0.99-ev2-r2-e6")
     assert "-lr0.05-constant-m0-plain-wd0-" in TrainConfig.from_recipe("d2l").run_id
     # a row written before run_ids named the settings: the history names it from its own fields
     old_row = {**varied.as_dict(), "bench": "train", "epoch": 1, "test_accuracy": 0.5,
