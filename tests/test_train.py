@@ -93,6 +93,7 @@ def test_two_replica_training_learns_and_records_every_field(tmp_path):
     for row in rows:
         assert (row["test_accuracy"] * 256).is_integer()  # a count of the 256 test images
         assert len(row["step_times_s"]) == 8 - (row["epoch"] == 1)  # the first step is compile time
+        assert len(row["step_losses"]) == 8 and row["train_loss"] == pytest.approx(sum(row["step_losses"]) / 8)
         assert row["epoch_time_s"] == pytest.approx(
             row["compile_s"] + row["step_time_sum_s"] + row["data_wait_s"] + row["other_s"])
     assert rows[0]["compile_s"] > 0 and rows[1]["compile_s"] == 0 and summary["compile_s"] == rows[0]["compile_s"]

@@ -55,11 +55,11 @@ class Recipe:
 
 
 RECIPES = {recipe.name: recipe for recipe in (
-    Recipe("fast", "this suite's recipe for time to accuracy on a CPU (README, 'Time to accuracy'); precision "
+    Recipe("fast", "this suite's recipe for time to accuracy on a CPU (docs/train.md, 'Time to accuracy'); precision "
                    "auto: mixed_bf16 on a CPU with bfloat16 instructions (avx512_bf16, amx_bf16), else fp32",
            depth=18, precision=AUTO_PRECISION, batch_norm="keras", zero_init_residual=False, image_size=32,
            batch_size=256, epochs=6, lr=0.2, schedule="cosine", momentum=0.9, nesterov=True, weight_decay=5e-4,
-           clip_norm=0.0, label_smoothing=0.0, augment="none", test_flip=False, test_shift=0, ema=0.99, eval_every=1,
+           clip_norm=5.0, label_smoothing=0.0, augment="none", test_flip=False, test_shift=0, ema=0.99, eval_every=1,
            target_accuracy=0.93),
     Recipe("d2l", "the seed article's settings (Dive into Deep Learning, ResNet chapter): 96x96, plain SGD "
                   "at 0.05, batch 256, 10 epochs, float32",

@@ -205,7 +205,7 @@ class EpochTiming:
 
 def _run_epoch(trainer: Trainer, batches, steps: int, batch_size: int, first_epoch: bool) -> tuple[EpochTiming, dict]:
     """Run ``steps`` training steps from the iterator ``batches``; return their timing and the epoch's
-    mean loss and accuracy."""
+    mean loss and accuracy, with every step's loss (a spike shows where it began)."""
     import keras
 
     from resnet_perf.bench.timing import finish
@@ -215,6 +215,7 @@ def _run_epoch(trainer: Trainer, batches, steps: int, batch_size: int, first_epo
     live = sys.stdout.isatty()
     bar = keras.utils.Progbar(steps, stateful_metrics=["loss", "acc", "img/s"], verbose=1 if live else 2)
     timing = EpochTiming(wall_s=0.0, compile_s=0.0, step_times_s=[], data_wait_s=0.0)
+    losses: list[float] = []
     loss_sum = correct = seen = 0.0
     epoch_start = time.perf_counter()
     next_line = epoch_start + PIPE_PROGRESS_S
@@ -234,7 +235,8 @@ def _run_epoch(trainer: Trainer, batches, steps: int, batch_size: int, first_epo
         loss = float(loss)
         if not math.isfinite(loss):
             raise UserError(f"the training loss became {loss} at step {step} of this epoch; the epochs "
-                            f"before it are kept (a lower --lr, or fp32, may train)")
+                            f"before it are kept (a lower --lr, a --clip-norm, or fp32 may train)")
+        losses.append(loss)
         loss_sum += loss
         correct += int(right)
         seen += batch_size
@@ -245,7 +247,7 @@ def _run_epoch(trainer: Trainer, batches, steps: int, batch_size: int, first_epo
             next_line = ended + PIPE_PROGRESS_S
     timing.wall_s = time.perf_counter() - epoch_start
     timing.cpu = read_counters().since(before)
-    return timing, {"train_loss": loss_sum / steps, "train_accuracy": correct / seen}
+    return timing, {"train_loss": loss_sum / steps, "train_accuracy": correct / seen, "step_losses": losses}
 
 
 def _epoch_row(config: TrainConfig, replicas: int, epoch: int, **metrics: Any) -> dict[str, Any]:
