@@ -131,8 +131,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         zero_init_residual=cli.ON_OFF[args.zero_init_residual], epochs=args.epochs, lr=args.lr,
         schedule=args.schedule, momentum=args.momentum, nesterov=cli.ON_OFF[args.nesterov],
         weight_decay=args.weight_decay, clip_norm=args.clip_norm, label_smoothing=args.label_smoothing,
-        augment=args.augment,
-        test_flip=cli.ON_OFF[args.test_flip], test_shift=args.test_shift, ema=args.ema,
+        augment=args.augment, test_flip=cli.ON_OFF[args.test_flip], test_shift=args.test_shift, ema=args.ema,
         eval_every=args.eval_every, target_accuracy=args.target_accuracy,
         stop_at_target=args.stop_at_target, replicas=replicas, seed=args.seed, data_dir=args.data_dir,
         limit_train=args.limit_train, limit_test=args.limit_test, strategy=args.strategy)

@@ -59,14 +59,14 @@ RECIPES = {recipe.name: recipe for recipe in (
                    "auto: mixed_bf16 on a CPU with bfloat16 instructions (avx512_bf16, amx_bf16), else fp32",
            depth=18, precision=AUTO_PRECISION, batch_norm="keras", zero_init_residual=False, image_size=32,
            batch_size=256, epochs=6, lr=0.2, schedule="cosine", momentum=0.9, nesterov=True, weight_decay=5e-4,
-           clip_norm=5.0, label_smoothing=0.0, augment="none", test_flip=False, test_shift=0, ema=0.99, eval_every=1,
-           target_accuracy=0.93),
+           clip_norm=5.0, label_smoothing=0.0, augment="none", test_flip=False, test_shift=0, ema=0.99,
+           eval_every=1, target_accuracy=0.93),
     Recipe("d2l", "the seed article's settings (Dive into Deep Learning, ResNet chapter): 96x96, plain SGD "
                   "at 0.05, batch 256, 10 epochs, float32",
            depth=18, precision="fp32", batch_norm="keras", zero_init_residual=False, image_size=96,
            batch_size=256, epochs=10, lr=0.05, schedule="constant", momentum=0.0, nesterov=False, weight_decay=0.0,
-           clip_norm=0.0, label_smoothing=0.0, augment="none", test_flip=False, test_shift=0, ema=0.0, eval_every=1,
-           target_accuracy=0.91),
+           clip_norm=0.0, label_smoothing=0.0, augment="none", test_flip=False, test_shift=0, ema=0.0,
+           eval_every=1, target_accuracy=0.91),
 )}
 DEFAULT_RECIPE = "fast"
 RECIPE_SETTINGS = tuple(field.name for field in fields(Recipe) if field.name not in ("name", "description"))
@@ -76,14 +76,13 @@ PLAIN_TRAINING = {"batch_norm": "keras", "zero_init_residual": False, "lr": 0.2,
                   "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "clip_norm": 0.0, "label_smoothing": 0.0,
                   "augment": "none", "test_flip": False, "test_shift": 0, "ema": 0.0, "eval_every": 1}
 """The training every run used before recipes existed; a run_id names only what differs from it, so
-the ids of those runs stay what they were (a run of the fast recipe, which evaluates a moving average
-of the weights, is named ``-ema0.99``)."""
+the ids of those runs stay what they were (a run of the fast recipe, which clips its gradients and
+evaluates a moving average of the weights, is named ``-clip5-ema0.99``)."""
 _SUFFIXES = {"batch_norm": lambda value: "fbn" if value == "fused" else "",
              "zero_init_residual": lambda value: "zir" if value else "", "lr": "lr{:g}".format,
              "schedule": str, "momentum": "m{:g}".format, "nesterov": lambda value: "nesterov" if value else "plain",
              "weight_decay": "wd{:g}".format, "clip_norm": "clip{:g}".format, "label_smoothing": "ls{:g}".format,
-             "augment": str,
-             "test_flip": lambda value: "tta" if value else "notta", "test_shift": "tts{}".format,
+             "augment": str, "test_flip": lambda value: "tta" if value else "notta", "test_shift": "tts{}".format,
              "ema": "ema{:g}".format, "eval_every": "ev{}".format}
 
 
