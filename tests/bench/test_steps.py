@@ -86,8 +86,8 @@ def test_the_optimizer_clips_the_gradients_to_the_global_norm(precision):
     gradients = [np.full(3, 3.0, np.float32), np.full(4, 4.0, np.float32)]  # global norm sqrt(27 + 64)
     optimizer = make_optimizer(precision, 1.0, momentum=0.0, clip_norm=0.5)
     optimizer.build(weights)
-    if precision == "mixed_fp16":  # the loss-scaled gradients are unscaled first, then clipped
-        gradients = [gradient * float(optimizer.scale_loss(1.0)) for gradient in gradients]
+    # gradients as the step hands them over: loss-scaled under mixed_fp16 (unscaled first, then clipped)
+    gradients = [gradient * float(optimizer.scale_loss(1.0)) for gradient in gradients]
     optimizer.apply(gradients, weights)
     step = np.concatenate([weight.numpy() for weight in weights])
     np.testing.assert_allclose(np.linalg.norm(step), 0.5, rtol=1e-5)  # lr 1: the step is the clipped gradient
@@ -95,8 +95,7 @@ def test_the_optimizer_clips_the_gradients_to_the_global_norm(precision):
     below = make_optimizer(precision, 1.0, momentum=0.0, clip_norm=100.0)
     small = [keras.Variable(np.zeros(2, np.float32))]
     below.build(small)
-    below.apply([np.array([0.3, 0.4], np.float32) * (float(below.scale_loss(1.0)) if precision == "mixed_fp16" else 1)],
-                small)
+    below.apply([np.array([0.3, 0.4], np.float32) * float(below.scale_loss(1.0))], small)
     np.testing.assert_allclose(small[0].numpy(), [-0.3, -0.4], rtol=1e-5)  # below the norm: left as it was
 
 
