@@ -1,7 +1,7 @@
 """The benchmark suite: the configuration matrix from command-line options, the cases, the report.
 
     pytest benchmarks/ --benchmark-only [--depths 50] [--precisions auto|fp32,mixed_bf16,amp_bf16]
-        [--xla auto|off,on] [--batch-norms auto|keras,fused] [--modes forward,train] [--memory-modes train] [--layouts nhwc]
+        [--xla auto|off,on] [--batch-norms auto|keras,fused] [--filter-grads auto|conv,gemm] [--modes forward,train] [--memory-modes train] [--layouts nhwc]
         [--batch-size 16] [--image-size 112] [--budget 270] [--rounds N] [--steps 1] [--warmup 2]
         [--threads auto,2:1] [--onednn on,off] [--fpmath default,bf16] [--wide-tables]
         [--breakdown] [--latency] [--latency-steps 30] [--find-max-batch] [--max-batch-memory GIB]
@@ -34,7 +34,7 @@ from resnet_perf import cli
 from resnet_perf.bench.default_matrix import AUTO, choose_switches, gpu_capabilities
 from resnet_perf.bench.maxbatch import check_search_start
 from resnet_perf.bench.timing import PEAK_READINGS
-from resnet_perf.config import AUTO_THREADS, MODES as MODES_ALL, ON_OFF, expand_matrix, parse_threads
+from resnet_perf.config import AUTO_THREADS, MODES as MODES_ALL, ON_OFF, expand_matrix, gemm_layers, parse_threads
 from resnet_perf.errors import UserError, require_choice
 from resnet_perf.files import check_writable
 from resnet_perf.machine.cpu import cpu_flags
@@ -55,6 +55,9 @@ MAX_BATCH = pytest.StashKey[list]()
 TERMINATED = pytest.StashKey[bool]()
 TRAINING = pytest.StashKey[list]()
 RECORDER = pytest.StashKey["Recorder"]()
+
+FORWARD_PASS_MODES = ("forward", "train_forward")
+"""Steps without a backward pass: the filter gradients' algorithm does not change them."""
 
 
 
@@ -80,7 +83,7 @@ def suite_matrix(option: argparse.Namespace) -> list:
     """The configurations the options ask for; ``auto`` switches as ``default_matrix.choose_switches``
     picks them for this machine, with XLA as one comparison (fp32 + XLA beside fp32)."""
     choice = None
-    if AUTO in (option.precisions, option.batch_norms, option.xla):
+    if AUTO in (option.precisions, option.batch_norms, option.xla, option.filter_grads):
         choice = choose_switches(cpu_flags(), gpu_capabilities())
     precisions = list(choice.precisions) if option.precisions == AUTO else _comma_list(option.precisions, str,
                                                                                           "--precisions")
@@ -96,16 +99,25 @@ def suite_matrix(option: argparse.Namespace) -> list:
                   threads=_comma_list(option.threads, _threads_text, "--threads"),
                   onednn=_comma_list(option.onednn, ON_OFF.__getitem__, "--onednn"),
                   fpmath=_comma_list(option.fpmath, str, "--fpmath"))
+    filter_grads = ["conv"] if option.filter_grads == AUTO else _comma_list(option.filter_grads, str,
+                                                                            "--filter-grads")
     if option.xla != AUTO:
-        matrix = expand_matrix(precisions=precisions, batch_norms=batch_norms,
+        matrix = expand_matrix(precisions=precisions, batch_norms=batch_norms, filter_grads=filter_grads,
                                xla=_comma_list(option.xla, ON_OFF.__getitem__, "--xla"), **common)
     else:
-        matrix = expand_matrix(precisions=precisions, batch_norms=batch_norms, xla=[False], **common)
+        matrix = expand_matrix(precisions=precisions, batch_norms=batch_norms, filter_grads=filter_grads, xla=[False],
+                               **common)
         if choice.xla_comparison and "fp32" in precisions:
-            matrix += expand_matrix(precisions=["fp32"], batch_norms=[batch_norms[0]], xla=[True], **common)
+            matrix += expand_matrix(precisions=["fp32"], batch_norms=[batch_norms[0]], filter_grads=filter_grads[:1],
+                                    xla=[True], **common)
+    if option.filter_grads == AUTO and choice.gemm_comparison:
+        matrix += [config.replace(filter_grad="gemm") for config in matrix
+                   if config.batch_norm == "fused" and config.layout == "nhwc" and not config.xla
+                   and gemm_layers(config.depth, config.image_size)]
     if not matrix:  # every combination asked for is one expand_matrix leaves out
         raise UserError("no configuration to measure: --fpmath other than default and amp_bf16 are oneDNN settings, "
-                        "and --onednn off leaves none of them")
+                        "which --onednn off leaves out, and --filter-grads gemm needs --layouts nhwc and a depth "
+                        "and image size where some layer takes it")
     return matrix
 
 
@@ -122,7 +134,8 @@ def _threads_text(text: str) -> str:
 def latency_configs(matrix: Sequence, steps: int) -> list:
     """A batch-1 config (``steps`` steps per round) for every distinct config of ``matrix`` that is
     not batch 1 already: the latency cases (their forward step is timed)."""
-    configs = {config.replace(batch_size=1, steps=steps): None for config in matrix if config.batch_size != 1}
+    configs = {config.replace(batch_size=1, steps=steps, filter_grad="conv"): None  # forward: the same step
+               for config in matrix if config.batch_size != 1}
     return list(configs)  # a dict keeps the matrix's order
 
 
@@ -157,6 +170,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--batch-norms", metavar="LIST", default=AUTO,
                     help="our model's batch norm: keras, fused (one TensorFlow op each way), or auto: keras,fused on "
                          "a CPU, keras on a GPU (default auto)")
+    group.addoption("--filter-grads", metavar="LIST", default=AUTO,
+                    help="how the convolutions' filter gradients are computed: conv (TensorFlow's), gemm (one GEMM "
+                         "over the input's patches in the layers with few pixels and many channels, NHWC), or auto: "
+                         "on a CPU, each configuration with the fused batch norm also with gemm, in its training "
+                         "steps (default auto)")
     group.addoption("--threads", metavar="LIST", default=AUTO_THREADS,
                     help="TensorFlow thread pools as INTRA:INTER, or auto (default auto); cases with other "
                          "thread counts, oneDNN off, fpmath bf16 or amp_bf16 run in worker processes of their own")
@@ -386,7 +404,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The latency and largest-batch cases exist only when asked for (``--latency``,
     ``--find-max-batch``), the step cases of the ``--modes`` and the memory cases of the
-    ``--memory-modes`` asked for: the others are deselected, not skipped as empty."""
+    ``--memory-modes`` asked for: the others are deselected, not skipped as empty; so are the
+    forward-pass cases of a GEMM filter-gradient config whose conv twin is measured (the same step)."""
     if not hasattr(config.option, "depths"):
         return
     asked = {"test_latency": config.stash[LATENCY], "test_max_batch": config.stash[MAX_BATCH]}
@@ -397,8 +416,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if name == "test_memory":
             return item.callspec.params["mode"] not in memory_modes
         return name.removeprefix("test_") in MODES_ALL and name.removeprefix("test_") not in modes
+    matrix = set(config.stash[MATRIX])
+
+    def forward_of_a_twin(item: pytest.Item) -> bool:  # a GEMM config's forward pass is its conv twin's
+        run = item.callspec.params.get("run_config") if hasattr(item, "callspec") else None
+        if run is None or run.filter_grad == "conv" or run.replace(filter_grad="conv") not in matrix:
+            return False
+        name = getattr(item, "originalname", "")
+        mode = item.callspec.params["mode"] if name == "test_memory" else name.removeprefix("test_")
+        return mode in FORWARD_PASS_MODES
+
     unused = [item for item in items if getattr(item, "originalname", None) in asked
-              and not asked[item.originalname] or unasked_mode(item)]
+              and not asked[item.originalname] or unasked_mode(item) or forward_of_a_twin(item)]
     if unused:
         config.hook.pytest_deselected(items=unused)
         items[:] = [item for item in items if item not in unused]

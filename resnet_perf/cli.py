@@ -8,14 +8,14 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from resnet_perf.config import BATCH_NORMS, FPMATH_MODES, LAYOUTS, ON_OFF, ON_OFF_FIELDS, RunConfig
+from resnet_perf.config import BATCH_NORMS, FILTER_GRADS, FPMATH_MODES, LAYOUTS, ON_OFF, ON_OFF_FIELDS, RunConfig
 from resnet_perf.errors import UserError
 from resnet_perf.precision import PRECISIONS
 from resnet_perf.specs import DEPTHS
 
 CONFIG_OPTIONS = ("depth", "batch_size", "image_size", "precision", "xla", "layout")
 """RunConfig fields with a command-line flag of the same name (``--batch-size`` for ``batch_size``)."""
-SWITCH_OPTIONS = ("batch_norm", "threads", "onednn", "fpmath")
+SWITCH_OPTIONS = ("batch_norm", "filter_grad", "threads", "onednn", "fpmath")
 """The model variant and CPU switches of a step (``resnet_perf.machine.switches``), for commands that run one."""
 
 
@@ -119,6 +119,9 @@ def add_config_options(parser: argparse.ArgumentParser, defaults: RunConfig,
         "xla": (dict(choices=tuple(ON_OFF)), "XLA jit_compile of the step functions"),
         "layout": (dict(choices=tuple(LAYOUTS)), "tensor layout: nhwc (channels last) or nchw (channels first)"),
         "batch_norm": (dict(choices=BATCH_NORMS), "batch norm layer: keras, or fused (one TensorFlow op each way)"),
+        "filter_grad": (dict(choices=FILTER_GRADS),
+                        "the convolutions' filter gradients: conv, TensorFlow's; gemm, one GEMM over the input's "
+                        "patches in the layers with few pixels and many channels (NHWC)"),
         "threads": (dict(), "TensorFlow's intra-op:inter-op thread pools, e.g. 2:1, or auto"),
         "onednn": (dict(choices=tuple(ON_OFF)), "TensorFlow's oneDNN kernels (TF_ENABLE_ONEDNN_OPTS)"),
         "fpmath": (dict(choices=tuple(FPMATH_MODES)),

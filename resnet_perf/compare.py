@@ -198,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "excludes no change (default %(default)s: 95%% intervals)")
     parser.add_argument("--baseline", type=parse_baseline_arg, default=REFERENCE, metavar="FIELD=VALUE,...",
                         help="the reference switches for speed-ups in one file (default precision=fp32,xla=off,"
-                             "layout=nhwc,batch_norm=keras,threads=auto,onednn=on,fpmath=default; give any of them)")
+                             "layout=nhwc,batch_norm=keras,filter_grad=conv,threads=auto,onednn=on,fpmath=default; "
+                             "give any of them)")
     parser.add_argument("--configs", metavar="REGEX",
                         help="only the configurations whose run_id matches, e.g. '^resnet50-' or 'b32-224$'")
     parser.add_argument("--plot", metavar="FILE.png", help="also write a bar chart of images/s and MFU per config")

@@ -33,6 +33,17 @@ LAYOUTS: dict[str, str] = {"nhwc": "channels_last", "nchw": "channels_first"}
 BATCH_NORMS = ("keras", "fused")
 """keras: ``keras.layers.BatchNormalization``; fused: the same function as one TensorFlow op each
 way (``resnet_perf.models.fused_bn.FusedBatchNorm``), faster on a CPU."""
+FILTER_GRADS = ("conv", "gemm")
+"""How the convolutions' filter gradients are computed: conv, TensorFlow's own (oneDNN's backward-weights
+convolution); gemm, as one GEMM over the input's patches in the layers with few pixels and many channels,
+where oneDNN's non-AMX backward-weights kernels lose (``resnet_perf.models.gemm_filter_grad``)."""
+GEMM_MAX_OUTPUT_PIXELS = 7 * 7
+"""Output height x width up to which a layer's patches are small enough to pay: ResNet-50's last stage at 224x224."""
+GEMM_MIN_FILTERS = 256
+"""Output channels from which the GEMM's work outgrows the patches' copy (each patch value is used this often)."""
+GEMM_FILTER_GRADIENT_SCOPE = "filter_gradient_gemm"
+"""The name scope of the GEMM filter gradients' ops, by which a trace's breakdown counts them as filter gradients."""
+GEMM_NEEDS_NHWC = "filter gradient gemm takes the NHWC layout (TensorFlow's extract_patches is NHWC only)"
 FPMATH_MODES: dict[str, str | None] = {"default": None, "bf16": "BF16"}
 """oneDNN's math mode for float32 primitives (``ONEDNN_DEFAULT_FPMATH_MODE``): ``bf16`` lets oneDNN
 compute float32 convolutions and matmuls with bfloat16 multiplies (float32 in and out)."""
@@ -61,7 +72,8 @@ class RunConfig:
 
     ``model`` is ``resnet_perf`` (this package's ResNet v1.5) or ``keras`` (the
     ``keras.applications`` peer, for side-by-side rows); ``batch_norm`` picks our model's batch
-    norm layer (``BATCH_NORMS``).
+    norm layer (``BATCH_NORMS``), ``filter_grad`` how its convolutions' filter gradients are computed
+    (``FILTER_GRADS``).
 
     The CPU switches ``threads`` (``INTRA:INTER`` thread pool sizes, or ``auto``), ``onednn``
     (TensorFlow's oneDNN kernels) and ``fpmath`` (``FPMATH_MODES``) are settings of a whole process,
@@ -81,6 +93,7 @@ class RunConfig:
     rounds: int = 1
     model: str = "resnet_perf"
     batch_norm: str = "keras"
+    filter_grad: str = "conv"
     threads: str = AUTO_THREADS
     onednn: bool = True
     fpmath: str = "default"
@@ -102,6 +115,14 @@ class RunConfig:
         require_choice("batch norm", self.batch_norm, BATCH_NORMS)
         if self.batch_norm != "keras" and self.model != "resnet_perf":
             raise UserError(f"batch norm {self.batch_norm!r} is a variant of this package's model, not of {self.model!r}")
+        require_choice("filter gradient", self.filter_grad, FILTER_GRADS)
+        if self.filter_grad != "conv" and self.model != "resnet_perf":
+            raise UserError(f"filter gradient {self.filter_grad!r} is a variant of this package's model, "
+                            f"not of {self.model!r}")
+        if self.filter_grad == "gemm" and self.layout != "nhwc":
+            raise UserError(GEMM_NEEDS_NHWC)
+        if self.filter_grad == "gemm" and not gemm_layers(self.depth, self.image_size):
+            raise UserError(gemm_changes_nothing(self.depth, self.image_size, self.image_size))
         parse_threads(self.threads)
         if not isinstance(self.onednn, bool):
             raise UserError(f"onednn must be True or False, got {self.onednn!r}")
@@ -118,7 +139,8 @@ class RunConfig:
     def run_id(self) -> str:
         """``resnet{depth}-{precision}-{xla|noxla}-{layout}-b{batch}-{size}``, then ``-c{channels}``
         and ``-k{classes}`` where they differ from the ImageNet defaults (3 and 1000), then the
-        switches that differ from their defaults: ``-fbn`` (fused batch norm), ``-t{INTRA}x{INTER}``
+        switches that differ from their defaults: ``-fbn`` (fused batch norm), ``-fgemm`` (filter
+        gradients as GEMMs), ``-t{INTRA}x{INTER}``
         (threads), ``-noonednn``, ``-fpmath_bf16``; reference models are prefixed with their name
         (``keras-resnet50-...``)."""
         prefix = "" if self.model == "resnet_perf" else f"{self.model}-"
@@ -130,6 +152,8 @@ class RunConfig:
             parts.append(f"k{self.num_classes}")
         if self.batch_norm != "keras":
             parts.append("fbn")
+        if self.filter_grad != "conv":
+            parts.append(f"f{self.filter_grad}")
         if self.threads != AUTO_THREADS:
             parts.append("t" + "x".join(map(str, parse_threads(self.threads))))
         if not self.onednn:
@@ -164,6 +188,24 @@ class RunConfig:
         return {"run_id": self.run_id, **dataclasses.asdict(self)}
 
 
+def gemm_changes_nothing(depth: int, height: int, width: int) -> str:
+    """The error of a GEMM filter-gradient model none of whose layers would take the GEMM."""
+    return (f"filter gradient gemm changes no layer of ResNet-{depth} at {height}x{width}: none has at most "
+            f"{GEMM_MAX_OUTPUT_PIXELS} output pixels and {GEMM_MIN_FILTERS} or more channels (use conv)")
+
+
+def gemm_pays(kernel_size: int, output_pixels: int, filters: int) -> bool:
+    """Whether a layer's filter gradient is computed as a GEMM under ``filter_grad="gemm"``: a spatial kernel
+    (a 1x1 convolution's gradient is a GEMM already), few output pixels, many output channels (measured on
+    ResNet-18 and -50: docs/models.md)."""
+    return kernel_size > 1 and output_pixels <= GEMM_MAX_OUTPUT_PIXELS and filters >= GEMM_MIN_FILTERS
+
+
+def gemm_layers(depth: int, image_size: int) -> int:
+    """How many layers of our ResNet-``depth`` at ``image_size`` take the GEMM filter gradient."""
+    return sum(gemm_pays(3, pixels, filters) for pixels, filters in get_spec(depth).spatial_convolutions(image_size))
+
+
 def parse_threads(text: str) -> tuple[int, int] | None:
     """``"2:1"`` -> ``(2, 1)`` (intra-op, inter-op threads); ``"auto"`` -> ``None``."""
     if text == AUTO_THREADS:
@@ -191,12 +233,14 @@ def expand_matrix(
     rounds: int = 1,
     reference: str | None = None,
     batch_norms: Sequence[str] = ("keras",),
+    filter_grads: Sequence[str] = ("conv",),
     threads: Sequence[str] = (AUTO_THREADS,),
     onednn: Sequence[bool] = (True,),
     fpmath: Sequence[str] = ("default",),
 ) -> list[RunConfig]:
     """Every combination of the lists, as validated configs (the first bad value raises ``UserError``);
-    fpmath modes other than the default and amp_bf16 are combined with oneDNN on only (they are its settings).
+    fpmath modes other than the default and amp_bf16 are combined with oneDNN on only (they are its settings),
+    the GEMM filter gradients with the NHWC layout and the depths and sizes where some layer takes them only.
 
     With ``reference="keras"`` each of our configs whose depth the peer has is followed by the
     same config on the peer model, so the two sit side by side.
@@ -204,15 +248,18 @@ def expand_matrix(
     if reference is not None:
         require_choice("reference model", reference, MODELS)
     configs = []
-    for (depth, precision, use_xla, layout, batch_size, image_size, batch_norm, pools, use_onednn,
+    for (depth, precision, use_xla, layout, batch_size, image_size, batch_norm, filter_grad, pools, use_onednn,
          math_mode) in itertools.product(depths, precisions, xla, layouts, batch_sizes, image_sizes, batch_norms,
-                                         threads, onednn, fpmath):
+                                         filter_grads, threads, onednn, fpmath):
         if not use_onednn and (math_mode != "default" or is_graph_rewrite(precision)):
             continue  # oneDNN's own settings
+        if filter_grad == "gemm" and (layout != "nhwc" or not gemm_layers(depth, image_size)):
+            continue  # GEMM_NEEDS_NHWC, gemm_changes_nothing
         config = RunConfig(depth=depth, batch_size=batch_size, image_size=image_size, precision=precision,
                            xla=use_xla, layout=layout, warmup=warmup, steps=steps, rounds=rounds,
-                           batch_norm=batch_norm, threads=pools, onednn=use_onednn, fpmath=math_mode)
+                           batch_norm=batch_norm, filter_grad=filter_grad, threads=pools, onednn=use_onednn,
+                           fpmath=math_mode)
         configs.append(config)
-        if reference is not None and depth in MODELS[reference] and batch_norm == "keras":
+        if reference is not None and depth in MODELS[reference] and batch_norm == "keras" and filter_grad == "conv":
             configs.append(config.replace(model=reference))
     return configs

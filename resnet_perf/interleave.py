@@ -24,7 +24,7 @@ from typing import Any
 
 from resnet_perf import cli
 from resnet_perf.bench.rounds import round_major
-from resnet_perf.config import BATCH_NORMS, MODES, RunConfig
+from resnet_perf.config import BATCH_NORMS, FILTER_GRADS, MODES, RunConfig
 from resnet_perf.errors import UserError, require_choice
 from resnet_perf.precision import PRECISIONS
 from resnet_perf.processes.isolated import IsolatedCases, needs_workers
@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--xla", default="off", help="comma-separated, of off, on (default %(default)s)")
     parser.add_argument("--batch-norms", default="keras",
                         help=f"comma-separated, of {', '.join(BATCH_NORMS)} (default %(default)s)")
+    parser.add_argument("--filter-grads", default="conv",
+                        help=f"comma-separated, of {', '.join(FILTER_GRADS)}: the convolutions' filter gradients, "
+                             f"TensorFlow's or as GEMMs where those pay (default %(default)s)")
     parser.add_argument("--modes", default="train", help=f"comma-separated, of {', '.join(MODES)} (default %(default)s)")
     parser.add_argument("--rounds", type=int, default=10, help="timed steps of each (default %(default)s)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps of each first (default %(default)s)")
@@ -114,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         precisions = [part.strip() for part in args.precisions.split(",")]
         batch_norms = [part.strip() for part in args.batch_norms.split(",")]
+        filter_grads = [part.strip() for part in args.filter_grads.split(",")]
         modes = [part.strip() for part in args.modes.split(",")]
         for mode in modes:
             require_choice("mode", mode, MODES)
@@ -124,8 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"--xla takes off, on or off,on, got {args.xla!r}")
         common = cli.config_kwargs(args, ("depth", "batch_size", "image_size", "layout"))
         configs = [RunConfig(**common, precision=precision, xla=cli.ON_OFF[value], batch_norm=batch_norm,
-                             warmup=args.warmup, steps=1)
-                   for value in xla for precision in precisions for batch_norm in batch_norms]
+                             filter_grad=filter_grad, warmup=args.warmup, steps=1)
+                   for value in xla for precision in precisions for batch_norm in batch_norms
+                   for filter_grad in filter_grads]
         if needs_workers(configs):
             interleave_in_workers([(config, mode) for config in configs for mode in modes], args.rounds, times)
         else:

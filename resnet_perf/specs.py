@@ -40,6 +40,17 @@ class ResNetSpec(NamedTuple):
         """Channels each stage hands to the next (and the last one to the head)."""
         return tuple(width * self.expansion for width in self.widths)
 
+    def spatial_convolutions(self, image_size: int) -> list[tuple[int, int]]:
+        """(output pixels, output channels) of every 3x3 convolution of the stages, for square images of
+        ``image_size``: the stem and its max-pool halve the side twice, each later stage once more
+        (``same`` padding: rounded up), and every 3x3 convolution of a stage has its inner width."""
+        side = -(-(-(-image_size // 2)) // 2)
+        convolutions = []
+        for stage, (blocks, width) in enumerate(zip(self.blocks_per_stage, self.widths)):
+            side = -(-side // 2) if stage else side
+            convolutions += [(side * side, width)] * (blocks * (2 if self.block == "basic" else 1))
+        return convolutions
+
 
 RESNET_SPECS: dict[int, ResNetSpec] = {
     18: ResNetSpec(18, "basic", (2, 2, 2, 2)),

@@ -21,12 +21,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from resnet_perf import cli
-from resnet_perf.config import BATCH_NORMS
+from resnet_perf.config import BATCH_NORMS, FILTER_GRADS
 from resnet_perf.errors import UserError
 from resnet_perf.precision import AUTO_PRECISION, NATIVE_BF16_FLAGS, PRECISIONS
 from resnet_perf.training.cluster import STARTUP_TIMEOUT_S, current_task
 from resnet_perf.training.fashion_mnist import AUGMENTATIONS, IMAGE_SIDE, TRANSLATE_PIXELS
-from resnet_perf.training.recipes import DEFAULT_RECIPE, RECIPES, SCHEDULES, STRATEGIES, TrainConfig
+from resnet_perf.training.recipes import AUTO_FILTER_GRAD, DEFAULT_RECIPE, RECIPES, SCHEDULES, STRATEGIES, TrainConfig
 
 
 def _recipe_name(argv: Sequence[str]) -> str:
@@ -54,6 +54,12 @@ def build_parser(recipe_name: str = DEFAULT_RECIPE) -> argparse.ArgumentParser:
                                           f"{AUTO_PRECISION}: mixed_bf16 on a "
                                           f"CPU with bfloat16 instructions ({', '.join(NATIVE_BF16_FLAGS)}), else "
                                           f"fp32; the recipe: {RECIPES[recipe.recipe].precision}, on this CPU")
+    parser.add_argument("--filter-grad", choices=(*FILTER_GRADS, AUTO_FILTER_GRAD),
+                        default=RECIPES[recipe.recipe].filter_grad,
+                        help="the convolutions' filter gradients: conv, TensorFlow's; gemm, one GEMM over the input's "
+                             "patches in the layers with few pixels and many channels (NHWC); auto: gemm on a CPU "
+                             "with AVX-512 and without AMX, where that was measured to pay, and some layer takes it, "
+                             "else conv (default %(default)s)")
     parser.add_argument("--batch-norm", choices=BATCH_NORMS, default=recipe.batch_norm,
                         help="keras: Keras's BatchNormalization; fused: the same function as TensorFlow's fused "
                              "kernel, one op each way (default %(default)s)")
@@ -127,7 +133,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             raise UserError(f"--replicas must be 'auto' or an integer, got {args.replicas!r}") from None
     run = cli.config_kwargs(args)
     return TrainConfig.from_recipe(
-        args.recipe, xla=run.pop("xla"), layout=run.pop("layout"), **run, batch_norm=args.batch_norm,
+        args.recipe, xla=run.pop("xla"), layout=run.pop("layout"), **run, filter_grad=args.filter_grad,
+        batch_norm=args.batch_norm,
         zero_init_residual=cli.ON_OFF[args.zero_init_residual], epochs=args.epochs, lr=args.lr,
         schedule=args.schedule, momentum=args.momentum, nesterov=cli.ON_OFF[args.nesterov],
         weight_decay=args.weight_decay, clip_norm=args.clip_norm, label_smoothing=args.label_smoothing,

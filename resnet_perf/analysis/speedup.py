@@ -22,21 +22,23 @@ from resnet_perf.config import RunConfig
 from resnet_perf.errors import UserError
 from resnet_perf.trace.breakdown import explain
 
-SWITCHES = ("precision", "xla", "layout", "batch_norm", "threads", "onednn", "fpmath")
+SWITCHES = ("precision", "xla", "layout", "batch_norm", "filter_grad", "threads", "onednn", "fpmath")
 REFERENCE = {field: getattr(RunConfig(), field) for field in SWITCHES}
 """The reference value of every switch, its ``RunConfig`` default (fp32, XLA off, NHWC, Keras batch
-norm, threads auto, oneDNN on, fpmath default): a result file written before a switch existed ran
+norm, TensorFlow's filter gradients, threads auto, oneDNN on, fpmath default): a result file written before a switch existed ran
 with it."""
 SAME = ("model", "depth", "batch_size", "image_size", "channels", "num_classes", "mode")
 
 
 def switch_text(field: str, value: Any) -> str:
     """How a switch's value reads in a label: ``mixed_bf16``, ``xla``/``noxla``, ``nchw``,
-    ``fused_bn``, ``threads 2:1``, ``onednn``/``noonednn``, ``fpmath bf16``."""
+    ``fused_bn``, ``gemm_filter_grad``, ``threads 2:1``, ``onednn``/``noonednn``, ``fpmath bf16``."""
     if field in ON_OFF_FIELDS:
         return field if value else f"no{field}"
     if field == "batch_norm":
         return f"{value}_bn"
+    if field == "filter_grad":
+        return f"{value}_filter_grad"
     if field in ("threads", "fpmath"):
         return f"{field} {value}"
     return str(value)

@@ -10,6 +10,12 @@ there, each compared with the fp32 default, rather than every combination of eve
 - A GPU (TensorFlow's documented mixed-precision guidance): mixed_float16 from compute capability
   7.0 (Tensor Cores), mixed_bfloat16 from 8.0, Keras's batch norm (cuDNN fuses it already).
 
+The filter gradients as GEMMs (``filter_grad="gemm"``) are measured on a CPU as a twin of each
+configuration with the fused batch norm (the fastest of each precision), in its training steps only (its
+forward pass is its twin's): oneDNN's backward-weights convolutions without AMX lose most on the small
+deep layers the GEMM takes over (ResNet-18 at 32x32: its training step 1.58x faster in mixed_bf16 with
+the fused batch norm on the Zen 4 VM).
+
 XLA is measured as one comparison (fp32 with XLA against fp32 without), not crossed with every
 precision: on every CPU measured so far it lost (0.57-0.80x), so crossing it doubled the run to
 learn that twice.  ``--precisions``, ``--batch-norms`` and ``--xla`` given explicitly replace the
@@ -30,12 +36,14 @@ GPU_BF16 = (8, 0)
 
 @dataclass(frozen=True)
 class SwitchChoice:
-    """The switches of a default matrix and why: ``xla_comparison`` adds fp32 + XLA beside fp32."""
+    """The switches of a default matrix and why: ``xla_comparison`` adds fp32 + XLA beside fp32,
+    ``gemm_comparison`` the GEMM filter gradients beside each configuration with the fused batch norm."""
 
     precisions: tuple[str, ...]
     batch_norms: tuple[str, ...]
     xla_comparison: bool
     why: str
+    gemm_comparison: bool = False
 
 
 def choose_switches(cpu_flags: Collection[str], gpu_capabilities: Sequence[tuple[int, int]] = ()) -> SwitchChoice:
@@ -48,8 +56,8 @@ def choose_switches(cpu_flags: Collection[str], gpu_capabilities: Sequence[tuple
         return SwitchChoice(precisions, ("keras",), True, f"GPU of compute capability {lowest[0]}.{lowest[1]}")
     if has_native_bf16(cpu_flags):
         return SwitchChoice(("fp32", "mixed_bf16", "amp_bf16"), ("keras", "fused"), True,
-                            "CPU with bfloat16 instructions")
-    return SwitchChoice(("fp32",), ("keras", "fused"), True, "CPU without bfloat16 instructions")
+                            "CPU with bfloat16 instructions", gemm_comparison=True)
+    return SwitchChoice(("fp32",), ("keras", "fused"), True, "CPU without bfloat16 instructions", gemm_comparison=True)
 
 
 def gpu_capabilities() -> list[tuple[int, int]]:

@@ -16,7 +16,7 @@ def build_model(config: RunConfig) -> keras.Model:
     if config.model == "resnet_perf":
         return build_resnet(config.depth, num_classes=config.num_classes, input_shape=config.input_shape,
                             data_format=config.data_format, precision=config.precision,
-                            batch_norm=config.batch_norm)
+                            batch_norm=config.batch_norm, filter_grad=config.filter_grad)
     with keras_defaults(config):  # keras.applications read the global policy and data format
         return getattr(keras.applications, KERAS_APPLICATIONS[config.depth])(
             weights=None, input_shape=config.batch_shape[1:], classes=config.num_classes,

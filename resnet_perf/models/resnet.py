@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import keras
 
-from resnet_perf.config import BATCH_NORMS
+from resnet_perf.config import BATCH_NORMS, FILTER_GRADS, GEMM_NEEDS_NHWC, gemm_changes_nothing
 from resnet_perf.errors import UserError, require_choice
 from resnet_perf.precision import dtype_policy
 from resnet_perf.specs import BOTTLENECK_EXPANSION, TOTAL_STRIDE, ResNetSpec, get_spec
@@ -31,15 +31,19 @@ class _Layers:
     """Makes the layers of one model with the same data format, dtype policy and batch norm."""
 
     def __init__(self, data_format: str, policy: keras.DTypePolicy, batch_norm: str = "keras",
-                 zero_init_residual: bool = False) -> None:
+                 zero_init_residual: bool = False, filter_grad: str = "conv") -> None:
         self.data_format = data_format
         self.policy = policy
         self.channel_axis = 1 if data_format == "channels_first" else -1
         self.batch_norm = batch_norm
         self.zero_init_residual = zero_init_residual
+        self.filter_grad = filter_grad
 
     def conv(self, filters: int, kernel: int, stride: int, name: str) -> keras.layers.Layer:
-        return keras.layers.Conv2D(
+        layer = keras.layers.Conv2D
+        if self.filter_grad == "gemm":
+            from resnet_perf.models.gemm_filter_grad import GemmFilterGradConv2D as layer
+        return layer(
             filters, kernel, strides=stride, padding="same", use_bias=False,
             data_format=self.data_format, kernel_initializer="he_normal",
             dtype=self.policy, name=name)
@@ -128,6 +132,7 @@ def build_resnet(
     precision: str = "fp32",
     batch_norm: str = "keras",
     zero_init_residual: bool = False,
+    filter_grad: str = "conv",
 ) -> keras.Model:
     """Build ResNet-``depth`` (v1.5) as an uncompiled ``keras.Model`` returning float32 logits.
 
@@ -136,6 +141,9 @@ def build_resnet(
     dtype policy handed to every layer of this model only.  ``batch_norm`` (``BATCH_NORMS``) picks
     Keras's batch normalization or the fused equivalent: same weights, same function.
     ``zero_init_residual`` starts the scale of each block's last BN at 0 instead of 1.
+    ``filter_grad`` (``FILTER_GRADS``): ``gemm`` computes the filter gradient of the layers with few
+    pixels and many channels as one GEMM over the input's patches (NHWC only,
+    ``resnet_perf.models.gemm_filter_grad``); same weights, same function.
     """
     spec: ResNetSpec = get_spec(depth)
     height, width, channels = _check_input_shape(input_shape)
@@ -143,7 +151,10 @@ def build_resnet(
         raise UserError(f"num_classes must be a positive integer, got {num_classes!r}")
     require_choice("data_format", data_format, DATA_FORMATS)
     require_choice("batch norm", batch_norm, BATCH_NORMS)
-    layers = _Layers(data_format, dtype_policy(precision), batch_norm, zero_init_residual)
+    require_choice("filter gradient", filter_grad, FILTER_GRADS)
+    if filter_grad == "gemm" and data_format != "channels_last":
+        raise UserError(GEMM_NEEDS_NHWC)
+    layers = _Layers(data_format, dtype_policy(precision), batch_norm, zero_init_residual, filter_grad)
 
     shape = (channels, height, width) if data_format == "channels_first" else (height, width, channels)
     inputs = keras.Input(shape=shape, name="images")
@@ -159,7 +170,10 @@ def build_resnet(
     x = keras.layers.Dense(num_classes, dtype=layers.policy, name="fc")(x)
     # Losses and softmax need float32 logits whatever the compute dtype (Keras mixed-precision guide).
     logits = keras.layers.Activation("linear", dtype="float32", name="logits")(x)
-    return keras.Model(inputs, logits, name=f"resnet{depth}")
+    model = keras.Model(inputs, logits, name=f"resnet{depth}")
+    if filter_grad == "gemm" and not any(getattr(layer, "uses_gemm", False) for layer in model.layers):
+        raise UserError(gemm_changes_nothing(depth, height, width))  # a switch that would change nothing
+    return model
 
 
 _STAGE_OUTPUT = re.compile(r"stage(\d+)_block\d+_out$")

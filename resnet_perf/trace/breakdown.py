@@ -5,7 +5,8 @@ type and, where the type alone cannot tell (a ``Mul`` of batch norm or of a resi
 the layer in its name:
 
 - convolution forward / backward (data) / backward (filter): ``Conv2D``, ``Conv2DBackpropInput``,
-  ``Conv2DBackpropFilter`` and their oneDNN forms (``_MklNativeConv2D...``, ``_FusedConv2D``);
+  ``Conv2DBackpropFilter`` and their oneDNN forms (``_MklNativeConv2D...``, ``_FusedConv2D``); the
+  filter gradients computed as GEMMs (patches, matmul: every op in ``GEMM_FILTER_GRADIENT_SCOPE``);
 - batch norm: ``FusedBatchNorm*`` kernels, and every op inside a batch norm layer (``*_bn``,
   ``*_bnN``: Keras's batch norm is a dozen loose ops per layer, moments, scaling and their gradients,
   moving-average updates);
@@ -40,6 +41,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from resnet_perf.config import GEMM_FILTER_GRADIENT_SCOPE
+
 CATEGORIES: dict[str, str] = {
     "conv_forward": "convolution forward",
     "conv_backward_data": "convolution backward (data)",
@@ -55,6 +58,7 @@ CATEGORIES: dict[str, str] = {
 }
 CONVOLUTIONS = ("conv_forward", "conv_backward_data", "conv_backward_filter", "conv_xla")
 
+_GEMM_FILTER_GRADIENT = re.compile(rf"(^|/){GEMM_FILTER_GRADIENT_SCOPE}(_\d+)?/")
 _BATCH_NORM_LAYER = re.compile(r"(^|/)[^/]*(_bn\d*|batch_normalization)(_\d+)?(/|$)")
 _POOL_DENSE_LAYER = re.compile(r"(^|/)(avg_pool|fc|predictions)(_\d+)?(/|$)")
 _OPTIMIZER = re.compile(r"^(sgd|SGD|loss_scale_optimizer|adam|adamw)(_\d+)?/")
@@ -81,7 +85,7 @@ def category(kind: str, op_type: str, name: str) -> str:
     """The category (a key of ``CATEGORIES``) of one op event: ``kind`` ``tf`` or ``xla``."""
     if kind == "xla":
         return _xla_category(op_type)
-    if "Conv2DBackpropFilter" in op_type:
+    if "Conv2DBackpropFilter" in op_type or _GEMM_FILTER_GRADIENT.search(name):
         return "conv_backward_filter"
     if "Conv2DBackpropInput" in op_type:
         return "conv_backward_data"

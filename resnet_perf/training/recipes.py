@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
-from resnet_perf.config import BATCH_NORMS, RunConfig
+from resnet_perf.config import BATCH_NORMS, RunConfig, gemm_layers
 from resnet_perf.errors import UserError, require_choice
 from resnet_perf.machine.cpu import cpu_flags
 from resnet_perf.precision import (AUTO_PRECISION, NATIVE_BF16_FLAGS, PRECISIONS, has_native_bf16, is_graph_rewrite,
                                    training_precision)
 from resnet_perf.training.fashion_mnist import AUGMENTATIONS, NUM_CLASSES
 
+AUTO_FILTER_GRAD = "auto"
+"""A recipe's filter gradients chosen by the CPU: ``training_filter_grad``."""
 SCHEDULES = ("cosine", "linear", "constant")
 """cosine / linear: linear warm-up over the first ``WARMUP_FRACTION`` of the steps, then down to 0."""
 WARMUP_FRACTION = 0.1
@@ -35,6 +37,7 @@ class Recipe:
     depth: int
     precision: str
     batch_norm: str
+    filter_grad: str
     zero_init_residual: bool
     image_size: int
     batch_size: int
@@ -54,16 +57,28 @@ class Recipe:
     target_accuracy: float
 
 
+def training_filter_grad(name: str, flags: Collection[str], depth: int, image_size: int) -> str:
+    """``name``, or for ``AUTO_FILTER_GRAD``: ``gemm`` on a CPU with AVX-512 and without AMX, where oneDNN computes
+    filter gradients with its older JIT kernels and the GEMM was measured to pay (Zen 4: the fast recipe's step
+    1.58x faster in bf16, 1.06x in fp32; docs/models.md), if some layer of the model takes it; ``conv``
+    elsewhere (AMX has oneDNN's brgemm backward-weights kernels; an AVX2-only CPU was not measured)."""
+    if name != AUTO_FILTER_GRAD:
+        return name
+    pays = "avx512f" in flags and "amx_bf16" not in flags and gemm_layers(depth, image_size)
+    return "gemm" if pays else "conv"
+
+
 RECIPES = {recipe.name: recipe for recipe in (
     Recipe("fast", "this suite's recipe for time to accuracy on a CPU (docs/train.md, 'Time to accuracy'); precision "
                    "auto: mixed_bf16 on a CPU with bfloat16 instructions (avx512_bf16, amx_bf16), else fp32",
-           depth=18, precision=AUTO_PRECISION, batch_norm="keras", zero_init_residual=False, image_size=32,
+           depth=18, precision=AUTO_PRECISION, batch_norm="keras", filter_grad=AUTO_FILTER_GRAD,
+           zero_init_residual=False, image_size=32,
            batch_size=256, epochs=6, lr=0.2, schedule="cosine", momentum=0.9, nesterov=True, weight_decay=5e-4,
            clip_norm=5.0, label_smoothing=0.0, augment="none", test_flip=False, test_shift=0, ema=0.99,
            eval_every=1, target_accuracy=0.93),
     Recipe("d2l", "the seed article's settings (Dive into Deep Learning, ResNet chapter): 96x96, plain SGD "
                   "at 0.05, batch 256, 10 epochs, float32",
-           depth=18, precision="fp32", batch_norm="keras", zero_init_residual=False, image_size=96,
+           depth=18, precision="fp32", batch_norm="keras", filter_grad="conv", zero_init_residual=False, image_size=96,
            batch_size=256, epochs=10, lr=0.05, schedule="constant", momentum=0.0, nesterov=False, weight_decay=0.0,
            clip_norm=0.0, label_smoothing=0.0, augment="none", test_flip=False, test_shift=0, ema=0.0,
            eval_every=1, target_accuracy=0.91),
@@ -186,9 +201,12 @@ class TrainConfig:
         settings = {key: value for key, value in asdict(RECIPES[name]).items() if key in RECIPE_SETTINGS}
         settings.update(overrides)
         settings["precision"] = training_precision(settings["precision"], cpu_flags())
+        settings["filter_grad"] = training_filter_grad(settings["filter_grad"], cpu_flags(), settings["depth"],
+                                                       settings["image_size"])
         run = RunConfig(depth=settings.pop("depth"), batch_size=settings.pop("batch_size"),
                         image_size=settings.pop("image_size"), precision=settings.pop("precision"),
-                        channels=1, num_classes=NUM_CLASSES, xla=xla, layout=layout)
+                        filter_grad=settings.pop("filter_grad"), channels=1, num_classes=NUM_CLASSES, xla=xla,
+                        layout=layout)
         return cls(run=run, recipe=name, **settings)
 
     def check_replicas(self, replicas: int) -> None:
@@ -209,6 +227,8 @@ class TrainConfig:
         """The recipe settings this run changed: ``{setting: value}``."""
         recipe, mine = asdict(RECIPES[self.recipe]), self.as_dict()
         recipe["precision"] = training_precision(recipe["precision"], cpu_flags())
+        recipe["filter_grad"] = training_filter_grad(recipe["filter_grad"], cpu_flags(), recipe["depth"],
+                                                     recipe["image_size"])
         return {name: mine[name] for name in RECIPE_SETTINGS if mine[name] != recipe[name]}
 
     def as_dict(self) -> dict[str, Any]:
@@ -223,7 +243,8 @@ class TrainConfig:
                 "--zero-init-residual", "on" if self.zero_init_residual else "off", "--epochs", self.epochs,
                 "--batch-size", run.batch_size,
                 "--replicas", self.replicas, "--precision", run.precision, "--xla", "on" if run.xla else "off",
-                "--layout", run.layout, "--image-size", run.image_size, "--lr", self.lr,
+                "--layout", run.layout, "--filter-grad", run.filter_grad, "--image-size", run.image_size,
+                "--lr", self.lr,
                 "--schedule", self.schedule, "--momentum", self.momentum,
                 "--nesterov", "on" if self.nesterov else "off", "--weight-decay", self.weight_decay,
                 "--clip-norm", self.clip_norm,

@@ -59,7 +59,8 @@ class Trainer:
         with strategy.scope():
             self.model = build_resnet(run.depth, num_classes=run.num_classes, input_shape=run.input_shape,
                                       data_format=run.data_format, precision=run.precision,
-                                      batch_norm=config.batch_norm, zero_init_residual=config.zero_init_residual)
+                                      batch_norm=config.batch_norm, zero_init_residual=config.zero_init_residual,
+                                      filter_grad=run.filter_grad)
             optimizer = make_optimizer(run.precision, learning_rate(config, steps_per_epoch), momentum=config.momentum,
                                        nesterov=config.nesterov, weight_decay=config.weight_decay,
                                        clip_norm=config.clip_norm)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from resnet_perf.machine.cpu import cpu_flags
+from resnet_perf.training.recipes import training_filter_grad
 from tests.fmnist_files import write_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY_MATRIX = ["--depths", "18", "--precisions", "fp32", "--xla", "off", "--batch-norms", "keras",
                "--modes", "forward,train_forward,fwd_bwd,train", "--memory-modes", "forward,train", "--image-size", "32",
                "--batch-size", "2", "--rounds", "2", "--steps", "2", "--warmup", "1"]
+FGEMM = "-fgemm" if training_filter_grad("auto", cpu_flags(), 18, 32) == "gemm" else ""
+"""The fast recipe's filter gradients follow the CPU (``auto``): its run_ids name the GEMM where it takes it."""
 TINY_TRAINING = ["--train-precisions", "fp32", "--train-replicas", "2", "--train-batch-size", "32",
                  "--train-limit", "128"]
 
@@ -29,8 +33,8 @@ def run_suite(*args: str, timeout: float = 900, data_dir: Path | None = None) ->
 
 @pytest.mark.slow
 def test_tiny_matrix_end_to_end(tmp_path):
-    done = run_suite(*TINY_MATRIX, *TINY_TRAINING, "--batch-norms", "keras,fused", "--modes", "forward,train", "--memory-modes", "train",
-                     "--train-to-target", "--train-epochs", "2",
+    done = run_suite(*TINY_MATRIX, *TINY_TRAINING, "--batch-norms", "keras,fused", "--filter-grads", "conv",
+                     "--modes", "forward,train", "--memory-modes", "train", "--train-to-target", "--train-epochs", "2",
                      "--results-dir", str(tmp_path / "results"), "--benchmark-json", str(tmp_path / "benchmark.json"),
                      data_dir=write_dataset(tmp_path / "data", train=128, test=128))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -56,12 +60,12 @@ def test_tiny_matrix_end_to_end(tmp_path):
     assert memory["host_rss_added_bytes"] > 0 and "device_peak_bytes" not in memory
     assert result["environment"]["machine"]["software"]["tensorflow"] and result["environment"]["machine"]["id"]
 
-    training = rows[("train", "resnet18-fp32-noxla-nhwc-b32-32-c1-k10-clip5-ema0.99-r2-e2", 1)]
+    training = rows[("train", f"resnet18-fp32-noxla-nhwc-b32-32-c1-k10{FGEMM}-clip5-ema0.99-r2-e2", 1)]
     assert training["replicas"] == 2 and training["epoch_time_s"] > 0 and training["images_per_sec"] > 0
     assert (training["test_accuracy"] * 128).is_integer()  # a count of the 128 test images
     assert "training run" in done.stdout  # the training table
     # --train-to-target: the recipe's target (128 images do not reach it), the clock for the history
-    second = rows[("train", "resnet18-fp32-noxla-nhwc-b32-32-c1-k10-clip5-ema0.99-r2-e2", 2)]
+    second = rows[("train", f"resnet18-fp32-noxla-nhwc-b32-32-c1-k10{FGEMM}-clip5-ema0.99-r2-e2", 2)]
     assert training["stop_at_target"] and training["recipe"] == "fast" and training["clock_s"] < second["clock_s"]
     from resnet_perf.history.points import load_history
 
@@ -85,6 +89,27 @@ def test_tiny_matrix_end_to_end(tmp_path):
     key = ("resnet18-fp32-noxla-nhwc-b2-32", "forward")
     assert theirs[key]["mfu"] == ours[key]["mfu"] > 0  # the same MFU, derived from the same readings
     assert "Benchmark fixture was not used" not in done.stdout + done.stderr
+
+
+def test_the_gemm_filter_gradients_are_a_twin_of_each_fused_configuration_in_training_steps():
+    """``--filter-grads auto`` (the default): each configuration with the fused batch norm also with the
+    GEMM filter gradients, in the steps with a backward pass only (its forward pass is its twin's)."""
+    done = run_suite("--collect-only", "--depths", "18", "--precisions", "fp32", "--xla", "off", "--batch-norms",
+                     "keras,fused", "--modes", "forward,train", "--memory-modes", "forward,train", "--latency",
+                     timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    collected = {line.strip() for line in done.stdout.splitlines() if "::" in line}
+    base = "resnet18-fp32-noxla-nhwc-b16-112"
+    twin = f"{base}-fbn-fgemm"
+    assert f"benchmarks/test_resnet.py::test_train[{twin}]" in collected
+    assert f"benchmarks/test_resnet.py::test_memory[{twin}-train]" in collected
+    assert not [name for name in collected if twin in name and ("test_forward" in name or "-forward]" in name)]
+    assert all("fbn-fgemm" in name for name in collected if "fgemm" in name)  # twins of the fused configuration only
+    assert not [name for name in collected if "test_latency" in name and "fgemm" in name]
+    # given explicitly, the list is crossed with the others like any switch
+    done = run_suite("--collect-only", "--depths", "18", "--precisions", "fp32", "--xla", "off", "--batch-norms",
+                     "keras", "--filter-grads", "conv", "--modes", "train", timeout=300)
+    assert done.returncode == 0 and "fgemm" not in done.stdout
 
 
 @pytest.mark.slow
@@ -119,7 +144,7 @@ def test_training_case_with_multiworker_strategy(tmp_path):
     (saved,) = tmp_path.glob("bench-*.json")
     (row,) = json.loads(saved.read_text())["rows"]
     # the fast recipe clips its gradients and evaluates an EMA
-    assert row["run_id"] == "resnet18-fp32-noxla-nhwc-b16-32-c1-k10-clip5-ema0.99-mw-e1"
+    assert row["run_id"] == f"resnet18-fp32-noxla-nhwc-b16-32-c1-k10{FGEMM}-clip5-ema0.99-mw-e1"
     assert row["workers"] == ["worker:0", "worker:1"] and len(row["worker_images_per_sec"]) == 2
 
 
@@ -136,6 +161,8 @@ def test_training_case_with_multiworker_strategy(tmp_path):
     (["--onednn", "maybe"], "--onednn: cannot read 'maybe'"),
     (["--fpmath", "tf32"], "unknown fpmath mode 'tf32'"),
     (["--batch-norms", "group"], "unknown batch norm 'group'"),
+    (["--filter-grads", "im2col"], "unknown filter gradient 'im2col'"),
+    (["--filter-grads", "gemm", "--layouts", "nchw"], "no configuration to measure"),
     (["--latency-steps", "0"], "--latency-steps must be at least 1"),
     (["--max-batch-memory", "0"], "--max-batch-memory must be a positive number of GiB"),
     (["--budget", "0"], "--budget must be a positive number of seconds"),

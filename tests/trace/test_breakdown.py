@@ -12,6 +12,11 @@ from resnet_perf.trace.breakdown import CATEGORIES, category, explain, op_second
     ("tf", "_FusedConv2D", "model/conv", "conv_forward"),
     ("tf", "_MklNativeConv2DBackpropInput", "gradient_tape/x/Conv2DBackpropInput", "conv_backward_data"),
     ("tf", "Conv2DBackpropFilter", "gradient_tape/x/Conv2DBackpropFilter", "conv_backward_filter"),
+    # the filter gradients as GEMMs (resnet_perf.models.gemm_filter_grad): the patches and the matmul
+    ("tf", "ExtractImagePatches", "stage4_block1_conv1/filter_gradient_gemm/ExtractImagePatches",
+     "conv_backward_filter"),
+    ("tf", "_MklMatMul", "stage4_block2_conv2_1/filter_gradient_gemm_3/MatMul", "conv_backward_filter"),
+    ("tf", "_MklMatMul", "filter_gradient_gemms/MatMul", "pool_dense"),
     ("tf", "Mul", "gradient_tape/resnet18_1/stage1_block1_bn1_1/batchnorm/mul/Mul", "batch_norm"),
     ("tf", "AssignVariableOp", "resnet50_1/stem_bn_1/AssignVariableOp", "batch_norm"),
     ("tf", "Mean", "resnet50/conv2_block1_1_bn/moments/mean", "batch_norm"),  # keras.applications' names

@@ -74,6 +74,24 @@ def test_the_fast_recipe_trains_in_bfloat16_only_where_the_cpu_has_it(monkeypatc
     assert TrainConfig.from_recipe(precision=other).changed_settings() == {"precision": other}
 
 
+@pytest.mark.parametrize("flags, filter_grad", [(["avx2", "avx512f", "avx512_bf16"], "gemm"), (["avx2", "avx512f"], "gemm"),
+                                                 (["avx2", "avx512f", "amx_bf16"], "conv"), (["avx2", "fma"], "conv")])
+def test_the_fast_recipe_takes_the_gemm_filter_gradients_where_they_were_measured_to_pay(monkeypatch, flags,
+                                                                                          filter_grad):
+    from resnet_perf.training import recipes
+
+    monkeypatch.setattr(recipes, "cpu_flags", lambda: flags)
+    config = TrainConfig.from_recipe()
+    assert RECIPES["fast"].filter_grad == "auto" and config.run.filter_grad == filter_grad
+    assert config.changed_settings() == {} and ("-fgemm" in config.run_id) == (filter_grad == "gemm")
+    other = "conv" if filter_grad == "gemm" else "gemm"
+    assert TrainConfig.from_recipe(filter_grad=other).changed_settings() == {"filter_grad": other}
+    # where no layer would take it (the last stage larger than 7x7 pixels), auto keeps TensorFlow's
+    assert TrainConfig.from_recipe(image_size=256).run.filter_grad == "conv"
+    with pytest.raises(UserError, match="changes no layer of ResNet-18 at 256x256"):
+        TrainConfig.from_recipe(image_size=256, filter_grad="gemm")
+
+
 def test_seeds_are_parsed_and_their_spread_is_over_the_seeds_that_reached():
     assert seeds.parse_seeds("0,1,2") == [0, 1, 2]
     for text in ("0,,1", "a", "1,1"):
@@ -115,10 +133,12 @@ def test_a_training_run_id_names_the_settings_that_set_the_run_apart(tmp_path):
     from resnet_perf.analysis.results import result_payload, write_results
     from resnet_perf.history.points import load_history
 
-    plain = TrainConfig.from_recipe(epochs=6, ema=0.0, clip_norm=0.0, precision="mixed_bf16")
+    plain = TrainConfig.from_recipe(epochs=6, ema=0.0, clip_norm=0.0, precision="mixed_bf16", filter_grad="conv")
     assert plain.run_id == "resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-rauto-e6"  # as before recipes existed
-    assert (TrainConfig.from_recipe(precision="mixed_bf16").run_id
+    assert (TrainConfig.from_recipe(precision="mixed_bf16", filter_grad="conv").run_id
             == "resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-clip5-ema0.99-rauto-e6")
+    assert (TrainConfig.from_recipe(precision="mixed_bf16", filter_grad="gemm").run_id
+            == "resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-fgemm-clip5-ema0.99-rauto-e6")
     varied = dataclasses.replace(plain, augment="flip-translate", label_smoothing=0.1, batch_norm="fused",
                                  test_flip=True, replicas=2, zero_init_residual=True, ema=0.99, eval_every=2,
                                  test_shift=1, clip_norm=2.0)
