@@ -3,13 +3,13 @@
 Without AMX, oneDNN (v3.7, TensorFlow 2.21) computes a convolution's filter gradient with its
 older JIT kernels (``jit:avx512_core``, ``jit_bf16:avx512_core_bf16``: its brgemm backward-weights
 convolution is registered for AMX only), and those lose most where a layer has few pixels and many
-channels: a 3x3, 512-channel layer on 1x1 pixels (ResNet-18 at 32x32, batch 256) takes 56 ms in
-bfloat16 and 18 ms in float32, and the same gradient as an im2col GEMM (``extract_patches`` then
-one matrix product, which oneDNN runs with its brgemm matmul) 6 and 8 ms (Zen 4,
+channels: a 3x3, 512-channel layer on 1x1 pixels (ResNet-18 at 32x32, batch 256) takes 37.6 ms in
+bfloat16 and 16.6 ms in float32, and the same gradient as an im2col GEMM (``extract_patches`` then
+one matrix product, which oneDNN runs with its brgemm matmul) 6.3 and 9.1 ms (Zen 4,
 ``docs/measurements/2026-12-07-zen4-gemm-filter-gradient.md``).  Where a layer has many pixels and
-few channels the patches cost more than they save (a 3x3, 64-channel layer on 56x56 pixels: 3.5x
-slower), so the GEMM is used only where ``resnet_perf.config.gemm_pays`` says so; every other layer keeps TensorFlow's
-own gradient.
+few channels the patches cost more than they save (a 3x3, 64-channel layer on 56x56 pixels: 2.1-2.5x
+slower), so the GEMM is used only where ``resnet_perf.config.gemm_pays`` says so; every other layer
+keeps TensorFlow's own gradient.
 
 The forward pass and the input gradient are TensorFlow's ``Conv2D`` and ``Conv2DBackpropInput``,
 unchanged; the filter gradient is the same sum, in another order (within rounding of the conv

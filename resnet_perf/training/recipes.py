@@ -71,7 +71,7 @@ def training_filter_grad(name: str, flags: Collection[str], depth: int, image_si
 RECIPES = {recipe.name: recipe for recipe in (
     Recipe("fast", "this suite's recipe for time to accuracy on a CPU (docs/train.md, 'Time to accuracy'); precision "
                    "auto: mixed_bf16 on a CPU with bfloat16 instructions (avx512_bf16, amx_bf16), else fp32",
-           depth=18, precision=AUTO_PRECISION, batch_norm="keras", filter_grad=AUTO_FILTER_GRAD,
+           depth=18, precision=AUTO_PRECISION, batch_norm="fused", filter_grad=AUTO_FILTER_GRAD,
            zero_init_residual=False, image_size=32,
            batch_size=256, epochs=6, lr=0.2, schedule="cosine", momentum=0.9, nesterov=True, weight_decay=5e-4,
            clip_norm=5.0, label_smoothing=0.0, augment="none", test_flip=False, test_shift=0, ema=0.99,
@@ -91,8 +91,8 @@ PLAIN_TRAINING = {"batch_norm": "keras", "zero_init_residual": False, "lr": 0.2,
                   "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "clip_norm": 0.0, "label_smoothing": 0.0,
                   "augment": "none", "test_flip": False, "test_shift": 0, "ema": 0.0, "eval_every": 1}
 """The training every run used before recipes existed; a run_id names only what differs from it, so
-the ids of those runs stay what they were (a run of the fast recipe, which clips its gradients and
-evaluates a moving average of the weights, is named ``-clip5-ema0.99``)."""
+the ids of those runs stay what they were (a run of the fast recipe, which uses the fused batch norm,
+clips its gradients and evaluates a moving average of the weights, is named ``-fbn-clip5-ema0.99``)."""
 _SUFFIXES = {"batch_norm": lambda value: "fbn" if value == "fused" else "",
              "zero_init_residual": lambda value: "zir" if value else "", "lr": "lr{:g}".format,
              "schedule": str, "momentum": "m{:g}".format, "nesterov": lambda value: "nesterov" if value else "plain",

@@ -60,12 +60,12 @@ def test_tiny_matrix_end_to_end(tmp_path):
     assert memory["host_rss_added_bytes"] > 0 and "device_peak_bytes" not in memory
     assert result["environment"]["machine"]["software"]["tensorflow"] and result["environment"]["machine"]["id"]
 
-    training = rows[("train", f"resnet18-fp32-noxla-nhwc-b32-32-c1-k10{FGEMM}-clip5-ema0.99-r2-e2", 1)]
+    training = rows[("train", f"resnet18-fp32-noxla-nhwc-b32-32-c1-k10{FGEMM}-fbn-clip5-ema0.99-r2-e2", 1)]
     assert training["replicas"] == 2 and training["epoch_time_s"] > 0 and training["images_per_sec"] > 0
     assert (training["test_accuracy"] * 128).is_integer()  # a count of the 128 test images
     assert "training run" in done.stdout  # the training table
     # --train-to-target: the recipe's target (128 images do not reach it), the clock for the history
-    second = rows[("train", f"resnet18-fp32-noxla-nhwc-b32-32-c1-k10{FGEMM}-clip5-ema0.99-r2-e2", 2)]
+    second = rows[("train", f"resnet18-fp32-noxla-nhwc-b32-32-c1-k10{FGEMM}-fbn-clip5-ema0.99-r2-e2", 2)]
     assert training["stop_at_target"] and training["recipe"] == "fast" and training["clock_s"] < second["clock_s"]
     from resnet_perf.history.points import load_history
 
@@ -104,12 +104,14 @@ def test_the_gemm_filter_gradients_are_a_twin_of_each_fused_configuration_in_tra
     assert f"benchmarks/test_resnet.py::test_train[{twin}]" in collected
     assert f"benchmarks/test_resnet.py::test_memory[{twin}-train]" in collected
     assert not [name for name in collected if twin in name and ("test_forward" in name or "-forward]" in name)]
-    assert all("fbn-fgemm" in name for name in collected if "fgemm" in name)  # twins of the fused configuration only
-    assert not [name for name in collected if "test_latency" in name and "fgemm" in name]
+    steps = [name for name in collected if name.startswith("benchmarks/test_resnet.py::")]
+    assert all("fbn-fgemm" in name for name in steps if "fgemm" in name)  # twins of the fused configuration only
+    assert not [name for name in steps if "test_latency" in name and "fgemm" in name]
     # given explicitly, the list is crossed with the others like any switch
     done = run_suite("--collect-only", "--depths", "18", "--precisions", "fp32", "--xla", "off", "--batch-norms",
-                     "keras", "--filter-grads", "conv", "--modes", "train", timeout=300)
-    assert done.returncode == 0 and "fgemm" not in done.stdout
+                     "fused", "--filter-grads", "conv", "--modes", "train", timeout=300)
+    assert done.returncode == 0
+    assert not [line for line in done.stdout.splitlines() if "test_resnet.py::" in line and "fgemm" in line]
 
 
 @pytest.mark.slow
@@ -144,7 +146,7 @@ def test_training_case_with_multiworker_strategy(tmp_path):
     (saved,) = tmp_path.glob("bench-*.json")
     (row,) = json.loads(saved.read_text())["rows"]
     # the fast recipe clips its gradients and evaluates an EMA
-    assert row["run_id"] == f"resnet18-fp32-noxla-nhwc-b16-32-c1-k10{FGEMM}-clip5-ema0.99-mw-e1"
+    assert row["run_id"] == f"resnet18-fp32-noxla-nhwc-b16-32-c1-k10{FGEMM}-fbn-clip5-ema0.99-mw-e1"
     assert row["workers"] == ["worker:0", "worker:1"] and len(row["worker_images_per_sec"]) == 2
 
 

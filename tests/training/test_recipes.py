@@ -133,12 +133,13 @@ def test_a_training_run_id_names_the_settings_that_set_the_run_apart(tmp_path):
     from resnet_perf.analysis.results import result_payload, write_results
     from resnet_perf.history.points import load_history
 
-    plain = TrainConfig.from_recipe(epochs=6, ema=0.0, clip_norm=0.0, precision="mixed_bf16", filter_grad="conv")
+    plain = TrainConfig.from_recipe(epochs=6, ema=0.0, clip_norm=0.0, precision="mixed_bf16", filter_grad="conv",
+                                    batch_norm="keras")
     assert plain.run_id == "resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-rauto-e6"  # as before recipes existed
     assert (TrainConfig.from_recipe(precision="mixed_bf16", filter_grad="conv").run_id
-            == "resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-clip5-ema0.99-rauto-e6")
+            == "resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-fbn-clip5-ema0.99-rauto-e6")
     assert (TrainConfig.from_recipe(precision="mixed_bf16", filter_grad="gemm").run_id
-            == "resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-fgemm-clip5-ema0.99-rauto-e6")
+            == "resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-fgemm-fbn-clip5-ema0.99-rauto-e6")
     varied = dataclasses.replace(plain, augment="flip-translate", label_smoothing=0.1, batch_norm="fused",
                                  test_flip=True, replicas=2, zero_init_residual=True, ema=0.99, eval_every=2,
                                  test_shift=1, clip_norm=2.0)
