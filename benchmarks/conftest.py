@@ -1,7 +1,8 @@
 """The benchmark suite: the configuration matrix from command-line options, the cases, the report.
 
     pytest benchmarks/ --benchmark-only [--depths 50] [--precisions auto|fp32,mixed_bf16,amp_bf16]
-        [--xla auto|off,on] [--batch-norms auto|keras,fused] [--filter-grads auto|conv,gemm] [--modes forward,train] [--memory-modes train] [--layouts nhwc]
+        [--xla auto|off,on] [--batch-norms auto|keras,fused] [--filter-grads auto|conv,gemm]
+        [--modes forward,train] [--memory-modes train] [--layouts nhwc]
         [--batch-size 16] [--image-size 112] [--budget 270] [--rounds N] [--steps 1] [--warmup 2]
         [--threads auto,2:1] [--onednn on,off] [--fpmath default,bf16] [--wide-tables]
         [--breakdown] [--latency] [--latency-steps 30] [--find-max-batch] [--max-batch-memory GIB]
@@ -58,7 +59,6 @@ RECORDER = pytest.StashKey["Recorder"]()
 
 FORWARD_PASS_MODES = ("forward", "train_forward")
 """Steps without a backward pass: the filter gradients' algorithm does not change them."""
-
 
 
 BUDGET_S = 270.0

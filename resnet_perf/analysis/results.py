@@ -137,7 +137,8 @@ ROW_FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "images_per_sec": _NUMBER, "train_loss": _NUMBER, "train_accuracy": _NUMBER, "test_accuracy": _NUMBER,
     "step_times_s": (list,), "round_medians_s": (list,), "count": (int,),
     "a_medians_s": (list,), "b_medians_s": (list,),
-    "batch_norm": (str,), "filter_grad": (str,), "threads": (str,), "onednn": (bool,), "fpmath": (str,), "process_settings": (str,),
+    "batch_norm": (str,), "filter_grad": (str,), "threads": (str,), "onednn": (bool,), "fpmath": (str,),
+    "process_settings": (str,),
     "breakdown_op_s": (dict,), "breakdown_step_s": _NUMBER, "breakdown_steps": (int,),
     "max_batch": (int,), "max_batch_probes": (list,), "memory_limit_bytes": _NUMBER, "reached_ceiling": (bool,),
 }

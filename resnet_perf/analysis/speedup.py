@@ -25,8 +25,8 @@ from resnet_perf.trace.breakdown import explain
 SWITCHES = ("precision", "xla", "layout", "batch_norm", "filter_grad", "threads", "onednn", "fpmath")
 REFERENCE = {field: getattr(RunConfig(), field) for field in SWITCHES}
 """The reference value of every switch, its ``RunConfig`` default (fp32, XLA off, NHWC, Keras batch
-norm, TensorFlow's filter gradients, threads auto, oneDNN on, fpmath default): a result file written before a switch existed ran
-with it."""
+norm, TensorFlow's filter gradients, threads auto, oneDNN on, fpmath default): a result file written
+before a switch existed ran with it."""
 SAME = ("model", "depth", "batch_size", "image_size", "channels", "num_classes", "mode")
 
 

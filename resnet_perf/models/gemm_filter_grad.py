@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from resnet_perf.config import GEMM_FILTER_GRADIENT_SCOPE, gemm_pays
 
+
 def filter_gradient_gemm(inputs: tf.Tensor, output_gradient: tf.Tensor, kernel_size: int, stride: int) -> tf.Tensor:
     """d loss / d kernel of a ``same``-padded NHWC convolution: (patches of ``inputs``)^T x ``output_gradient``,
     shaped (kernel, kernel, in channels, out channels)."""

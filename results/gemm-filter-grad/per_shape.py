@@ -69,8 +69,9 @@ def main():
             times += [median_ms(conv, x, dy), median_ms(gemm, x, dy)]
         fp32_conv, fp32_gemm, bf16_conv, bf16_gemm = times
         print(f"| {model} | {layer} | {kernel}x{kernel}x{channels}x{filters}, {batch}x{side}x{side} | {out * out} | "
-              f"{gemm_pays(kernel, out * out, filters)} | {fp32_conv:.1f} | {fp32_gemm:.1f} | {fp32_conv / fp32_gemm:.2f}x"
-              f" | {bf16_conv:.1f} | {bf16_gemm:.1f} | {bf16_conv / bf16_gemm:.2f}x |", flush=True)
+              f"{gemm_pays(kernel, out * out, filters)} | {fp32_conv:.1f} | {fp32_gemm:.1f} | "
+              f"{fp32_conv / fp32_gemm:.2f}x | {bf16_conv:.1f} | {bf16_gemm:.1f} | {bf16_conv / bf16_gemm:.2f}x |",
+              flush=True)
 
 
 if __name__ == "__main__":

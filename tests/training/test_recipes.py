@@ -74,7 +74,8 @@ def test_the_fast_recipe_trains_in_bfloat16_only_where_the_cpu_has_it(monkeypatc
     assert TrainConfig.from_recipe(precision=other).changed_settings() == {"precision": other}
 
 
-@pytest.mark.parametrize("flags, filter_grad", [(["avx2", "avx512f", "avx512_bf16"], "gemm"), (["avx2", "avx512f"], "gemm"),
+@pytest.mark.parametrize("flags, filter_grad", [(["avx2", "avx512f", "avx512_bf16"], "gemm"),
+                                                 (["avx2", "avx512f"], "gemm"),
                                                  (["avx2", "avx512f", "amx_bf16"], "conv"), (["avx2", "fma"], "conv")])
 def test_the_fast_recipe_takes_the_gemm_filter_gradients_where_they_were_measured_to_pay(monkeypatch, flags,
                                                                                           filter_grad):
