@@ -26,7 +26,8 @@ from resnet_perf.errors import UserError
 from resnet_perf.precision import AUTO_PRECISION, NATIVE_BF16_FLAGS, PRECISIONS
 from resnet_perf.training.cluster import STARTUP_TIMEOUT_S, current_task
 from resnet_perf.training.fashion_mnist import AUGMENTATIONS, IMAGE_SIDE, TRANSLATE_PIXELS
-from resnet_perf.training.recipes import AUTO_FILTER_GRAD, DEFAULT_RECIPE, RECIPES, SCHEDULES, STRATEGIES, TrainConfig
+from resnet_perf.training.recipes import (AUTO_BATCH_NORM, AUTO_FILTER_GRAD, DEFAULT_RECIPE, RECIPES, SCHEDULES,
+                                          STRATEGIES, TrainConfig)
 
 
 def _recipe_name(argv: Sequence[str]) -> str:
@@ -60,9 +61,11 @@ def build_parser(recipe_name: str = DEFAULT_RECIPE) -> argparse.ArgumentParser:
                              "patches in the layers with few pixels and many channels (NHWC); auto: gemm on a CPU "
                              "with AVX-512 and without AMX, where that was measured to pay, and some layer takes it, "
                              "else conv (default %(default)s)")
-    parser.add_argument("--batch-norm", choices=BATCH_NORMS, default=recipe.batch_norm,
+    parser.add_argument("--batch-norm", choices=(*BATCH_NORMS, AUTO_BATCH_NORM),
+                        default=RECIPES[recipe.recipe].batch_norm,
                         help="keras: Keras's BatchNormalization; fused: the same function as TensorFlow's fused "
-                             "kernel, one op each way (default %(default)s)")
+                             "kernel, one op each way; auto: fused when training in bfloat16, where it was shown to "
+                             "train, keras in float32 (default %(default)s)")
     on_off = dict(choices=tuple(cli.ON_OFF))
     parser.add_argument("--zero-init-residual", default="on" if recipe.zero_init_residual else "off", **on_off,
                         help="start the scale of each residual block's last batch norm at 0, so every block "

@@ -60,12 +60,12 @@ def test_tiny_matrix_end_to_end(tmp_path):
     assert memory["host_rss_added_bytes"] > 0 and "device_peak_bytes" not in memory
     assert result["environment"]["machine"]["software"]["tensorflow"] and result["environment"]["machine"]["id"]
 
-    training = rows[("train", f"resnet18-fp32-noxla-nhwc-b32-32-c1-k10{FGEMM}-fbn-clip5-ema0.99-r2-e2", 1)]
+    training = rows[("train", f"resnet18-fp32-noxla-nhwc-b32-32-c1-k10{FGEMM}-clip5-ema0.99-r2-e2", 1)]
     assert training["replicas"] == 2 and training["epoch_time_s"] > 0 and training["images_per_sec"] > 0
     assert (training["test_accuracy"] * 128).is_integer()  # a count of the 128 test images
     assert "training run" in done.stdout  # the training table
     # --train-to-target: the recipe's target (128 images do not reach it), the clock for the history
-    second = rows[("train", f"resnet18-fp32-noxla-nhwc-b32-32-c1-k10{FGEMM}-fbn-clip5-ema0.99-r2-e2", 2)]
+    second = rows[("train", f"resnet18-fp32-noxla-nhwc-b32-32-c1-k10{FGEMM}-clip5-ema0.99-r2-e2", 2)]
     assert training["stop_at_target"] and training["recipe"] == "fast" and training["clock_s"] < second["clock_s"]
     from resnet_perf.history.points import load_history
 
@@ -146,7 +146,7 @@ def test_training_case_with_multiworker_strategy(tmp_path):
     (saved,) = tmp_path.glob("bench-*.json")
     (row,) = json.loads(saved.read_text())["rows"]
     # the fast recipe clips its gradients and evaluates an EMA
-    assert row["run_id"] == f"resnet18-fp32-noxla-nhwc-b16-32-c1-k10{FGEMM}-fbn-clip5-ema0.99-mw-e1"
+    assert row["run_id"] == f"resnet18-fp32-noxla-nhwc-b16-32-c1-k10{FGEMM}-clip5-ema0.99-mw-e1"
     assert row["workers"] == ["worker:0", "worker:1"] and len(row["worker_images_per_sec"]) == 2
 
 

@@ -69,9 +69,12 @@ def test_the_fast_recipe_trains_in_bfloat16_only_where_the_cpu_has_it(monkeypatc
     assert RECIPES["fast"].precision == "auto" and training_precision("fp32", flags) == "fp32"
     config = TrainConfig.from_recipe()
     assert config.run.precision == precision and config.changed_settings() == {}  # auto is the recipe's own
+    # its batch norm follows: the fused layer where it was shown to train (bfloat16), Keras's in float32
+    assert config.batch_norm == ("fused" if precision == "mixed_bf16" else "keras")
     assert TrainConfig.from_recipe(precision="auto").run.precision == precision
     other = "fp32" if precision == "mixed_bf16" else "mixed_bf16"
     assert TrainConfig.from_recipe(precision=other).changed_settings() == {"precision": other}
+    assert TrainConfig.from_recipe(batch_norm="keras", precision="mixed_bf16").batch_norm == "keras"
 
 
 @pytest.mark.parametrize("flags, filter_grad", [(["avx2", "avx512f", "avx512_bf16"], "gemm"),
