@@ -44,10 +44,13 @@ class ResNetSpec(NamedTuple):
         """(output pixels, output channels) of every 3x3 convolution of the stages, for square images of
         ``image_size``: the stem and its max-pool halve the side twice, each later stage once more
         (``same`` padding: rounded up), and every 3x3 convolution of a stage has its inner width."""
-        side = -(-(-(-image_size // 2)) // 2)
+        def halved(size: int) -> int:  # a stride of 2 with same padding
+            return -(-size // 2)
+
+        side = halved(halved(image_size))
         convolutions = []
         for stage, (blocks, width) in enumerate(zip(self.blocks_per_stage, self.widths)):
-            side = -(-side // 2) if stage else side
+            side = halved(side) if stage else side
             convolutions += [(side * side, width)] * (blocks * (2 if self.block == "basic" else 1))
         return convolutions
 

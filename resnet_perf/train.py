@@ -59,7 +59,7 @@ def build_parser(recipe_name: str = DEFAULT_RECIPE) -> argparse.ArgumentParser:
                         default=RECIPES[recipe.recipe].filter_grad,
                         help="the convolutions' filter gradients: conv, TensorFlow's; gemm, one GEMM over the input's "
                              "patches in the layers with few pixels and many channels (NHWC); auto: gemm on a CPU "
-                             "with AVX-512 and without AMX, where that was measured to pay, and some layer takes it, "
+                             "with AVX-512 and without AMX, where that was measured to pay, in NHWC where some layer takes it, "
                              "else conv (default %(default)s)")
     parser.add_argument("--batch-norm", choices=(*BATCH_NORMS, AUTO_BATCH_NORM),
                         default=RECIPES[recipe.recipe].batch_norm,

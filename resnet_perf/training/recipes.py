@@ -68,14 +68,14 @@ def training_batch_norm(name: str, precision: str) -> str:
     return "fused" if compute_dtype(precision) == "bfloat16" else "keras"
 
 
-def training_filter_grad(name: str, flags: Collection[str], depth: int, image_size: int) -> str:
+def training_filter_grad(name: str, flags: Collection[str], depth: int, image_size: int, layout: str) -> str:
     """``name``, or for ``AUTO_FILTER_GRAD``: ``gemm`` on a CPU with AVX-512 and without AMX, where oneDNN computes
     filter gradients with its older JIT kernels and the GEMM was measured to pay (Zen 4: the fast recipe's step
-    1.58x faster in bf16, 1.06x in fp32; docs/models.md), if some layer of the model takes it; ``conv``
-    elsewhere (AMX has oneDNN's brgemm backward-weights kernels; an AVX2-only CPU was not measured)."""
+    1.58x faster in bf16, 1.06x in fp32; docs/models.md), if the layout is NHWC and some layer of the model
+    takes it; ``conv`` elsewhere (AMX has oneDNN's brgemm backward-weights kernels; an AVX2-only CPU was not measured)."""
     if name != AUTO_FILTER_GRAD:
         return name
-    pays = "avx512f" in flags and "amx_bf16" not in flags and gemm_layers(depth, image_size)
+    pays = "avx512f" in flags and "amx_bf16" not in flags and layout == "nhwc" and gemm_layers(depth, image_size)
     return "gemm" if pays else "conv"
 
 
@@ -216,7 +216,7 @@ class TrainConfig:
         settings.update(overrides)
         settings["precision"] = training_precision(settings["precision"], cpu_flags())
         settings["filter_grad"] = training_filter_grad(settings["filter_grad"], cpu_flags(), settings["depth"],
-                                                       settings["image_size"])
+                                                       settings["image_size"], layout)
         run = RunConfig(depth=settings.pop("depth"), batch_size=settings.pop("batch_size"),
                         image_size=settings.pop("image_size"), precision=settings.pop("precision"),
                         filter_grad=settings.pop("filter_grad"), channels=1, num_classes=NUM_CLASSES, xla=xla,
@@ -241,9 +241,10 @@ class TrainConfig:
         """The recipe settings this run changed: ``{setting: value}``."""
         recipe, mine = asdict(RECIPES[self.recipe]), self.as_dict()
         recipe["precision"] = training_precision(recipe["precision"], cpu_flags())
-        recipe["batch_norm"] = training_batch_norm(recipe["batch_norm"], self.run.precision)  # auto follows the run's
-        recipe["filter_grad"] = training_filter_grad(recipe["filter_grad"], cpu_flags(), recipe["depth"],
-                                                     recipe["image_size"])
+        # a recipe's auto settings stand for what they choose for this run's precision, depth, size and layout
+        recipe["batch_norm"] = training_batch_norm(recipe["batch_norm"], self.run.precision)
+        recipe["filter_grad"] = training_filter_grad(recipe["filter_grad"], cpu_flags(), self.run.depth,
+                                                     self.run.image_size, self.run.layout)
         return {name: mine[name] for name in RECIPE_SETTINGS if mine[name] != recipe[name]}
 
     def as_dict(self) -> dict[str, Any]:

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY_MATRIX = ["--depths", "18", "--precisions", "fp32", "--xla", "off", "--batch-norms", "keras",
                "--modes", "forward,train_forward,fwd_bwd,train", "--memory-modes", "forward,train", "--image-size", "32",
                "--batch-size", "2", "--rounds", "2", "--steps", "2", "--warmup", "1"]
-FGEMM = "-fgemm" if training_filter_grad("auto", cpu_flags(), 18, 32) == "gemm" else ""
+FGEMM = "-fgemm" if training_filter_grad("auto", cpu_flags(), 18, 32, "nhwc") == "gemm" else ""
 """The fast recipe's filter gradients follow the CPU (``auto``): its run_ids name the GEMM where it takes it."""
 TINY_TRAINING = ["--train-precisions", "fp32", "--train-replicas", "2", "--train-batch-size", "32",
                  "--train-limit", "128"]

@@ -92,6 +92,8 @@ def test_the_fast_recipe_takes_the_gemm_filter_gradients_where_they_were_measure
     assert TrainConfig.from_recipe(filter_grad=other).changed_settings() == {"filter_grad": other}
     # where no layer would take it (the last stage larger than 7x7 pixels), auto keeps TensorFlow's
     assert TrainConfig.from_recipe(image_size=256).run.filter_grad == "conv"
+    assert TrainConfig.from_recipe(image_size=256).changed_settings() == {"image_size": 256}
+    assert TrainConfig.from_recipe(layout="nchw").run.filter_grad == "conv"  # extract_patches is NHWC only
     with pytest.raises(UserError, match="changes no layer of ResNet-18 at 256x256"):
         TrainConfig.from_recipe(image_size=256, filter_grad="gemm")
 
