@@ -54,7 +54,10 @@ def build_parser(recipe_name: str = DEFAULT_RECIPE) -> argparse.ArgumentParser:
                                           f"float32 model, on a CPU with bfloat16 instructions), or "
                                           f"{AUTO_PRECISION}: mixed_bf16 on a "
                                           f"CPU with bfloat16 instructions ({', '.join(NATIVE_BF16_FLAGS)}), else "
-                                          f"fp32; the recipe: {RECIPES[recipe.recipe].precision}, on this CPU")
+                                          f"fp32")
+    # the recipe's own setting, not what it resolves to here: the help (and docs/reference.md) must not
+    # depend on the CPU that renders them; TrainConfig.from_recipe resolves auto
+    parser.set_defaults(precision=RECIPES[recipe.recipe].precision)
     parser.add_argument("--filter-grad", choices=(*FILTER_GRADS, AUTO_FILTER_GRAD),
                         default=RECIPES[recipe.recipe].filter_grad,
                         help="the convolutions' filter gradients: conv, TensorFlow's; gemm, one GEMM over the input's "
