@@ -35,12 +35,16 @@ BATCH_NORMS = ("keras", "fused")
 way (``resnet_perf.models.fused_bn.FusedBatchNorm``), faster on a CPU."""
 FILTER_GRADS = ("conv", "gemm")
 """How the convolutions' filter gradients are computed: conv, TensorFlow's own (oneDNN's backward-weights
-convolution); gemm, as one GEMM over the input's patches in the layers with few pixels and many channels,
-where oneDNN's non-AMX backward-weights kernels lose (``resnet_perf.models.gemm_filter_grad``)."""
+convolution); gemm, through oneDNN's brgemm kernels in the layers with few pixels, where its non-AMX
+backward-weights kernels lose: one GEMM over the input's patches in float32, a forward convolution in
+bfloat16 (``resnet_perf.models.gemm_filter_grad``)."""
 GEMM_MAX_OUTPUT_PIXELS = 7 * 7
 """Output height x width up to which a layer's patches are small enough to pay: ResNet-50's last stage at 224x224."""
 GEMM_MIN_FILTERS = 256
 """Output channels from which the GEMM's work outgrows the patches' copy (each patch value is used this often)."""
+BF16_MAX_OUTPUT_PIXELS = 4 * 4
+"""In bfloat16, output height x width up to which the forward-convolution form pays whatever the channels: the
+training recipe's stages 2 to 4 (ResNet-18 at 32x32)."""
 GEMM_FILTER_GRADIENT_SCOPE = "filter_gradient_gemm"
 """The name scope of the GEMM filter gradients' ops, by which a trace's breakdown counts them as filter gradients."""
 GEMM_NEEDS_NHWC = "filter gradient gemm takes the NHWC layout (TensorFlow's extract_patches is NHWC only)"
@@ -194,16 +198,25 @@ def gemm_changes_nothing(depth: int, height: int, width: int) -> str:
             f"{GEMM_MAX_OUTPUT_PIXELS} output pixels and {GEMM_MIN_FILTERS} or more channels (use conv)")
 
 
-def gemm_pays(kernel_size: int, output_pixels: int, filters: int) -> bool:
-    """Whether a layer's filter gradient is computed as a GEMM under ``filter_grad="gemm"``: a spatial kernel
-    (a 1x1 convolution's gradient is a GEMM already), few output pixels, many output channels (measured on
-    ResNet-18 and -50: docs/models.md)."""
-    return kernel_size > 1 and output_pixels <= GEMM_MAX_OUTPUT_PIXELS and filters >= GEMM_MIN_FILTERS
+def gemm_pays(kernel_size: int, output_pixels: int, filters: int, bfloat16: bool = False) -> bool:
+    """Whether a layer's filter gradient bypasses oneDNN's backward-weights kernel under ``filter_grad="gemm"``:
+    a spatial kernel (a 1x1 convolution's gradient is a GEMM already), few output pixels, many output channels;
+    in a layer computing in ``bfloat16`` also any layer with at most ``BF16_MAX_OUTPUT_PIXELS`` (measured on
+    ResNet-18 and -50: docs/models.md).
+
+    The bfloat16 rule adds layers only to models the float32 rule already changes: a ResNet's last stage has its
+    fewest pixels and 512 channels, so whether any layer takes it is the same in both dtypes."""
+    if kernel_size == 1:
+        return False
+    return (output_pixels <= GEMM_MAX_OUTPUT_PIXELS and filters >= GEMM_MIN_FILTERS
+            or bfloat16 and output_pixels <= BF16_MAX_OUTPUT_PIXELS)
 
 
-def gemm_layers(depth: int, image_size: int) -> int:
-    """How many layers of our ResNet-``depth`` at ``image_size`` take the GEMM filter gradient."""
-    return sum(gemm_pays(3, pixels, filters) for pixels, filters in get_spec(depth).spatial_convolutions(image_size))
+def gemm_layers(depth: int, image_size: int, bfloat16: bool = False) -> int:
+    """How many layers of our ResNet-``depth`` at ``image_size`` take the GEMM filter gradient (computing in
+    ``bfloat16`` or not)."""
+    return sum(gemm_pays(3, pixels, filters, bfloat16)
+               for pixels, filters in get_spec(depth).spatial_convolutions(image_size))
 
 
 def parse_threads(text: str) -> tuple[int, int] | None:

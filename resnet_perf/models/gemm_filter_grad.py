@@ -1,4 +1,4 @@
-"""A convolution whose filter gradient is one GEMM over the input's patches: ``GemmFilterGradConv2D``.
+"""A convolution whose filter gradient bypasses oneDNN's backward-weights kernel: ``GemmFilterGradConv2D``.
 
 Without AMX, oneDNN (v3.7, TensorFlow 2.21) computes a convolution's filter gradient with its
 older JIT kernels (``jit:avx512_core``, ``jit_bf16:avx512_core_bf16``: its brgemm backward-weights
@@ -10,6 +10,12 @@ one matrix product, which oneDNN runs with its brgemm matmul) 6.3 and 9.1 ms (Ze
 few channels the patches cost more than they save (a 3x3, 64-channel layer on 56x56 pixels: 2.1-2.5x
 slower), so the GEMM is used only where ``resnet_perf.config.gemm_pays`` says so; every other layer
 keeps TensorFlow's own gradient.
+
+In bfloat16 the same sum runs faster as a *forward* convolution, which oneDNN computes with its brgemm
+kernel on any AVX-512 CPU (``filter_gradient_forward_conv``): on the training recipe's model the filter
+gradients of stages 2 to 4 then take 2.3-4.4 ms a layer against 2.4-8.0 as GEMMs and 5.7-25 with TensorFlow's
+kernel, and its step 6% less than with the GEMMs (``docs/measurements/2026-12-07-zen4-bf16-step-limits.md``);
+in float32 the GEMM stays ahead where the rule takes it, so the layer picks the form by its compute dtype.
 
 The forward pass and the input gradient are TensorFlow's ``Conv2D`` and ``Conv2DBackpropInput``,
 unchanged; the filter gradient is the same sum, in another order (within rounding of the conv
@@ -37,9 +43,31 @@ def filter_gradient_gemm(inputs: tf.Tensor, output_gradient: tf.Tensor, kernel_s
         return tf.reshape(product, [kernel_size, kernel_size, in_channels, filters])
 
 
+def _same_padding(size: int, output_size: int, kernel_size: int, stride: int) -> tuple[int, int]:
+    """``same`` padding's (before, after) along one side, as TensorFlow pads (the odd pixel after)."""
+    total = max((output_size - 1) * stride + kernel_size - size, 0)
+    return total // 2, total - total // 2
+
+
+def filter_gradient_forward_conv(inputs: tf.Tensor, output_gradient: tf.Tensor, kernel_size: int,
+                                 stride: int) -> tf.Tensor:
+    """``filter_gradient_gemm``'s result as one forward convolution: the padded input with batch and channels
+    swapped, (in channels, height, width, batch), convolved with the output gradient as its kernel, (out height,
+    out width, batch, out channels), dilated by the stride; each output pixel is one kernel tap."""
+    with tf.name_scope(GEMM_FILTER_GRADIENT_SCOPE):
+        padding = [[0, 0]] + [list(_same_padding(inputs.shape[axis], output_gradient.shape[axis], kernel_size, stride))
+                              for axis in (1, 2)] + [[0, 0]]
+        images = tf.transpose(tf.pad(inputs, padding), [3, 1, 2, 0])
+        kernel = tf.transpose(output_gradient, [1, 2, 0, 3])
+        taps = tf.nn.conv2d(images, kernel, strides=1, padding="VALID", dilations=stride)
+        # a stride that does not divide the padded size leaves a last row and column beyond the kernel
+        return tf.transpose(taps[:, :kernel_size, :kernel_size, :], [1, 2, 0, 3])
+
+
 class GemmFilterGradConv2D(keras.layers.Conv2D):
     """Keras's ``Conv2D`` (``same`` padding, NHWC, no dilation) whose filter gradient is ``filter_gradient_gemm``
-    when ``gemm_pays`` for its shape (``uses_gemm``, decided when the layer is built), TensorFlow's otherwise."""
+    (float32) or ``filter_gradient_forward_conv`` (bfloat16) when ``gemm_pays`` for its shape and compute dtype
+    (``uses_gemm``, decided when the layer is built), TensorFlow's otherwise."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -54,7 +82,8 @@ class GemmFilterGradConv2D(keras.layers.Conv2D):
         if None in input_shape[1:3]:  # an image size known only when it runs: TensorFlow's gradient
             return
         height, width = (-(-size // self.strides[0]) for size in input_shape[1:3])
-        self.uses_gemm = gemm_pays(self.kernel_size[0], height * width, self.filters)
+        self.uses_gemm = gemm_pays(self.kernel_size[0], height * width, self.filters,
+                                   bfloat16=self.compute_dtype == "bfloat16")
 
     def convolution_op(self, inputs, kernel):
         if not self.uses_gemm:
@@ -69,7 +98,9 @@ class GemmFilterGradConv2D(keras.layers.Conv2D):
                     image_gradient = tf.raw_ops.Conv2DBackpropInput(
                         input_sizes=tf.shape(images), filter=weights, out_backprop=output_gradient, strides=strides,
                         padding="SAME")
-                    return image_gradient, filter_gradient_gemm(images, output_gradient, size, stride)
+                    # under amp_bf16 the layer is float32 here, and grappler rewrites whichever form it takes
+                    form = filter_gradient_forward_conv if images.dtype == tf.bfloat16 else filter_gradient_gemm
+                    return image_gradient, form(images, output_gradient, size, stride)
 
             return tf.nn.conv2d(images, weights, strides=strides, padding="SAME"), gradient
 

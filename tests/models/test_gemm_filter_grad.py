@@ -34,6 +34,38 @@ def test_the_gemm_is_used_for_spatial_kernels_on_few_pixels_and_many_channels(ke
     assert gemm_pays(kernel, pixels, filters) is pays
 
 
+@pytest.mark.parametrize("kernel, pixels, filters, pays", [
+    (3, 16, 128, True), (3, 4, 128, True),     # ResNet-18 at 32x32: stages 2 and 3 too
+    (3, 64, 64, False), (1, 1, 2048, False),   # stage 1 keeps TensorFlow's; 1x1 convolutions too
+    (3, 49, 512, True), (3, 196, 256, False),  # ResNet-50 at 224x224: stage 4 only, as in float32
+])
+def test_in_bfloat16_the_rule_also_takes_every_layer_on_few_pixels(kernel, pixels, filters, pays):
+    assert gemm_pays(kernel, pixels, filters, bfloat16=True) is pays
+
+
+@pytest.mark.parametrize("depth", [18, 34, 50, 101, 152])
+def test_whether_any_layer_takes_it_does_not_depend_on_the_dtype(depth):
+    # what refuses a model the switch would not change, and the suite's twins, count float32 layers only
+    for size in range(32, 577, 16):
+        assert bool(gemm_layers(depth, size)) == bool(gemm_layers(depth, size, bfloat16=True)), size
+        assert gemm_layers(depth, size) <= gemm_layers(depth, size, bfloat16=True)
+
+
+@pytest.mark.parametrize("size, kernel, stride", [(7, 3, 1), (8, 3, 2), (7, 3, 2), (1, 3, 1), (2, 3, 2), (9, 7, 2)])
+def test_the_forward_convolution_form_is_tensorflows_filter_gradient(size, kernel, stride):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(2)
+    images = tf.constant(rng.normal(size=(3, size, size, 5)).astype("float32"))
+    out = -(-size // stride)
+    upstream = tf.constant(rng.normal(size=(3, out, out, 4)).astype("float32"))
+    tensorflows = tf.raw_ops.Conv2DBackpropFilter(input=images, filter_sizes=[kernel, kernel, 5, 4],
+                                                  out_backprop=upstream, strides=[1, stride, stride, 1], padding="SAME")
+    ours = gemm_filter_grad.filter_gradient_forward_conv(images, upstream, kernel, stride)
+    assert ours.shape == (kernel, kernel, 5, 4)
+    assert _relative_error(ours, tensorflows) <= FLOAT32_TOLERANCE
+
+
 def _gradients(layer: keras.layers.Layer, images: np.ndarray, upstream: np.ndarray, xla: bool = False):
     import tensorflow as tf
 
@@ -70,7 +102,7 @@ def test_the_layer_computes_tensorflows_gradients(size, stride, xla, monkeypatch
         assert error <= FLOAT32_TOLERANCE, f"{name}: relative error {error:.2e}"
 
 
-def test_under_mixed_bfloat16_the_gradients_match_float32():
+def test_under_mixed_bfloat16_the_gradients_match_float32(monkeypatch):
     rng = np.random.default_rng(1)
     rounded = lambda values: keras.ops.convert_to_numpy(  # noqa: E731 (values both dtypes hold)
         keras.ops.cast(keras.ops.cast(values.astype("float32"), "bfloat16"), "float32"))
@@ -82,10 +114,15 @@ def test_under_mixed_bfloat16_the_gradients_match_float32():
     full.kernel.assign(rounded(full.kernel.numpy()))
     low.kernel.assign(full.kernel)
     assert low.uses_gemm
+    calls = []
+    form = gemm_filter_grad.filter_gradient_forward_conv
+    monkeypatch.setattr(gemm_filter_grad, "filter_gradient_forward_conv",
+                        lambda *args: calls.append(args) or form(*args))
     for name, mine, float32s in zip(("outputs", "input gradient", "filter gradient"),
                                     _gradients(low, images, upstream), _gradients(full, images, upstream)):
         error = _relative_error(mine, float32s)
         assert error <= BF16_TOLERANCE, f"{name}: relative error {error:.2e} above {BF16_TOLERANCE:.0e}"
+    assert calls, "in bfloat16 the layer should have taken the forward-convolution form"
 
 
 def test_a_resnet_takes_the_gemm_in_its_small_deep_layers_only():
@@ -99,10 +136,15 @@ def test_a_resnet_takes_the_gemm_in_its_small_deep_layers_only():
     assert [weight.shape for weight in model.weights] == [weight.shape for weight in conv.weights]
 
 
-@pytest.mark.parametrize("depth, size, expected", [(18, 32, 8), (50, 64, 9), (50, 224, 3), (18, 96, 8)])
-def test_the_layers_counted_from_the_spec_are_the_layers_built(depth, size, expected):
-    model = build_resnet(depth, num_classes=10, input_shape=(size, size, 1), filter_grad="gemm")
-    assert gemm_layers(depth, size) == sum(getattr(layer, "uses_gemm", False) for layer in model.layers) == expected
+@pytest.mark.parametrize("depth, size, precision, expected", [
+    (18, 32, "fp32", 8), (50, 64, "fp32", 9), (50, 224, "fp32", 3), (18, 96, "fp32", 8),
+    (18, 32, "mixed_bf16", 12), (50, 32, "mixed_bf16", 13), (50, 64, "mixed_bf16", 9), (50, 224, "mixed_bf16", 3),
+    (18, 32, "amp_bf16", 8),  # grappler's rewrite: the model is built in float32
+])
+def test_the_layers_counted_from_the_spec_are_the_layers_built(depth, size, precision, expected):
+    model = build_resnet(depth, num_classes=10, input_shape=(size, size, 1), filter_grad="gemm", precision=precision)
+    built = sum(getattr(layer, "uses_gemm", False) for layer in model.layers)
+    assert gemm_layers(depth, size, bfloat16=precision == "mixed_bf16") == built == expected
 
 
 def test_the_gemm_filter_gradient_is_named_and_refused_where_it_cannot_run():
