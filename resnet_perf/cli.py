@@ -120,8 +120,8 @@ def add_config_options(parser: argparse.ArgumentParser, defaults: RunConfig,
         "layout": (dict(choices=tuple(LAYOUTS)), "tensor layout: nhwc (channels last) or nchw (channels first)"),
         "batch_norm": (dict(choices=BATCH_NORMS), "batch norm layer: keras, or fused (one TensorFlow op each way)"),
         "filter_grad": (dict(choices=FILTER_GRADS),
-                        "the convolutions' filter gradients: conv, TensorFlow's; gemm, one GEMM over the input's "
-                        "patches in the layers with few pixels and many channels (NHWC)"),
+                        "the convolutions' filter gradients: conv, TensorFlow's; gemm, in the layers with few pixels, "
+                        "one GEMM over the input's patches (float32) or one forward convolution (bfloat16) (NHWC)"),
         "threads": (dict(), "TensorFlow's intra-op:inter-op thread pools, e.g. 2:1, or auto"),
         "onednn": (dict(choices=tuple(ON_OFF)), "TensorFlow's oneDNN kernels (TF_ENABLE_ONEDNN_OPTS)"),
         "fpmath": (dict(choices=tuple(FPMATH_MODES)),

@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"comma-separated, of {', '.join(BATCH_NORMS)} (default %(default)s)")
     parser.add_argument("--filter-grads", default="conv",
                         help=f"comma-separated, of {', '.join(FILTER_GRADS)}: the convolutions' filter gradients, "
-                             f"TensorFlow's or as GEMMs where those pay (default %(default)s)")
+                             f"TensorFlow's, or a GEMM (float32) or forward convolution (bfloat16) where those pay "
+                             f"(default %(default)s)")
     parser.add_argument("--modes", default="train", help=f"comma-separated, of {', '.join(MODES)} (default %(default)s)")
     parser.add_argument("--rounds", type=int, default=10, help="timed steps of each (default %(default)s)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps of each first (default %(default)s)")

@@ -14,8 +14,10 @@ keeps TensorFlow's own gradient.
 In bfloat16 the same sum runs faster as a *forward* convolution, which oneDNN computes with its brgemm
 kernel on any AVX-512 CPU (``filter_gradient_forward_conv``): on the training recipe's model the filter
 gradients of stages 2 to 4 then take 2.3-4.4 ms a layer against 2.4-8.0 as GEMMs and 5.7-25 with TensorFlow's
-kernel, and its step 6% less than with the GEMMs (``docs/measurements/2026-12-07-zen4-bf16-step-limits.md``);
-in float32 the GEMM stays ahead where the rule takes it, so the layer picks the form by its compute dtype.
+kernel, and its step 4-7% faster than with the GEMMs (``docs/measurements/2026-12-07-zen4-bf16-step-limits.md``);
+in float32 neither form leads on the layers the rule takes (ResNet-18's stage 4: 7.9 ms as a GEMM, 9.2 as a
+forward convolution; ResNet-50's: 42.1 against 40.7), so float32 keeps the GEMM and the layer picks the form
+by its compute dtype.
 
 The forward pass and the input gradient are TensorFlow's ``Conv2D`` and ``Conv2DBackpropInput``,
 unchanged; the filter gradient is the same sum, in another order (within rounding of the conv

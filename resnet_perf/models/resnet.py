@@ -142,7 +142,7 @@ def build_resnet(
     Keras's batch normalization or the fused equivalent: same weights, same function.
     ``zero_init_residual`` starts the scale of each block's last BN at 0 instead of 1.
     ``filter_grad`` (``FILTER_GRADS``): ``gemm`` computes the filter gradient of the layers with few
-    pixels and many channels as one GEMM over the input's patches (NHWC only,
+    pixels as one GEMM over the input's patches (float32) or one forward convolution (bfloat16) (NHWC only,
     ``resnet_perf.models.gemm_filter_grad``); same weights, same function.
     """
     spec: ResNetSpec = get_spec(depth)
