@@ -17,10 +17,10 @@ training recipe's model). Medians of 6 calls after 2, each a tf.function with on
 """
 import statistics
 import sys
-import time
 
 import tensorflow as tf
 
+from resnet_perf.bench.timing import finish, time_steps
 from resnet_perf.models.gemm_filter_grad import filter_gradient_gemm
 
 tf.config.threading.set_intra_op_parallelism_threads(2)
@@ -81,15 +81,8 @@ def width_folded(x, dy, k, s):
 FORMULATIONS = {"conv": conv, "gemm": filter_gradient_gemm, "transposed": transposed, "width-folded": width_folded}
 
 
-def median_ms(function, *args, calls=6):
-    for _ in range(2):
-        function(*args).numpy()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        function(*args).numpy()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+def median_ms(function, *args) -> float:
+    return statistics.median(time_steps(lambda: finish(function(*args)), warmup=2, steps=6)) * 1e3
 
 
 def main():

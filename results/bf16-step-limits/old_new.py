@@ -8,7 +8,6 @@ each, old first in even rounds: the per-round ratio old/new cancels the VM's dri
 """
 import os
 import statistics
-import time
 
 from resnet_perf.config import RunConfig
 from resnet_perf.machine.switches import ProcessSettings, apply_here
@@ -22,6 +21,7 @@ config = RunConfig(depth=depth, image_size=size, batch_size=batch, channels=1 if
 apply_here(ProcessSettings.of(config))
 
 from resnet_perf.bench.steps import Step  # noqa: E402
+from resnet_perf.bench.timing import time_call  # noqa: E402
 from resnet_perf.models import gemm_filter_grad  # noqa: E402
 
 new = Step(config, "train")
@@ -38,9 +38,7 @@ for _ in range(3):
 times = {"old": [], "new": []}
 for round_ in range(int(os.environ.get("ROUNDS", 40))):
     for name in ("old", "new") if round_ % 2 == 0 else ("new", "old"):
-        start = time.perf_counter()
-        (old if name == "old" else new)()
-        times[name].append(time.perf_counter() - start)
+        times[name].append(time_call(old if name == "old" else new))
 ratios = sorted(a / b for a, b in zip(times["old"], times["new"]))
 print(f"{config.run_id}: layers off TensorFlow's filter gradient: old {layers['old']}, new {layers['new']}; "
       f"median step old {statistics.median(times['old']) * 1e3:.1f} ms, new {statistics.median(times['new']) * 1e3:.1f} ms;"

@@ -14,7 +14,6 @@ One process per run, 3 warm-up steps, then the median of 6 (``STEPS``):
 import os
 import statistics
 import sys
-import time
 
 from resnet_perf.config import RunConfig
 from resnet_perf.machine.switches import ProcessSettings, apply_here
@@ -45,13 +44,8 @@ if "fused-sgd" in changes:
 
 from resnet_perf.bench.steps import Step  # noqa: E402
 
-step = Step(config, "train")
-for _ in range(3):
-    step()
-times = []
-for _ in range(int(os.environ.get("STEPS", 6))):
-    start = time.perf_counter()
-    step()
-    times.append(time.perf_counter() - start)
+from resnet_perf.bench.timing import time_steps  # noqa: E402
+
+times = time_steps(Step(config, "train"), warmup=3, steps=int(os.environ.get("STEPS", 6)))
 print(f"{precision} {' '.join(sorted(changes)) or 'as built'} TF_XLA_FLAGS={os.environ.get('TF_XLA_FLAGS', '')!r}: "
       f"median {statistics.median(times) * 1e3:.0f} ms [{', '.join(f'{t * 1e3:.0f}' for t in times)}]")
