@@ -201,8 +201,8 @@ def gemm_changes_nothing(depth: int, height: int, width: int) -> str:
 def gemm_pays(kernel_size: int, output_pixels: int, filters: int, bfloat16: bool = False) -> bool:
     """Whether a layer's filter gradient bypasses oneDNN's backward-weights kernel under ``filter_grad="gemm"``:
     a spatial kernel (a 1x1 convolution's gradient is a GEMM already), few output pixels, many output channels;
-    in a layer computing in ``bfloat16`` also any layer with at most ``BF16_MAX_OUTPUT_PIXELS`` (measured on
-    ResNet-18 and -50: docs/models.md).
+    and where the layer computes in ``bfloat16``, any spatial kernel with at most ``BF16_MAX_OUTPUT_PIXELS``
+    (measured on ResNet-18 and -50: docs/models.md).
 
     The bfloat16 rule adds layers only to models the float32 rule already changes: a ResNet's last stage has its
     fewest pixels and 512 channels, so whether any layer takes it is the same in both dtypes."""

@@ -13,7 +13,8 @@ dtype named on the command line):
 Shapes: ResNet-50 at 224x224, batch 32 (the issue's step) and ResNet-18 at 32x32, batch 256 (the
 training recipe's model). Medians of 6 calls after 2, each a tf.function with one op at a time (2:1 pools).
 
-    python results/bf16-step-limits/formulations.py [bfloat16|float32] > results/bf16-step-limits/<date>-<machine>-<dtype>.md
+    python results/bf16-step-limits/formulations.py [bfloat16|float32] \
+        > results/bf16-step-limits/<date>-<machine>-<dtype>.md
 """
 import statistics
 import sys
@@ -71,7 +72,8 @@ def width_folded(x, dy, k, s):
     n, _, _, c_in = x.shape
     _, h_out, w_out, c_out = dy.shape
     xp = padded(x, dy, k, s)
-    columns = tf.stack([xp[:, :, kw:kw + s * (w_out - 1) + 1:s, :] for kw in range(k)], axis=3)  # (N, H', W_out, k, C_in)
+    # (N, H', W_out, k, C_in): each width tap's columns
+    columns = tf.stack([xp[:, :, kw:kw + s * (w_out - 1) + 1:s, :] for kw in range(k)], axis=3)
     images = tf.reshape(tf.transpose(columns, [3, 4, 1, 0, 2]), [k * c_in, xp.shape[1], 1, n * w_out])
     kernel = tf.reshape(tf.transpose(dy, [1, 0, 2, 3]), [h_out, 1, n * w_out, c_out])
     out = tf.nn.conv2d(images, kernel, strides=1, padding="VALID", dilations=[s, 1])  # (k * C_in, k', 1, C_out)

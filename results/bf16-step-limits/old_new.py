@@ -41,6 +41,7 @@ for round_ in range(int(os.environ.get("ROUNDS", 40))):
         times[name].append(time_call(old if name == "old" else new))
 ratios = sorted(a / b for a, b in zip(times["old"], times["new"]))
 print(f"{config.run_id}: layers off TensorFlow's filter gradient: old {layers['old']}, new {layers['new']}; "
-      f"median step old {statistics.median(times['old']) * 1e3:.1f} ms, new {statistics.median(times['new']) * 1e3:.1f} ms;"
+      f"median step old {statistics.median(times['old']) * 1e3:.1f} ms, "
+      f"new {statistics.median(times['new']) * 1e3:.1f} ms;"
       f" old/new per round: median {statistics.median(ratios):.3f}, min {ratios[0]:.3f}, max {ratios[-1]:.3f} "
       f"({len(ratios)} rounds)")
