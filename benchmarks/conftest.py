@@ -171,10 +171,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="our model's batch norm: keras, fused (one TensorFlow op each way), or auto: keras,fused on "
                          "a CPU, keras on a GPU (default auto)")
     group.addoption("--filter-grads", metavar="LIST", default=AUTO,
-                    help="how the convolutions' filter gradients are computed: conv (TensorFlow's), gemm (in the "
-                         "layers with few pixels, one GEMM over the input's patches in float32 or one forward "
-                         "convolution in bfloat16, NHWC), or auto: on a CPU, each configuration with the fused batch "
-                         "norm also with gemm, in its training steps (default auto)")
+                    help=f"{cli.FILTER_GRAD_HELP}; a comma-separated list, or auto: on a CPU, each configuration "
+                         "with the fused batch norm also with gemm, in its training steps (default auto)")
     group.addoption("--threads", metavar="LIST", default=AUTO_THREADS,
                     help="TensorFlow thread pools as INTRA:INTER, or auto (default auto); cases with other "
                          "thread counts, oneDNN off, fpmath bf16 or amp_bf16 run in worker processes of their own")

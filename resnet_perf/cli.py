@@ -105,6 +105,11 @@ def parse_shape(text: str) -> tuple[int, int, int]:
     return shape
 
 
+FILTER_GRAD_HELP = ("the convolutions' filter gradients: conv, TensorFlow's; gemm, in the layers with few pixels, "
+                    "one GEMM over the input's patches (float32) or one forward convolution (bfloat16) (NHWC)")
+"""What ``--filter-grad`` / ``--filter-grads`` mean, for every command that takes them."""
+
+
 def add_config_options(parser: argparse.ArgumentParser, defaults: RunConfig,
                        fields: Sequence[str] = CONFIG_OPTIONS, image_help: str = "synthetic images",
                        batch_help: str = "images per step",
@@ -119,9 +124,7 @@ def add_config_options(parser: argparse.ArgumentParser, defaults: RunConfig,
         "xla": (dict(choices=tuple(ON_OFF)), "XLA jit_compile of the step functions"),
         "layout": (dict(choices=tuple(LAYOUTS)), "tensor layout: nhwc (channels last) or nchw (channels first)"),
         "batch_norm": (dict(choices=BATCH_NORMS), "batch norm layer: keras, or fused (one TensorFlow op each way)"),
-        "filter_grad": (dict(choices=FILTER_GRADS),
-                        "the convolutions' filter gradients: conv, TensorFlow's; gemm, in the layers with few pixels, "
-                        "one GEMM over the input's patches (float32) or one forward convolution (bfloat16) (NHWC)"),
+        "filter_grad": (dict(choices=FILTER_GRADS), FILTER_GRAD_HELP),
         "threads": (dict(), "TensorFlow's intra-op:inter-op thread pools, e.g. 2:1, or auto"),
         "onednn": (dict(choices=tuple(ON_OFF)), "TensorFlow's oneDNN kernels (TF_ENABLE_ONEDNN_OPTS)"),
         "fpmath": (dict(choices=tuple(FPMATH_MODES)),

@@ -102,8 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-norms", default="keras",
                         help=f"comma-separated, of {', '.join(BATCH_NORMS)} (default %(default)s)")
     parser.add_argument("--filter-grads", default="conv",
-                        help=f"comma-separated, of {', '.join(FILTER_GRADS)}: the convolutions' filter gradients, "
-                             f"TensorFlow's, or a GEMM (float32) or forward convolution (bfloat16) where those pay "
+                        help=f"comma-separated, of {', '.join(FILTER_GRADS)}: {cli.FILTER_GRAD_HELP} "
                              f"(default %(default)s)")
     parser.add_argument("--modes", default="train", help=f"comma-separated, of {', '.join(MODES)} (default %(default)s)")
     parser.add_argument("--rounds", type=int, default=10, help="timed steps of each (default %(default)s)")

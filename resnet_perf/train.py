@@ -60,10 +60,9 @@ def build_parser(recipe_name: str = DEFAULT_RECIPE) -> argparse.ArgumentParser:
     parser.set_defaults(precision=RECIPES[recipe.recipe].precision)
     parser.add_argument("--filter-grad", choices=(*FILTER_GRADS, AUTO_FILTER_GRAD),
                         default=RECIPES[recipe.recipe].filter_grad,
-                        help="the convolutions' filter gradients: conv, TensorFlow's; gemm, in the layers with few "
-                             "pixels, one GEMM over the input's patches (float32) or one forward convolution "
-                             "(bfloat16) (NHWC); auto: gemm on a CPU with AVX-512 and without AMX, where that was "
-                             "measured to pay, in NHWC where some layer takes it, else conv (default %(default)s)")
+                        help=f"{cli.FILTER_GRAD_HELP}; auto: gemm on a CPU with AVX-512 and without AMX, where "
+                             "that was measured to pay, in NHWC where some layer takes it, else conv "
+                             "(default %(default)s)")
     parser.add_argument("--batch-norm", choices=(*BATCH_NORMS, AUTO_BATCH_NORM),
                         default=RECIPES[recipe.recipe].batch_norm,
                         help="keras: Keras's BatchNormalization; fused: the same function as TensorFlow's fused "

@@ -45,7 +45,7 @@ def filter_gradient_gemm(inputs: tf.Tensor, output_gradient: tf.Tensor, kernel_s
         return tf.reshape(product, [kernel_size, kernel_size, in_channels, filters])
 
 
-def _same_padding(size: int, output_size: int, kernel_size: int, stride: int) -> tuple[int, int]:
+def same_padding(size: int, output_size: int, kernel_size: int, stride: int) -> tuple[int, int]:
     """``same`` padding's (before, after) along one side, as TensorFlow pads (the odd pixel after)."""
     total = max((output_size - 1) * stride + kernel_size - size, 0)
     return total // 2, total - total // 2
@@ -57,7 +57,7 @@ def filter_gradient_forward_conv(inputs: tf.Tensor, output_gradient: tf.Tensor, 
     swapped, (in channels, height, width, batch), convolved with the output gradient as its kernel, (out height,
     out width, batch, out channels), dilated by the stride; each output pixel is one kernel tap."""
     with tf.name_scope(GEMM_FILTER_GRADIENT_SCOPE):
-        padding = [[0, 0]] + [list(_same_padding(inputs.shape[axis], output_gradient.shape[axis], kernel_size, stride))
+        padding = [[0, 0]] + [list(same_padding(inputs.shape[axis], output_gradient.shape[axis], kernel_size, stride))
                               for axis in (1, 2)] + [[0, 0]]
         images = tf.transpose(tf.pad(inputs, padding), [3, 1, 2, 0])
         kernel = tf.transpose(output_gradient, [1, 2, 0, 3])

@@ -22,7 +22,7 @@ import sys
 import tensorflow as tf
 
 from resnet_perf.bench.timing import finish, time_steps
-from resnet_perf.models.gemm_filter_grad import filter_gradient_gemm
+from resnet_perf.models.gemm_filter_grad import filter_gradient_forward_conv, filter_gradient_gemm, same_padding
 
 tf.config.threading.set_intra_op_parallelism_threads(2)
 tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -46,32 +46,16 @@ SHAPES = [
 ]
 
 
-def same_padding(size: int, out: int, kernel: int, stride: int) -> tuple[int, int]:
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
 def conv(x, dy, k, s):
     return tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=[k, k, x.shape[-1], dy.shape[-1]], out_backprop=dy,
                                            strides=[1, s, s, 1], padding="SAME")
 
 
-def padded(x, dy, k, s):
-    (top, bottom), (left, right) = (same_padding(x.shape[axis], dy.shape[axis], k, s) for axis in (1, 2))
-    return tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
-
-
-def transposed(x, dy, k, s):
-    images = tf.transpose(padded(x, dy, k, s), [3, 1, 2, 0])          # (C_in, H', W', N)
-    kernel = tf.transpose(dy, [1, 2, 0, 3])                            # (H_out, W_out, N, C_out)
-    out = tf.nn.conv2d(images, kernel, strides=1, padding="VALID", dilations=s)
-    return tf.transpose(out[:, :k, :k, :], [1, 2, 0, 3])
-
-
 def width_folded(x, dy, k, s):
     n, _, _, c_in = x.shape
     _, h_out, w_out, c_out = dy.shape
-    xp = padded(x, dy, k, s)
+    (top, bottom), (left, right) = (same_padding(x.shape[axis], dy.shape[axis], k, s) for axis in (1, 2))
+    xp = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
     # (N, H', W_out, k, C_in): each width tap's columns
     columns = tf.stack([xp[:, :, kw:kw + s * (w_out - 1) + 1:s, :] for kw in range(k)], axis=3)
     images = tf.reshape(tf.transpose(columns, [3, 4, 1, 0, 2]), [k * c_in, xp.shape[1], 1, n * w_out])
@@ -80,7 +64,8 @@ def width_folded(x, dy, k, s):
     return tf.transpose(tf.reshape(out[:, :k], [k, c_in, k, c_out]), [2, 0, 1, 3])
 
 
-FORMULATIONS = {"conv": conv, "gemm": filter_gradient_gemm, "transposed": transposed, "width-folded": width_folded}
+FORMULATIONS = {"conv": conv, "gemm": filter_gradient_gemm, "transposed": filter_gradient_forward_conv,
+                "width-folded": width_folded}
 
 
 def median_ms(function, *args) -> float:
