@@ -236,7 +236,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     training.addoption("--train-to-target", action="store_true",
                        help="train to the recipe's target accuracy (stopping there) and record the time to it")
     training.addoption("--train-batch-size", type=int, help="global batch (default: the recipe's)")
-    training.addoption("--train-image-size", type=int, help="images resized to (default: the recipe's)")
+    training.addoption("--train-image-size", type=int,
+                       help="images resized to (default: the recipe's for each run's precision)")
     training.addoption("--train-strategy", choices=("mirrored", "multiworker"), default="mirrored",
                        help="mirrored: one process; multiworker: --train-workers processes on this machine "
                             "(python -m resnet_perf.launch), --train-replicas ignored (default mirrored)")
@@ -339,11 +340,14 @@ def pytest_configure(config: pytest.Config) -> None:
             raise UserError(f"--latency-steps must be at least 1, got {option.latency_steps}")
         latency = latency_configs(matrix, option.latency_steps) if option.latency else []
         recipe = RECIPES[option.train_recipe]
+        # unset: the recipe's for each run's precision (epochs: 1, or the recipe's when training to its target)
+        given = {name: value for name, value in (("batch_size", option.train_batch_size),
+                                                 ("image_size", option.train_image_size),
+                                                 ("epochs", _given(option.train_epochs,
+                                                                   None if option.train_to_target else 1)))
+                 if value is not None}
         training = [
-            TrainConfig.from_recipe(recipe.name, depth=depth, precision=precision,
-                                    batch_size=_given(option.train_batch_size, recipe.batch_size),
-                                    image_size=_given(option.train_image_size, recipe.image_size),
-                                    epochs=_given(option.train_epochs, recipe.epochs if option.train_to_target else 1),
+            TrainConfig.from_recipe(recipe.name, depth=depth, precision=precision, **given,
                                     stop_at_target=option.train_to_target, replicas=replicas,
                                     limit_train=option.train_limit, limit_test=option.train_limit,
                                     strategy=option.train_strategy)

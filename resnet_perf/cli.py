@@ -5,7 +5,7 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from resnet_perf.config import BATCH_NORMS, FILTER_GRADS, FPMATH_MODES, LAYOUTS, ON_OFF, ON_OFF_FIELDS, RunConfig
@@ -113,9 +113,11 @@ FILTER_GRAD_HELP = ("the convolutions' filter gradients: conv, TensorFlow's; gem
 def add_config_options(parser: argparse.ArgumentParser, defaults: RunConfig,
                        fields: Sequence[str] = CONFIG_OPTIONS, image_help: str = "synthetic images",
                        batch_help: str = "images per step",
-                       precision_help: str = f"one of {', '.join(PRECISIONS)}") -> None:
+                       precision_help: str = f"one of {', '.join(PRECISIONS)}",
+                       described_defaults: Mapping[str, str] | None = None) -> None:
     """Add the ``RunConfig`` flags named in ``fields`` with ``defaults``'s values: one definition
-    of each flag for every command (``config_kwargs`` reads them back)."""
+    of each flag for every command (``config_kwargs`` reads them back).  A field in ``described_defaults`` has no
+    default (None: the command chooses) and its help describes the choice."""
     helps = {
         "depth": (dict(type=int), f"ResNet depth: one of {', '.join(map(str, DEPTHS))}"),
         "batch_size": (dict(type=int), batch_help),
@@ -135,7 +137,11 @@ def add_config_options(parser: argparse.ArgumentParser, defaults: RunConfig,
         default = getattr(defaults, field)
         if field in ON_OFF_FIELDS:
             default = "on" if default else "off"
-        parser.add_argument(f"--{field.replace('_', '-')}", default=default, help=f"{text} (default %(default)s)",
+        if field in (described_defaults or {}):
+            default, described = None, described_defaults[field]
+        else:
+            described = "%(default)s"
+        parser.add_argument(f"--{field.replace('_', '-')}", default=default, help=f"{text} (default {described})",
                             **kwargs)
 
 

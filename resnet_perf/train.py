@@ -26,8 +26,8 @@ from resnet_perf.errors import UserError
 from resnet_perf.precision import AUTO_PRECISION, NATIVE_BF16_FLAGS, PRECISIONS
 from resnet_perf.training.cluster import STARTUP_TIMEOUT_S, current_task
 from resnet_perf.training.fashion_mnist import AUGMENTATIONS, IMAGE_SIDE, TRANSLATE_PIXELS
-from resnet_perf.training.recipes import (AUTO_BATCH_NORM, AUTO_FILTER_GRAD, DEFAULT_RECIPE, RECIPES, SCHEDULES,
-                                          STRATEGIES, TrainConfig)
+from resnet_perf.training.recipes import (AUTO_BATCH_NORM, AUTO_FILTER_GRAD, BFLOAT16_SETTINGS, DEFAULT_RECIPE,
+                                          RECIPES, SCHEDULES, STRATEGIES, TrainConfig)
 
 
 def _recipe_name(argv: Sequence[str]) -> str:
@@ -36,6 +36,16 @@ def _recipe_name(argv: Sequence[str]) -> str:
     early.add_argument("--recipe", default=DEFAULT_RECIPE)
     known, _rest = early.parse_known_args(argv)
     return known.recipe
+
+
+def _recipe_default(recipe_name: str, setting: str) -> str:
+    """``32, or 48 where the run computes in bfloat16``: a setting's default as the recipe has it, not as it
+    resolves on this CPU (the help and docs/reference.md must not depend on the CPU that renders them)."""
+    recipe = RECIPES[recipe_name]
+    value = getattr(recipe, setting)
+    if setting in recipe.bfloat16 and recipe.bfloat16[setting] != value:
+        return f"{value}, or {recipe.bfloat16[setting]} where the run computes in bfloat16"
+    return str(value)
 
 
 def build_parser(recipe_name: str = DEFAULT_RECIPE) -> argparse.ArgumentParser:
@@ -50,6 +60,7 @@ def build_parser(recipe_name: str = DEFAULT_RECIPE) -> argparse.ArgumentParser:
                         + " (default %(default)s)")
     cli.add_config_options(parser, recipe.run, image_help=f"Fashion-MNIST images (resized from {IMAGE_SIDE})",
                            batch_help="global batch, split over the replicas",
+                           described_defaults={"image_size": _recipe_default(recipe.recipe, "image_size")},
                            precision_help=f"one of {', '.join(PRECISIONS)} (amp_bf16: grappler's bf16 rewrite of the "
                                           f"float32 model, on a CPU with bfloat16 instructions), or "
                                           f"{AUTO_PRECISION}: mixed_bf16 on a "
@@ -72,8 +83,8 @@ def build_parser(recipe_name: str = DEFAULT_RECIPE) -> argparse.ArgumentParser:
     parser.add_argument("--zero-init-residual", default="on" if recipe.zero_init_residual else "off", **on_off,
                         help="start the scale of each residual block's last batch norm at 0, so every block "
                              "starts as its shortcut (default %(default)s)")
-    parser.add_argument("--epochs", type=int, default=recipe.epochs,
-                        help="epochs the schedule spans (default %(default)s)")
+    parser.add_argument("--epochs", type=int,
+                        help=f"epochs the schedule spans (default {_recipe_default(recipe.recipe, 'epochs')})")
     parser.add_argument("--lr", type=float, default=recipe.lr, help="peak learning rate (default %(default)s)")
     parser.add_argument("--schedule", choices=SCHEDULES, default=recipe.schedule,
                         help="cosine / linear: linear warm-up over 10%% of the steps, then cosine or linear decay "
@@ -137,10 +148,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         except ValueError:
             raise UserError(f"--replicas must be 'auto' or an integer, got {args.replicas!r}") from None
     run = cli.config_kwargs(args)
+    given = {name: value for name, value in {**run, "epochs": args.epochs}.items()
+             if name not in BFLOAT16_SETTINGS or value is not None}  # unset: the recipe's for the run's precision
     return TrainConfig.from_recipe(
-        args.recipe, xla=run.pop("xla"), layout=run.pop("layout"), **run, filter_grad=args.filter_grad,
+        args.recipe, xla=given.pop("xla"), layout=given.pop("layout"), **given, filter_grad=args.filter_grad,
         batch_norm=args.batch_norm,
-        zero_init_residual=cli.ON_OFF[args.zero_init_residual], epochs=args.epochs, lr=args.lr,
+        zero_init_residual=cli.ON_OFF[args.zero_init_residual], lr=args.lr,
         schedule=args.schedule, momentum=args.momentum, nesterov=cli.ON_OFF[args.nesterov],
         weight_decay=args.weight_decay, clip_norm=args.clip_norm, label_smoothing=args.label_smoothing,
         augment=args.augment, test_flip=cli.ON_OFF[args.test_flip], test_shift=args.test_shift, ema=args.ema,

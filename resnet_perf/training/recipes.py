@@ -7,7 +7,7 @@ one setting; the result records the recipe's name and every setting the run used
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -25,6 +25,8 @@ AUTO_FILTER_GRAD = "auto"
 SCHEDULES = ("cosine", "linear", "constant")
 """cosine / linear: linear warm-up over the first ``WARMUP_FRACTION`` of the steps, then down to 0."""
 WARMUP_FRACTION = 0.1
+BFLOAT16_SETTINGS = ("image_size", "epochs")
+"""The settings a recipe may set apart for runs that compute in bfloat16 (``Recipe.bfloat16``)."""
 STRATEGIES = ("mirrored", "multiworker")
 """mirrored: MirroredStrategy on this machine; multiworker: MultiWorkerMirroredStrategy from TF_CONFIG."""
 
@@ -57,6 +59,14 @@ class Recipe:
     ema: float
     eval_every: int
     target_accuracy: float
+    bfloat16: Mapping[str, Any] = field(default_factory=dict)
+    """Settings that replace the ones above where the run computes in bfloat16 (``recipe_settings``): a faster
+    step buys larger images in the same time."""
+
+    def __post_init__(self) -> None:
+        unknown = set(self.bfloat16) - set(BFLOAT16_SETTINGS)
+        if unknown:  # the train command leaves only these flags' defaults to the run's precision
+            raise ValueError(f"recipe {self.name}: bfloat16 settings {sorted(unknown)} not among {BFLOAT16_SETTINGS}")
 
 
 def training_batch_norm(name: str, precision: str) -> str:
@@ -86,7 +96,7 @@ RECIPES = {recipe.name: recipe for recipe in (
            zero_init_residual=False, image_size=32,
            batch_size=256, epochs=6, lr=0.2, schedule="cosine", momentum=0.9, nesterov=True, weight_decay=5e-4,
            clip_norm=5.0, label_smoothing=0.0, augment="none", test_flip=False, test_shift=0, ema=0.99,
-           eval_every=1, target_accuracy=0.93),
+           eval_every=1, target_accuracy=0.93, bfloat16={"image_size": 48, "epochs": 4}),
     Recipe("d2l", "the seed article's settings (Dive into Deep Learning, ResNet chapter): 96x96, plain SGD "
                   "at 0.05, batch 256, 10 epochs, float32",
            depth=18, precision="fp32", batch_norm="keras", filter_grad="conv", zero_init_residual=False, image_size=96,
@@ -95,7 +105,19 @@ RECIPES = {recipe.name: recipe for recipe in (
            eval_every=1, target_accuracy=0.91),
 )}
 DEFAULT_RECIPE = "fast"
-RECIPE_SETTINGS = tuple(field.name for field in fields(Recipe) if field.name not in ("name", "description"))
+RECIPE_SETTINGS = tuple(setting.name for setting in fields(Recipe)
+                        if setting.name not in ("name", "description", "bfloat16"))
+
+
+def recipe_settings(name: str, precision: str) -> dict[str, Any]:
+    """Recipe ``name``'s settings for a run in ``precision`` (resolved, not ``auto``): its ``bfloat16`` settings
+    replace the others where that precision computes in bfloat16."""
+    require_choice("recipe", name, RECIPES)
+    recipe = RECIPES[name]
+    settings = {setting: getattr(recipe, setting) for setting in RECIPE_SETTINGS}
+    if compute_dtype(precision) == "bfloat16":
+        settings.update(recipe.bfloat16)
+    return settings
 
 
 PLAIN_TRAINING = {"batch_norm": "keras", "zero_init_residual": False, "lr": 0.2, "schedule": "cosine",
@@ -210,11 +232,11 @@ class TrainConfig:
     @classmethod
     def from_recipe(cls, name: str = DEFAULT_RECIPE, xla: bool = False, layout: str = "nhwc",
                     **overrides: Any) -> TrainConfig:
-        """The run of recipe ``name`` with ``overrides`` (any recipe setting or run field)."""
+        """The run of recipe ``name`` with ``overrides`` (any recipe setting or run field), in the recipe's settings
+        for the run's precision (``recipe_settings``)."""
         require_choice("recipe", name, RECIPES)
-        settings = {key: value for key, value in asdict(RECIPES[name]).items() if key in RECIPE_SETTINGS}
-        settings.update(overrides)
-        settings["precision"] = training_precision(settings["precision"], cpu_flags())
+        precision = training_precision(overrides.pop("precision", RECIPES[name].precision), cpu_flags())
+        settings = {**recipe_settings(name, precision), **overrides, "precision": precision}
         settings["filter_grad"] = training_filter_grad(settings["filter_grad"], cpu_flags(), settings["depth"],
                                                        settings["image_size"], layout)
         run = RunConfig(depth=settings.pop("depth"), batch_size=settings.pop("batch_size"),
@@ -239,7 +261,7 @@ class TrainConfig:
 
     def changed_settings(self) -> dict[str, Any]:
         """The recipe settings this run changed: ``{setting: value}``."""
-        recipe, mine = asdict(RECIPES[self.recipe]), self.as_dict()
+        recipe, mine = recipe_settings(self.recipe, self.run.precision), self.as_dict()
         recipe["precision"] = training_precision(recipe["precision"], cpu_flags())
         # a recipe's auto settings stand for what they choose for this run's precision, depth, size and layout
         recipe["batch_norm"] = training_batch_norm(recipe["batch_norm"], self.run.precision)

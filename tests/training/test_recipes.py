@@ -14,7 +14,7 @@ from resnet_perf.machine.cpu import cpu_flags
 from resnet_perf.precision import training_precision
 from resnet_perf.train import build_parser, config_from_args
 from resnet_perf.training import seeds
-from resnet_perf.training.recipes import RECIPE_SETTINGS, RECIPES, TrainConfig
+from resnet_perf.training.recipes import RECIPE_SETTINGS, RECIPES, TrainConfig, recipe_settings
 from tests.fmnist_files import write_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,8 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_every_recipe_is_a_valid_run_and_the_command_line_reproduces_it(name):
     recipe = RECIPES[name]
     config = TrainConfig.from_recipe(name, seed=3, stop_at_target=True)
-    assert (config.run.depth, config.run.precision, config.run.image_size, config.run.batch_size) == (
-        recipe.depth, training_precision(recipe.precision, cpu_flags()), recipe.image_size, recipe.batch_size)
+    precision = training_precision(recipe.precision, cpu_flags())
+    settings = recipe_settings(name, precision)
+    assert (config.run.depth, config.run.precision, config.run.image_size, config.run.batch_size, config.epochs) == (
+        recipe.depth, precision, settings["image_size"], recipe.batch_size, settings["epochs"])
     assert config.changed_settings() == {}
     argv = config.argv()
     assert config_from_args(build_parser(name).parse_args(argv)) == config
@@ -57,7 +59,7 @@ def test_the_recipe_sets_the_defaults_and_a_flag_changes_one_setting():
 ])
 def test_bad_settings_are_refused(changes, message):
     with pytest.raises(UserError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
-        dataclasses.replace(TrainConfig.from_recipe(), **changes)
+        dataclasses.replace(TrainConfig.from_recipe(image_size=32), **changes)
 
 
 @pytest.mark.parametrize("flags, precision", [(["avx2", "avx512f", "avx512_bf16"], "mixed_bf16"),
@@ -75,6 +77,46 @@ def test_the_fast_recipe_trains_in_bfloat16_only_where_the_cpu_has_it(monkeypatc
     other = "fp32" if precision == "mixed_bf16" else "mixed_bf16"
     assert TrainConfig.from_recipe(precision=other).changed_settings() == {"precision": other}
     assert TrainConfig.from_recipe(batch_norm="keras", precision="mixed_bf16").batch_norm == "keras"
+
+
+@pytest.mark.parametrize("flags, precision", [(["avx2", "avx512f", "avx512_bf16"], "mixed_bf16"),
+                                               (["avx2", "amx_bf16"], "mixed_bf16"), (["avx2", "fma"], "fp32")])
+def test_the_fast_recipe_spends_a_faster_bfloat16_step_on_larger_images(monkeypatch, flags, precision):
+    from resnet_perf.training import recipes
+
+    monkeypatch.setattr(recipes, "cpu_flags", lambda: flags)
+    fast = RECIPES["fast"]
+    bf16 = fast.bfloat16["image_size"], fast.bfloat16["epochs"]
+    fp32 = fast.image_size, fast.epochs
+    assert bf16 != fp32
+    config = TrainConfig.from_recipe()
+    assert (config.run.image_size, config.epochs) == (bf16 if precision == "mixed_bf16" else fp32)
+    # the sizes follow the run's precision, not the CPU's: fp32 on a bfloat16 CPU trains as the recipe does in fp32
+    for other, expected in (("fp32", fp32), ("amp_bf16", bf16), ("mixed_bf16", bf16)):
+        if other == "amp_bf16" and precision == "fp32":
+            continue  # refused where the CPU has no bfloat16 instructions
+        run = TrainConfig.from_recipe(precision=other)
+        assert (run.run.image_size, run.epochs) == expected
+        assert run.changed_settings() == ({} if other == precision else {"precision": other})
+    # a flag still changes one setting, whatever the precision
+    changed = TrainConfig.from_recipe(image_size=40)
+    assert changed.run.image_size == 40 and changed.epochs == config.epochs
+    assert changed.changed_settings() == {"image_size": 40}
+
+
+def test_a_recipe_sets_apart_for_bfloat16_only_the_settings_the_command_leaves_to_it():
+    with pytest.raises(ValueError, match=r"bfloat16 settings \['lr'\] not among"):
+        dataclasses.replace(RECIPES["fast"], bfloat16={"lr": 0.1})
+
+
+def test_the_train_help_names_both_defaults_whatever_the_cpu(monkeypatch):
+    from resnet_perf.training import recipes
+
+    for flags in (["avx2", "fma"], ["avx2", "avx512f", "avx512_bf16"]):
+        monkeypatch.setattr(recipes, "cpu_flags", lambda: flags)
+        text = " ".join(build_parser().format_help().split())
+        assert "(default 32, or 48 where the run computes in bfloat16)" in text
+        assert "(default 6, or 4 where the run computes in bfloat16)" in text
 
 
 @pytest.mark.parametrize("flags, filter_grad", [(["avx2", "avx512f", "avx512_bf16"], "gemm"),
@@ -139,13 +181,13 @@ def test_a_training_run_id_names_the_settings_that_set_the_run_apart(tmp_path):
     from resnet_perf.analysis.results import result_payload, write_results
     from resnet_perf.history.points import load_history
 
-    plain = TrainConfig.from_recipe(epochs=6, ema=0.0, clip_norm=0.0, precision="mixed_bf16", filter_grad="conv",
-                                    batch_norm="keras")
+    plain = TrainConfig.from_recipe(epochs=6, image_size=32, ema=0.0, clip_norm=0.0, precision="mixed_bf16",
+                                    filter_grad="conv", batch_norm="keras")
     assert plain.run_id == "resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-rauto-e6"  # as before recipes existed
     assert (TrainConfig.from_recipe(precision="mixed_bf16", filter_grad="conv").run_id
-            == "resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-fbn-clip5-ema0.99-rauto-e6")
+            == "resnet18-mixed_bf16-noxla-nhwc-b256-48-c1-k10-fbn-clip5-ema0.99-rauto-e4")
     assert (TrainConfig.from_recipe(precision="mixed_bf16", filter_grad="gemm").run_id
-            == "resnet18-mixed_bf16-noxla-nhwc-b256-32-c1-k10-fgemm-fbn-clip5-ema0.99-rauto-e6")
+            == "resnet18-mixed_bf16-noxla-nhwc-b256-48-c1-k10-fgemm-fbn-clip5-ema0.99-rauto-e4")
     varied = dataclasses.replace(plain, augment="flip-translate", label_smoothing=0.1, batch_norm="fused",
                                  test_flip=True, replicas=2, zero_init_residual=True, ema=0.99, eval_every=2,
                                  test_shift=1, clip_norm=2.0)
