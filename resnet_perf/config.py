@@ -44,7 +44,8 @@ GEMM_MIN_FILTERS = 256
 """Output channels from which the GEMM's work outgrows the patches' copy (each patch value is used this often)."""
 BF16_MAX_OUTPUT_PIXELS = 4 * 4
 """In bfloat16, output height x width up to which the forward-convolution form pays whatever the channels: the
-training recipe's stages 2 to 4 (ResNet-18 at 32x32)."""
+training recipe's stages 2 to 4 when it trained at 32x32 (ResNet-18); at 48x48 stage 2 (6x6) gains nothing
+measurable from it (docs/measurements/2026-12-07-zen4-recipe-image-size.md)."""
 GEMM_FILTER_GRADIENT_SCOPE = "filter_gradient_gemm"
 """The name scope of the GEMM filter gradients' ops, by which a trace's breakdown counts them as filter gradients."""
 GEMM_NEEDS_NHWC = "filter gradient gemm takes the NHWC layout (TensorFlow's extract_patches is NHWC only)"

@@ -12,7 +12,7 @@ slower), so the GEMM is used only where ``resnet_perf.config.gemm_pays`` says so
 keeps TensorFlow's own gradient.
 
 In bfloat16 the same sum runs faster as a *forward* convolution, which oneDNN computes with its brgemm
-kernel on any AVX-512 CPU (``filter_gradient_forward_conv``): on the training recipe's model the filter
+kernel on any AVX-512 CPU (``filter_gradient_forward_conv``): on the training recipe's model at 32x32 the filter
 gradients of stages 2 to 4 then take 2.3-4.4 ms a layer against 2.4-8.0 as GEMMs and 5.7-25 with TensorFlow's
 kernel, and its step 4-7% faster than with the GEMMs (``docs/measurements/2026-12-07-zen4-bf16-step-limits.md``);
 in float32 neither form leads on the layers the rule takes (ResNet-18's stage 4: 7.9 ms as a GEMM, 9.2 as a

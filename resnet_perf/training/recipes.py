@@ -1,8 +1,9 @@
 """Training recipes and the configuration of a training run (no TensorFlow here).
 
 A recipe is data: every setting of how a ResNet is trained on Fashion-MNIST, under one name, in
-this module only.  ``python -m resnet_perf.train --recipe NAME`` starts from it and any flag changes
-one setting; the result records the recipe's name and every setting the run used.
+this module only; a few (``BFLOAT16_SETTINGS``) may differ where the run computes in bfloat16.
+``python -m resnet_perf.train --recipe NAME`` starts from it and any flag changes one setting; the result
+records the recipe's name and every setting the run used.
 """
 from __future__ import annotations
 
