@@ -66,6 +66,7 @@ def build_parser(recipe_name: str = DEFAULT_RECIPE) -> argparse.ArgumentParser:
                                           f"{AUTO_PRECISION}: mixed_bf16 on a "
                                           f"CPU with bfloat16 instructions ({', '.join(NATIVE_BF16_FLAGS)}), else "
                                           f"fp32")
+    cli.add_config_options(parser, recipe.run, fields=("onednn",))
     # the recipe's own setting, not what it resolves to here: the help (and docs/reference.md) must not
     # depend on the CPU that renders them; TrainConfig.from_recipe resolves auto
     parser.set_defaults(precision=RECIPES[recipe.recipe].precision)
@@ -151,7 +152,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = {name: value for name, value in {**run, "epochs": args.epochs}.items()
              if name not in BFLOAT16_SETTINGS or value is not None}  # unset: the recipe's for the run's precision
     return TrainConfig.from_recipe(
-        args.recipe, xla=given.pop("xla"), layout=given.pop("layout"), **given, filter_grad=args.filter_grad,
+        args.recipe, xla=given.pop("xla"), layout=given.pop("layout"), onednn=cli.ON_OFF[args.onednn], **given,
+        filter_grad=args.filter_grad,
         batch_norm=args.batch_norm,
         zero_init_residual=cli.ON_OFF[args.zero_init_residual], lr=args.lr,
         schedule=args.schedule, momentum=args.momentum, nesterov=cli.ON_OFF[args.nesterov],

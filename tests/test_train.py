@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -164,6 +165,34 @@ def test_a_run_reads_its_training_data_through_one_iterator_and_shows_progress_i
     progress = [line.split(":")[0].strip() for line in capsys.readouterr().out.splitlines() if "img/s" in line
                 and line.startswith("  step ")]
     assert progress == ["step 1/4", "step 2/4", "step 3/4"] * 3
+
+
+def test_a_onednn_setting_the_loaded_tensorflow_cannot_take_is_refused_not_recorded(tmp_path):
+    import tensorflow  # noqa: F401  loaded, as in any process that has run a step: oneDNN is fixed now
+
+    from resnet_perf.machine.cpu import cpu_flags, onednn_enabled
+
+    folder = write_dataset(tmp_path / "data", train=64, test=32)
+    other = not onednn_enabled(cpu_flags())
+    config = TrainConfig(run=RunConfig(depth=18, batch_size=16, image_size=32, channels=1, num_classes=10,
+                                       precision="fp32", onednn=other), epochs=1, data_dir=str(folder))
+    with pytest.raises(UserError, match="TensorFlow is already loaded with .*cannot change to"):
+        train(config, tmp_path / "train.json")
+    assert not (tmp_path / "train.json").exists()
+
+
+@pytest.mark.slow
+def test_the_train_command_runs_and_records_the_onednn_setting_it_is_given(tmp_path):
+    folder = write_dataset(tmp_path / "data", train=64, test=32)
+    output = tmp_path / "train.json"
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}  # the flag, not the environment, decides
+    done = subprocess.run([sys.executable, "-m", "resnet_perf.train", "--epochs", "1", "--batch-size", "16",
+                           "--precision", "fp32", "--onednn", "on", "--data-dir", str(folder), "--output", str(output)],
+                          capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads(output.read_text())
+    assert result["rows"][0]["onednn"] is True
+    assert result["environment"]["machine"]["software"]["onednn"] is True
 
 
 def test_a_loss_that_becomes_nan_ends_the_run_keeping_the_finished_epochs(tmp_path, capsys, monkeypatch):

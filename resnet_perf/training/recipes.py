@@ -231,7 +231,7 @@ class TrainConfig:
             self.check_replicas(self.replicas)
 
     @classmethod
-    def from_recipe(cls, name: str = DEFAULT_RECIPE, xla: bool = False, layout: str = "nhwc",
+    def from_recipe(cls, name: str = DEFAULT_RECIPE, xla: bool = False, layout: str = "nhwc", onednn: bool = True,
                     **overrides: Any) -> TrainConfig:
         """The run of recipe ``name`` with ``overrides`` (any recipe setting or run field), in the recipe's settings
         for the run's precision (``recipe_settings``)."""
@@ -243,7 +243,7 @@ class TrainConfig:
         run = RunConfig(depth=settings.pop("depth"), batch_size=settings.pop("batch_size"),
                         image_size=settings.pop("image_size"), precision=settings.pop("precision"),
                         filter_grad=settings.pop("filter_grad"), channels=1, num_classes=NUM_CLASSES, xla=xla,
-                        layout=layout)
+                        layout=layout, onednn=onednn)
         return cls(run=run, recipe=name, **settings)
 
     def check_replicas(self, replicas: int) -> None:
@@ -282,7 +282,8 @@ class TrainConfig:
                 "--zero-init-residual", "on" if self.zero_init_residual else "off", "--epochs", self.epochs,
                 "--batch-size", run.batch_size,
                 "--replicas", self.replicas, "--precision", run.precision, "--xla", "on" if run.xla else "off",
-                "--layout", run.layout, "--filter-grad", run.filter_grad, "--image-size", run.image_size,
+                "--layout", run.layout, "--onednn", "on" if run.onednn else "off", "--filter-grad", run.filter_grad,
+                "--image-size", run.image_size,
                 "--lr", self.lr,
                 "--schedule", self.schedule, "--momentum", self.momentum,
                 "--nesterov", "on" if self.nesterov else "off", "--weight-decay", self.weight_decay,

@@ -357,15 +357,18 @@ def train(config: TrainConfig, output: Path, startup_timeout_s: float = STARTUP_
         check_output_file(output)
     if task:  # TensorFlow's own wait for the other workers has no deadline and ignores Ctrl-C
         wait_for_peers(task, startup_timeout_s, report=print)
+    from resnet_perf.machine.switches import ProcessSettings, apply_here
+
+    # Before TensorFlow loads, which reads oneDNN's variables once: the run's oneDNN setting, not whatever the
+    # environment holds, or a UserError where TensorFlow is loaded already with another (a run is never recorded
+    # under a setting it did not run with). amp_bf16: grappler's bf16 rewrite of the float32 model, an option of
+    # the whole process, set before anything runs (this process trains one configuration)
+    apply_here(ProcessSettings.of(config.run))
     import keras
 
     from resnet_perf.machine.runtime import environment
-    from resnet_perf.machine.switches import ProcessSettings, prepare_process
     from resnet_perf.training.strategies import make_multiworker_strategy, make_strategy
 
-    # amp_bf16: grappler's bf16 rewrite of the float32 model, an option of the whole process, set before
-    # anything runs (this process trains one configuration); the model itself stays float32
-    prepare_process(ProcessSettings.of(config.run))
     strategy = make_multiworker_strategy() if task else make_strategy(config.replicas)
     replicas = strategy.num_replicas_in_sync
     config.check_replicas(replicas)
