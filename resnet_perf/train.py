@@ -38,6 +38,10 @@ def _recipe_name(argv: Sequence[str]) -> str:
     return known.recipe
 
 
+RUN_OPTIONS = (*cli.CONFIG_OPTIONS, "onednn")
+"""The ``RunConfig`` flags of the train command (``cli.add_config_options``)."""
+
+
 def _recipe_default(recipe_name: str, setting: str) -> str:
     """``32, or 48 where the run computes in bfloat16``: a setting's default as the recipe has it, not as it
     resolves on this CPU (the help and docs/reference.md must not depend on the CPU that renders them)."""
@@ -58,7 +62,7 @@ def build_parser(recipe_name: str = DEFAULT_RECIPE) -> argparse.ArgumentParser:
     parser.add_argument("--recipe", choices=RECIPES, default=DEFAULT_RECIPE,
                         help="; ".join(f"{name}: {r.description}" for name, r in RECIPES.items())
                         + " (default %(default)s)")
-    cli.add_config_options(parser, recipe.run, image_help=f"Fashion-MNIST images (resized from {IMAGE_SIDE})",
+    cli.add_config_options(parser, recipe.run, fields=RUN_OPTIONS, image_help=f"Fashion-MNIST images (resized from {IMAGE_SIDE})",
                            batch_help="global batch, split over the replicas",
                            described_defaults={"image_size": _recipe_default(recipe.recipe, "image_size")},
                            precision_help=f"one of {', '.join(PRECISIONS)} (amp_bf16: grappler's bf16 rewrite of the "
@@ -66,7 +70,6 @@ def build_parser(recipe_name: str = DEFAULT_RECIPE) -> argparse.ArgumentParser:
                                           f"{AUTO_PRECISION}: mixed_bf16 on a "
                                           f"CPU with bfloat16 instructions ({', '.join(NATIVE_BF16_FLAGS)}), else "
                                           f"fp32")
-    cli.add_config_options(parser, recipe.run, fields=("onednn",))
     # the recipe's own setting, not what it resolves to here: the help (and docs/reference.md) must not
     # depend on the CPU that renders them; TrainConfig.from_recipe resolves auto
     parser.set_defaults(precision=RECIPES[recipe.recipe].precision)
@@ -148,13 +151,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             replicas = int(replicas)
         except ValueError:
             raise UserError(f"--replicas must be 'auto' or an integer, got {args.replicas!r}") from None
-    run = cli.config_kwargs(args)
+    run = cli.config_kwargs(args, RUN_OPTIONS)
     given = {name: value for name, value in {**run, "epochs": args.epochs}.items()
              if name not in BFLOAT16_SETTINGS or value is not None}  # unset: the recipe's for the run's precision
     return TrainConfig.from_recipe(
-        args.recipe, xla=given.pop("xla"), layout=given.pop("layout"), onednn=cli.ON_OFF[args.onednn], **given,
-        filter_grad=args.filter_grad,
-        batch_norm=args.batch_norm,
+        args.recipe, **given, filter_grad=args.filter_grad, batch_norm=args.batch_norm,
         zero_init_residual=cli.ON_OFF[args.zero_init_residual], lr=args.lr,
         schedule=args.schedule, momentum=args.momentum, nesterov=cli.ON_OFF[args.nesterov],
         weight_decay=args.weight_decay, clip_norm=args.clip_norm, label_smoothing=args.label_smoothing,
