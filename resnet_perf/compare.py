@@ -38,7 +38,7 @@ from resnet_perf.analysis.results import ResultSet, check_rows, load_result_set,
 from resnet_perf.analysis.sequential import BAND
 from resnet_perf.analysis.speedup import REFERENCE, best_configurations, parse_baseline, speedups, switch_text
 from resnet_perf.errors import UserError
-from resnet_perf.machine.fingerprint import differences, fingerprint, same_hardware
+from resnet_perf.machine.fingerprint import describe, differences, fingerprint, same_hardware
 from resnet_perf.analysis.tables import (MIB, STEP_ORDER, display_frame, extra_tables, step_frame, tabulate_frame,
                                 training_frame)
 
@@ -140,13 +140,13 @@ def load_all(paths: Sequence[str], configs: str | None) -> list[ResultSet]:
 
 
 def machine_differences(results: Sequence[ResultSet]) -> list[str]:
-    """One line per run: its machine id, and how its fingerprint differs from the first run's."""
+    """One line per run: its machine (``describe``), and how its fingerprint differs from the first run's."""
     base = results[0]
-    lines = [f"machine of {base.label}: {(base.machine or {}).get('id', 'unknown (no fingerprint)')}"]
+    lines = [f"machine of {base.label}: {describe(base.machine) if base.machine else 'unknown (no fingerprint)'}"]
     for result in results[1:]:
         machine = result.machine or {}
         changed = differences(base.machine, result.machine) if base.machine and result.machine else []
-        lines.append(f"machine of {result.label}: {machine.get('id', 'unknown (no fingerprint)')}"
+        lines.append(f"machine of {result.label}: {describe(machine) if machine else 'unknown (no fingerprint)'}"
                      + (f"; differs from {base.label}: {'; '.join(changed)}" if changed else
                         ("; same machine and software" if base.machine and result.machine else "")))
     return lines
@@ -263,6 +263,7 @@ def _print_single(result: ResultSet, args: argparse.Namespace) -> None:
     frame = speedups(step_frame(rows), args.baseline, args.alpha)
     print(render(display_frame(rows, frame, extra={"vs_baseline": "vs baseline"}), args.format))
     if args.format in ("github", "plain"):
+        print(f"\nmeasured on {describe(result.machine) if result.machine else 'an unknown machine (no fingerprint)'}")
         reference = "+".join(switch_text(field, value) for field, value in args.baseline.items())
         print(f"\nvs baseline: images/s over the same config with {reference}: the geometric mean of the "
               f"per-round ratios and its interval at the stopping rule's last look (error rate {args.alpha:g} over "

@@ -147,6 +147,9 @@ def test_one_file_shows_speedups_of_each_switch(tmp_path, capsys):
     lines = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| resnet")}
     assert "mixed_bf16 vs fp32: faster: 1.25x [1.2" in lines[BF16.run_id]
     assert "xla vs noxla: slower: 0.802x [" in lines[XLA.run_id] and "baseline" in lines[FP32.run_id]
+    assert "\nmeasured on amd-2c-0123abcd (AMD EPYC, 2 cores; bfloat16 instructions: avx512_bf16, no AMX)\n" in out
+    code, out, err = run(capsys, write_run(tmp_path, "bare", rows, machine=None))
+    assert code == 0 and "\nmeasured on an unknown machine (no fingerprint)\n" in out
 
 
 @pytest.mark.parametrize("table_format", ["github", "plain", "csv", "json"])
@@ -257,8 +260,9 @@ def test_fingerprints_are_printed_and_other_hardware_is_not_judged(tmp_path, cap
     other = write_run(tmp_path, "other", baseline_rows(), machine=INTEL)
     code, out, err = run(capsys, base, other)  # shown, with how the machines differ
     assert code == 0, err
-    assert "machine of base: amd-2c-0123abcd" in out
-    assert "machine of other: intel-2c-4567cdef; differs from base:" in out and "+amx_bf16 -avx512_bf16" in out
+    assert "machine of base: amd-2c-0123abcd (AMD EPYC, 2 cores; bfloat16 instructions: avx512_bf16, no AMX)" in out
+    assert "machine of other: intel-2c-4567cdef (" in out and "bfloat16 instructions: AMX (amx_bf16)); differs from base:" in out
+    assert "+amx_bf16 -avx512_bf16" in out
     code, out, err = run(capsys, base, other, "--fail-on", "images_per_sec:5%")  # refused
     assert code == 2 and out == "" and err.count("\n") == 1
     assert "other ran on other hardware than base (amd-2c-0123abcd -> intel-2c-4567cdef" in err

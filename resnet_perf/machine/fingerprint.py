@@ -15,6 +15,9 @@ carries:
 - ``id``: a short, stable name derived from the hardware part only, e.g. ``amd-2c-1f9e0c3a``:
   results with the same id were measured on the same kind of machine.
 
+``describe`` puts a fingerprint in one line for a reader (the suite's answer, ``compare``): the id, the
+CPU's generation and its bfloat16 instructions.
+
 This module reads ``/proc`` and ``nvidia-smi`` only, never TensorFlow, so ``compare`` can fingerprint
 the machine it runs on without starting TensorFlow.
 """
@@ -107,6 +110,31 @@ def machine_id(hardware_part: Mapping[str, Any]) -> str:
     vendor = {"genuineintel": "intel", "authenticamd": "amd"}.get(vendor, vendor)
     canonical = json.dumps(dict(hardware_part), sort_keys=True, default=str)
     return f"{vendor}-{hardware_part.get('cores')}c-{hashlib.sha256(canonical.encode()).hexdigest()[:8]}"
+
+
+def _bfloat16_support(flags: Collection[str]) -> str:
+    """What computes bfloat16 on a CPU with ``flags``: the flags that decide which precisions pay."""
+    if "amx_bf16" in flags:
+        return "AMX (amx_bf16)"
+    if "avx512_bf16" in flags:
+        return "avx512_bf16, no AMX"
+    return "none (" + ("AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2") + ")"
+
+
+def describe(machine: Mapping[str, Any]) -> str:
+    """A fingerprint in one line, the CPU named as a figure needs it: ``amd-2c-60ed5a73 (AMD EPYC, family 26
+    model 2, 2 cores, 24 GiB; bfloat16 instructions: avx512_bf16, no AMX)``.  A VM often shows only the
+    vendor's brand as the model name: the family and model numbers tell its generation."""
+    part = machine.get("hardware") or {}
+    cpu = [str(part.get("cpu_model") or "unknown CPU")]
+    if part.get("cpu_family") is not None:
+        cpu.append(f"family {part['cpu_family']} model {part.get('cpu_model_number')}")
+    cpu += [f"{part['cores']} cores"] if part.get("cores") else []
+    cpu += [f"{part['memory_gib']} GiB"] if part.get("memory_gib") else []
+    details = f"{', '.join(cpu)}; bfloat16 instructions: {_bfloat16_support(part.get('isa_flags') or ())}"
+    if part.get("gpu_names"):
+        details += f"; GPUs: {', '.join(part['gpu_names'])}"
+    return f"{machine.get('id', 'unknown machine')} ({details})"
 
 
 def fingerprint(extra_software: Mapping[str, Any] | None = None) -> dict[str, Any]:

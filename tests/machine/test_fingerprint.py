@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from resnet_perf.machine.fingerprint import allocator, differences, hardware, machine_id, same_hardware
+from resnet_perf.machine.fingerprint import allocator, describe, differences, hardware, machine_id, same_hardware
 
 AMD = """processor	: 0
 vendor_id	: AuthenticAMD
@@ -53,6 +53,31 @@ def test_differences_name_each_changed_field():
     assert "hardware.cpu_vendor: 'AuthenticAMD' -> 'GenuineIntel'" in found
     assert "hardware.isa_flags: +amx_bf16 +amx_int8 +amx_tile +avx512_fp16" in found
     assert not same_hardware(None, a) and differences(a, a) == []
+
+
+def _fingerprint(cpuinfo: str, **hardware_fields) -> dict:
+    part = {**hardware(cpuinfo), "memory_gib": 24, **hardware_fields}
+    return {"id": machine_id(part), "hardware": part, "software": {}}
+
+
+@pytest.mark.parametrize("cpuinfo, flags, bfloat16", [
+    (INTEL, None, "bfloat16 instructions: AMX (amx_bf16)"),
+    (AMD, None, "bfloat16 instructions: avx512_bf16, no AMX"),
+    (AMD, ["avx2", "fma", "avx512f"], "bfloat16 instructions: none (AVX-512)"),
+    (AMD, ["avx2", "fma"], "bfloat16 instructions: none (AVX2)"),
+])
+def test_a_machine_is_described_by_its_id_generation_and_bfloat16_instructions(cpuinfo, flags, bfloat16):
+    machine = _fingerprint(cpuinfo, **({"isa_flags": flags} if flags else {}))
+    text = describe(machine)
+    family = "family 6 model 143" if cpuinfo is INTEL else "family 25 model 17"
+    assert text.startswith(f"{machine['id']} (") and text.endswith(f"; {bfloat16})")
+    assert f", {family}, {machine['hardware']['cores']} cores, 24 GiB;" in text
+
+
+def test_a_description_names_gpus_and_survives_missing_fields():
+    assert describe(_fingerprint(AMD, gpu_names=["NVIDIA A100-SXM4-40GB"])).endswith("; GPUs: NVIDIA A100-SXM4-40GB)")
+    assert describe({"id": "cpu-1c-00000000", "hardware": {}}) == \
+        "cpu-1c-00000000 (unknown CPU; bfloat16 instructions: none (no AVX2))"
 
 
 MAPS = """7f0000000000-7f0000001000 r--p 00000000 00:20 123 /usr/lib/x86_64-linux-gnu/libc.so.6
