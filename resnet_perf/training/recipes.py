@@ -82,7 +82,8 @@ def training_batch_norm(name: str, precision: str) -> str:
 def training_filter_grad(name: str, flags: Collection[str], depth: int, image_size: int, layout: str) -> str:
     """``name``, or for ``AUTO_FILTER_GRAD``: ``gemm`` on a CPU with AVX-512 and without AMX, where oneDNN computes
     filter gradients with its older JIT kernels and the GEMM was measured to pay (Zen 4: the fast recipe's step
-    1.58x faster in bf16, 1.06x in fp32; docs/models.md), if the layout is NHWC and some layer of the model
+    1.58x faster in bf16, 1.06x in fp32, docs/models.md; Zen 5: 1.40x at 48x48 in bf16, 1.04x at 32x32 in fp32,
+    docs/measurements/2026-12-07-zen5-first-look.md), if the layout is NHWC and some layer of the model
     takes it; ``conv`` elsewhere (AMX has oneDNN's brgemm backward-weights kernels; an AVX2-only CPU was not measured)."""
     if name != AUTO_FILTER_GRAD:
         return name
@@ -97,7 +98,7 @@ RECIPES = {recipe.name: recipe for recipe in (
            zero_init_residual=False, image_size=32,
            batch_size=256, epochs=6, lr=0.2, schedule="cosine", momentum=0.9, nesterov=True, weight_decay=5e-4,
            clip_norm=5.0, label_smoothing=0.0, augment="none", test_flip=False, test_shift=0, ema=0.99,
-           eval_every=1, target_accuracy=0.93, bfloat16={"image_size": 48, "epochs": 4}),
+           eval_every=1, target_accuracy=0.93, bfloat16={"image_size": 48}),
     Recipe("d2l", "the seed article's settings (Dive into Deep Learning, ResNet chapter): 96x96, plain SGD "
                   "at 0.05, batch 256, 10 epochs, float32",
            depth=18, precision="fp32", batch_norm="keras", filter_grad="conv", zero_init_residual=False, image_size=96,
