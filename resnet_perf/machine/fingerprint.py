@@ -127,8 +127,8 @@ def describe(machine: Mapping[str, Any]) -> str:
     vendor's brand as the model name: the family and model numbers tell its generation."""
     part = machine.get("hardware") or {}
     cpu = [str(part.get("cpu_model") or "unknown CPU")]
-    if part.get("cpu_family") is not None:
-        cpu.append(f"family {part['cpu_family']} model {part.get('cpu_model_number')}")
+    if part.get("cpu_family") is not None and part.get("cpu_model_number") is not None:
+        cpu.append(f"family {part['cpu_family']} model {part['cpu_model_number']}")
     cpu += [f"{part['cores']} cores"] if part.get("cores") else []
     cpu += [f"{part['memory_gib']} GiB"] if part.get("memory_gib") else []
     details = f"{', '.join(cpu)}; bfloat16 instructions: {_bfloat16_support(part.get('isa_flags') or ())}"

@@ -53,7 +53,7 @@ def test_tiny_matrix_end_to_end(tmp_path):
     # round-major: every case was built before round 1, then timed once a round, as the progress says
     assert done.stdout.index("built 4/4") < done.stdout.index("round 1 done") < done.stdout.index("round 2 done")
     assert "the answer: 0 of 2 switch verdicts decided" in done.stdout  # 2 rounds: before the first look
-    assert f"measured on {result['environment']['machine']['id']} (" in done.stdout  # the machine "here" is
+    assert f"measured on {result['environment']['machine']['id']} (" in done.stdout  # what the answer's "here" is
     assert "mfu" not in train  # derived when read, from the file's peak readings
     # The fixed peak procedure: 3 readings at the session's start and 3 at its end, whatever the cases.
     assert len(result["matmul_peak_readings"]["float32"]) == 6
