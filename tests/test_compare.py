@@ -241,6 +241,9 @@ def test_a_training_result_prints_its_epochs(tmp_path, capsys):
     code, out, err = run(capsys, path, "--format", "csv")
     assert code == 0, err
     assert pd.read_csv(io.StringIO(out))["test acc"].tolist() == [0.85]
+    machine = {"id": "amd-2c-0123abcd", "hardware": {"cpu_model": "AMD EPYC", "isa_flags": ["avx2"]}}
+    code, out, err = run(capsys, save_rows(tmp_path, "train", [row], {"machine": machine}))  # as text: where it ran
+    assert code == 0 and out.endswith("\nmeasured on amd-2c-0123abcd (AMD EPYC; bfloat16 instructions: none (AVX2))\n")
 
 
 def test_mfu_is_derived_on_reading_from_the_files_peak_readings(tmp_path):
