@@ -7,7 +7,10 @@ batch norm with TensorFlow's filter-gradient kernels (the same function summed i
 rounding alone moves a trajectory).  Every 20 steps: each copy's mean training loss.  Every 80 steps: the
 fused layer's loss and gradients at the Keras copy's weights, against Keras's own.
 
-    python results/fp32-fused-bn/lockstep.py SEED [STEPS]
+    python results/fp32-fused-bn/lockstep.py SEED [STEPS [REMAPPING]]
+
+REMAPPING ``off`` turns grappler's remapper off, which otherwise fuses a batch norm and the ReLU after it into one
+op (``_FusedBatchNormEx``) where the fused layer is used.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from resnet_perf.training.recipes import WARMUP_FRACTION, recipe_settings
 
 SEED = int(sys.argv[1]) if len(sys.argv) > 1 else 0
 STEPS = int(sys.argv[2]) if len(sys.argv) > 2 else 300
+REMAPPING = (sys.argv[3] if len(sys.argv) > 3 else "on") == "on"
 RECIPE = recipe_settings("fast", "fp32")
 BATCH = RECIPE["batch_size"]
 
@@ -60,6 +64,7 @@ def trainer_of(model: keras.Model):
 
 
 def main() -> None:
+    tf.config.optimizer.set_experimental_options({"remapping": REMAPPING})
     keras.utils.set_random_seed(SEED)
     copies = {"keras": build("keras", "gemm"), "fused": build("fused", "gemm"), "keras-conv": build("keras", "conv")}
     for model in list(copies.values())[1:]:
