@@ -62,7 +62,8 @@ def build_parser(recipe_name: str = DEFAULT_RECIPE) -> argparse.ArgumentParser:
     parser.add_argument("--recipe", choices=RECIPES, default=DEFAULT_RECIPE,
                         help="; ".join(f"{name}: {r.description}" for name, r in RECIPES.items())
                         + " (default %(default)s)")
-    cli.add_config_options(parser, recipe.run, fields=RUN_OPTIONS, image_help=f"Fashion-MNIST images (resized from {IMAGE_SIDE})",
+    cli.add_config_options(parser, recipe.run, fields=RUN_OPTIONS,
+                           image_help=f"Fashion-MNIST images (resized from {IMAGE_SIDE})",
                            batch_help="global batch, split over the replicas",
                            described_defaults={"image_size": _recipe_default(recipe.recipe, "image_size")},
                            precision_help=f"one of {', '.join(PRECISIONS)} (amp_bf16: grappler's bf16 rewrite of the "
