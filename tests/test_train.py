@@ -193,6 +193,7 @@ def test_the_train_command_runs_and_records_the_onednn_setting_it_is_given(tmp_p
     result = json.loads(output.read_text())
     assert result["rows"][0]["onednn"] is True
     assert result["environment"]["machine"]["software"]["onednn"] is True
+    assert f"measured on {result['environment']['machine']['id']} (" in done.stdout  # the summary names its machine
 
 
 def test_a_loss_that_becomes_nan_ends_the_run_keeping_the_finished_epochs(tmp_path, capsys, monkeypatch):

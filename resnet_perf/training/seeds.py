@@ -57,13 +57,14 @@ def run_seeds(config: TrainConfig, seeds: Sequence[int], output: Path) -> int:
     Exit status 0, or 1 when a seed's process failed."""
     from resnet_perf.analysis.results import load_results, result_payload, write_results
     from resnet_perf.files import check_output_file
-    from resnet_perf.machine.fingerprint import fingerprint
+    from resnet_perf.machine.fingerprint import describe, fingerprint
     from resnet_perf.spawn import module_command, package_env
 
     if config.strategy != "mirrored":
         raise UserError("--seeds runs on this machine: use --strategy mirrored (or launch each seed yourself)")
     check_output_file(output)
     runs = [dataclasses.replace(config, seed=seed) for seed in seeds]  # every seed checked before the first trains
+    machine = fingerprint()
     rows = []
     for number, (seed, run) in enumerate(zip(seeds, runs), start=1):
         path = seed_output(output, seed)
@@ -73,10 +74,11 @@ def run_seeds(config: TrainConfig, seeds: Sequence[int], output: Path) -> int:
         status = subprocess.run(module_command("resnet_perf.train", args), env=package_env()).returncode
         payload = load_results(path) if path.exists() else None
         rows.append(seed_row(seed, path, payload, status))
-        write_results(output, result_payload("train_seeds", rows, {"machine": fingerprint()},
+        write_results(output, result_payload("train_seeds", rows, {"machine": machine},
                                              config=config.as_dict(), summary=time_to_target_spread(rows)))
     summary = time_to_target_spread(rows)
     _print_seeds(rows, summary, config.target_accuracy)
+    print(f"measured on {describe(machine)}")
     print(f"seeds written to {output}")
     return 1 if any(row["exit_status"] for row in rows) else 0
 

@@ -166,6 +166,7 @@ def test_seeds_run_in_fresh_processes_and_their_file_feeds_the_report(tmp_path):
     assert "1 of 1 seeds reached it" in done.stdout  # one seed: each is a whole process (the CI budget)
     result = json.loads(output.read_text())
     assert result["kind"] == "train_seeds" and [row["seed"] for row in result["rows"]] == [4]
+    assert f"measured on {result['environment']['machine']['id']} (" in done.stdout
     for row in result["rows"]:  # any accuracy reaches 1%: each seed stopped after its first evaluation
         single = json.loads(Path(row["result_file"]).read_text())
         assert single["rows"][0]["seed"] == row["seed"] and len(single["rows"]) == 1
