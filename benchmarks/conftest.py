@@ -39,7 +39,7 @@ from resnet_perf.config import AUTO_THREADS, MODES as MODES_ALL, ON_OFF, expand_
 from resnet_perf.errors import UserError, require_choice
 from resnet_perf.files import check_writable
 from resnet_perf.machine.cpu import cpu_flags
-from resnet_perf.machine.fingerprint import describe, fingerprint
+from resnet_perf.machine.fingerprint import fingerprint, measured_on
 from resnet_perf.precision import GRAPH_REWRITE_PRECISIONS, PRECISIONS, compute_dtype
 from resnet_perf.training.recipes import DEFAULT_RECIPE, RECIPES, TrainConfig
 
@@ -505,7 +505,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         frame = speedups(step_frame(rows))
         decided, total = decided_share(frame)
         terminalreporter.write_sep("-", f"the answer: {decided} of {total} switch verdicts decided")
-        terminalreporter.write_line(f"measured on {describe(fingerprint())}")  # "here": figures are the CPU's
+        terminalreporter.write_line(measured_on(fingerprint()))  # "here": figures are the CPU's
         terminalreporter.write_line(render(findings(frame), recorder.rounds))
     if recorder.saved_to:
         terminalreporter.write_line(f"rows written to {recorder.saved_to} "

@@ -38,7 +38,7 @@ from resnet_perf.analysis.results import ResultSet, check_rows, load_result_set,
 from resnet_perf.analysis.sequential import BAND
 from resnet_perf.analysis.speedup import REFERENCE, best_configurations, parse_baseline, speedups, switch_text
 from resnet_perf.errors import UserError
-from resnet_perf.machine.fingerprint import describe, differences, fingerprint, same_hardware
+from resnet_perf.machine.fingerprint import describe, differences, fingerprint, measured_on, same_hardware
 from resnet_perf.analysis.tables import (MIB, STEP_ORDER, display_frame, extra_tables, step_frame, tabulate_frame,
                                 training_frame)
 
@@ -253,24 +253,20 @@ def accuracy_footnote(judged: Judged) -> str:
             f"({trained}){left_out}; marked when more than {MARGIN * 100:.1f} points below fp32's (Keras batch norm)")
 
 
-def _measured_on(result: ResultSet) -> str:
-    return f"\nmeasured on {describe(result.machine) if result.machine else 'an unknown machine (no fingerprint)'}"
-
-
 def _print_single(result: ResultSet, args: argparse.Namespace) -> None:
     text_tables = args.format in ("github", "plain")  # csv and json stay the table alone, for tools
     if not _measured_rows(result):
         if any(row.get("bench") == "train" for row in result.rows):
             print(render(training_frame(result.rows), args.format))
             if text_tables:
-                print(_measured_on(result))
+                print(f"\n{measured_on(result.machine)}")
             return
         raise UserError(f"{result.path} has no benchmark or training rows to show (it holds {result.kind!r} results)")
     rows = _measured_rows(result)
     frame = speedups(step_frame(rows), args.baseline, args.alpha)
     print(render(display_frame(rows, frame, extra={"vs_baseline": "vs baseline"}), args.format))
     if text_tables:
-        print(_measured_on(result))
+        print(f"\n{measured_on(result.machine)}")
         reference = "+".join(switch_text(field, value) for field, value in args.baseline.items())
         print(f"\nvs baseline: images/s over the same config with {reference}: the geometric mean of the "
               f"per-round ratios and its interval at the stopping rule's last look (error rate {args.alpha:g} over "

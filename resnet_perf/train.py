@@ -209,14 +209,14 @@ def main(argv: Sequence[str] | None = None, keep_inputs: list | None = None) -> 
               "\ninterrupted before anything finished: nothing written", file=sys.stderr)
         return cli.interrupted_status(stop)
     from resnet_perf.analysis.tables import format_training_table
-    from resnet_perf.machine.fingerprint import describe
+    from resnet_perf.machine.fingerprint import measured_on
 
     print(format_training_table(payload["rows"]))
     summary = payload["summary"]
     reached = (f"{summary['time_to_target_s']:.1f} s (epoch {summary['epochs_to_target']}; evaluations "
                f"{summary['eval_to_target_s']:.1f} s and the first step {summary['compile_s']:.1f} s of it)"
                if summary["time_to_target_s"] is not None else "not reached")
-    print(f"measured on {describe(payload['environment']['machine'])}")
+    print(measured_on(payload["environment"]["machine"]))
     print(f"time to {config.target_accuracy:.2%} test accuracy: {reached}; final test accuracy "
           f"{summary['final_test_accuracy']:.4f}; training {summary['total_train_time_s']:.1f} s, "
           f"evaluation {summary['total_eval_time_s']:.1f} s, {summary['replicas']} replica(s)")

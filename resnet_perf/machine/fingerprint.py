@@ -15,8 +15,8 @@ carries:
 - ``id``: a short, stable name derived from the hardware part only, e.g. ``amd-2c-1f9e0c3a``:
   results with the same id were measured on the same kind of machine.
 
-``describe`` puts a fingerprint in one line for a reader (the suite's answer, ``compare``): the id, the
-CPU's generation and its bfloat16 instructions.
+``describe`` puts a fingerprint in one line for a reader (the suite's answer, ``train``, ``compare``): the id,
+the CPU's generation and its bfloat16 instructions; ``measured_on`` makes it the line under their figures.
 
 This module reads ``/proc`` and ``nvidia-smi`` only, never TensorFlow, so ``compare`` can fingerprint
 the machine it runs on without starting TensorFlow.
@@ -135,6 +135,12 @@ def describe(machine: Mapping[str, Any]) -> str:
     if part.get("gpu_names"):
         details += f"; GPUs: {', '.join(part['gpu_names'])}"
     return f"{machine.get('id', 'unknown machine')} ({details})"
+
+
+def measured_on(machine: Mapping[str, Any] | None) -> str:
+    """The line that says where figures were measured (the suite's answer, ``train``, ``compare``):
+    ``measured on `` and ``describe``'s line, or an unknown machine for a result without a fingerprint."""
+    return f"measured on {describe(machine) if machine else 'an unknown machine (no fingerprint)'}"
 
 
 def fingerprint(extra_software: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -57,7 +57,7 @@ def run_seeds(config: TrainConfig, seeds: Sequence[int], output: Path) -> int:
     Exit status 0, or 1 when a seed's process failed."""
     from resnet_perf.analysis.results import load_results, result_payload, write_results
     from resnet_perf.files import check_output_file
-    from resnet_perf.machine.fingerprint import describe, fingerprint
+    from resnet_perf.machine.fingerprint import fingerprint, measured_on
     from resnet_perf.spawn import module_command, package_env
 
     if config.strategy != "mirrored":
@@ -78,7 +78,7 @@ def run_seeds(config: TrainConfig, seeds: Sequence[int], output: Path) -> int:
                                              config=config.as_dict(), summary=time_to_target_spread(rows)))
     summary = time_to_target_spread(rows)
     _print_seeds(rows, summary, config.target_accuracy)
-    print(f"measured on {describe(machine)}")
+    print(measured_on(machine))
     print(f"seeds written to {output}")
     return 1 if any(row["exit_status"] for row in rows) else 0
 

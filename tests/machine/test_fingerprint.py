@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from resnet_perf.machine.fingerprint import allocator, describe, differences, hardware, machine_id, same_hardware
+from resnet_perf.machine.fingerprint import (allocator, describe, differences, hardware, machine_id, measured_on,
+                                             same_hardware)
 
 AMD = """processor	: 0
 vendor_id	: AuthenticAMD
@@ -78,6 +79,9 @@ def test_a_description_names_gpus_and_survives_missing_fields():
     assert describe(_fingerprint(AMD, gpu_names=["NVIDIA A100-SXM4-40GB"])).endswith("; GPUs: NVIDIA A100-SXM4-40GB)")
     assert describe({"id": "cpu-1c-00000000", "hardware": {}}) == \
         "cpu-1c-00000000 (unknown CPU; bfloat16 instructions: none (no AVX2))"
+    assert measured_on({"id": "cpu-1c-00000000", "hardware": {}}) == \
+        "measured on cpu-1c-00000000 (unknown CPU; bfloat16 instructions: none (no AVX2))"
+    assert measured_on(None) == "measured on an unknown machine (no fingerprint)"
 
 
 MAPS = """7f0000000000-7f0000001000 r--p 00000000 00:20 123 /usr/lib/x86_64-linux-gnu/libc.so.6
