@@ -46,6 +46,10 @@ BF16_MAX_OUTPUT_PIXELS = 4 * 4
 """In bfloat16, output height x width up to which the forward-convolution form pays whatever the channels: the
 training recipe's stages 2 to 4 when it trained at 32x32 (ResNet-18); at 48x48 stage 2 (6x6) gains nothing
 measurable from it (docs/measurements/2026-12-07-zen4-recipe-image-size.md)."""
+BN_ROWS_MIN_CHANNELS = 256
+BN_ROWS_MIN_IMAGE_VALUES = 100_000
+"""From these channels and values per image (height x width x channels) the fused batch norm hands oneDNN its
+NHWC input as (N x H x W, 1, 1, C) rows (``batch_norm_as_rows``)."""
 GEMM_FILTER_GRADIENT_SCOPE = "filter_gradient_gemm"
 """The name scope of the GEMM filter gradients' ops, by which a trace's breakdown counts them as filter gradients."""
 GEMM_NEEDS_NHWC = "filter gradient gemm takes the NHWC layout (TensorFlow's extract_patches is NHWC only)"
@@ -211,6 +215,14 @@ def gemm_pays(kernel_size: int, output_pixels: int, filters: int, bfloat16: bool
         return False
     return (output_pixels <= GEMM_MAX_OUTPUT_PIXELS and filters >= GEMM_MIN_FILTERS
             or bfloat16 and output_pixels <= BF16_MAX_OUTPUT_PIXELS)
+
+
+def batch_norm_as_rows(height: int, width: int, channels: int) -> bool:
+    """Whether the fused batch norm normalizes an NHWC input of this shape as (N x H x W, 1, 1, C) rows: the same
+    statistics over the same values, for which oneDNN's batch norm (v3.7, ``bnorm_tbb_jit``) runs 1.2-1.8x faster
+    forward and backward on the wide layers (256-2048 channels, 100,352 values per image in each of ResNet-50's
+    stages at 224x224), and 0.8-0.96x on the narrow ones (docs/models.md)."""
+    return channels >= BN_ROWS_MIN_CHANNELS and height * width * channels >= BN_ROWS_MIN_IMAGE_VALUES
 
 
 def gemm_layers(depth: int, image_size: int, bfloat16: bool = False) -> int:

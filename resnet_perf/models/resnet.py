@@ -48,12 +48,13 @@ class _Layers:
             data_format=self.data_format, kernel_initializer="he_normal",
             dtype=self.policy, name=name)
 
-    def bn(self, name: str, gamma: str = "ones") -> keras.layers.Layer:
+    def bn(self, name: str, gamma: str = "ones", before_relu: bool = False) -> keras.layers.Layer:
         if self.batch_norm == "fused":
             from resnet_perf.models.fused_bn import FusedBatchNorm
 
+            # a ReLU right after the fused op is fused into it by grappler; rows would come between them
             return FusedBatchNorm(axis=self.channel_axis, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                                  gamma_initializer=gamma, dtype=self.policy, name=name)
+                                  gamma_initializer=gamma, rows=not before_relu, dtype=self.policy, name=name)
         return keras.layers.BatchNormalization(
             axis=self.channel_axis, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
             gamma_initializer=gamma, dtype=self.policy, name=name)
@@ -67,6 +68,12 @@ class _Layers:
         ``{prefix}bn{suffix}``."""
         x = self.conv(filters, kernel, stride, f"{prefix}conv{suffix}")(x)
         return self.bn(f"{prefix}bn{suffix}", gamma)(x)
+
+    def conv_bn_relu(self, x, filters: int, kernel: int, stride: int, prefix: str, suffix: str = ""):
+        """``conv_bn`` then a ReLU named ``{prefix}relu{suffix}``."""
+        x = self.conv(filters, kernel, stride, f"{prefix}conv{suffix}")(x)
+        x = self.bn(f"{prefix}bn{suffix}", before_relu=True)(x)
+        return self.relu(f"{prefix}relu{suffix}")(x)
 
     @property
     def residual_gamma(self) -> str:
@@ -91,7 +98,7 @@ def _merge(layers: _Layers, residual, shortcut, name: str):
 def basic_block(layers: _Layers, x, width: int, stride: int, name: str):
     """Two 3x3 convolutions (ResNet-18/34)."""
     shortcut = _shortcut(layers, x, width, stride, name)
-    y = layers.relu(f"{name}_relu1")(layers.conv_bn(x, width, 3, stride, f"{name}_", "1"))
+    y = layers.conv_bn_relu(x, width, 3, stride, f"{name}_", "1")
     y = layers.conv_bn(y, width, 3, 1, f"{name}_", "2", gamma=layers.residual_gamma)
     return _merge(layers, y, shortcut, name)
 
@@ -100,8 +107,8 @@ def bottleneck_block(layers: _Layers, x, width: int, stride: int, name: str):
     """1x1 reduce, 3x3 (carrying the stride: v1.5), 1x1 expand (ResNet-50/101/152)."""
     out_channels = width * BOTTLENECK_EXPANSION
     shortcut = _shortcut(layers, x, out_channels, stride, name)
-    y = layers.relu(f"{name}_relu1")(layers.conv_bn(x, width, 1, 1, f"{name}_", "1"))
-    y = layers.relu(f"{name}_relu2")(layers.conv_bn(y, width, 3, stride, f"{name}_", "2"))
+    y = layers.conv_bn_relu(x, width, 1, 1, f"{name}_", "1")
+    y = layers.conv_bn_relu(y, width, 3, stride, f"{name}_", "2")
     y = layers.conv_bn(y, out_channels, 1, 1, f"{name}_", "3", gamma=layers.residual_gamma)
     return _merge(layers, y, shortcut, name)
 
@@ -158,7 +165,7 @@ def build_resnet(
 
     shape = (channels, height, width) if data_format == "channels_first" else (height, width, channels)
     inputs = keras.Input(shape=shape, name="images")
-    x = layers.relu("stem_relu")(layers.conv_bn(inputs, 64, 7, 2, "stem_"))
+    x = layers.conv_bn_relu(inputs, 64, 7, 2, "stem_")
     x = keras.layers.MaxPooling2D(3, strides=2, padding="same", data_format=data_format,
                                   dtype=layers.policy, name="stem_pool")(x)
     block = BLOCKS[spec.block]

@@ -5,7 +5,9 @@ import keras
 import numpy as np
 import pytest
 
+from resnet_perf.config import batch_norm_as_rows
 from resnet_perf.models.fused_bn import FusedBatchNorm
+from resnet_perf.models.resnet import build_resnet
 
 BF16_TOLERANCES = {"outputs": 1e-2, "input gradient": 1e-2, "gamma gradient": 1e-3, "beta gradient": 1e-3,
                    "moving mean": 1e-3, "moving variance": 1e-3}
@@ -21,12 +23,13 @@ def _representable(values: np.ndarray, policy: str) -> np.ndarray:
     return keras.ops.convert_to_numpy(rounded)
 
 
-def _run(policy: str, images: np.ndarray, upstream: np.ndarray, axis: int) -> dict[str, np.ndarray]:
+def _run(policy: str, images: np.ndarray, upstream: np.ndarray, axis: int, rows: bool = True) -> dict[str, np.ndarray]:
     """One training step of a fresh layer under ``policy``, in a graph (where oneDNN's kernels run)."""
     import tensorflow as tf
 
-    layer = FusedBatchNorm(axis=axis, momentum=0.5, dtype=policy)
+    layer = FusedBatchNorm(axis=axis, momentum=0.5, dtype=policy, rows=rows)
     layer.build(images.shape)
+    assert layer.as_rows is (rows and axis == -1 and batch_norm_as_rows(*images.shape[1:]))
     layer.gamma.assign(np.linspace(0.5, 1.5, images.shape[axis]).astype("float32"))
     layer.beta.assign(np.linspace(-1.0, 1.0, images.shape[axis]).astype("float32"))
 
@@ -57,3 +60,30 @@ def test_the_fused_kernel_in_the_compute_dtype_matches_float32(policy, axis):
     for name, tolerance in BF16_TOLERANCES.items():
         error = np.linalg.norm(low[name] - full[name]) / np.linalg.norm(full[name])
         assert error <= tolerance, f"{name}: relative error {error:.2e} above {tolerance:.0e}"
+
+
+@pytest.mark.parametrize("height, channels, as_rows", [
+    (56, 256, True), (28, 512, True), (14, 1024, True), (7, 2048, True),  # ResNet-50's expanded layers at 224
+    (56, 64, False), (28, 128, False), (14, 256, False), (7, 512, False),  # its narrow ones
+    (112, 64, False), (4, 256, False)])  # its stem; the recipe's ResNet-18 at 32x32, batch 256
+def test_wide_layers_normalize_as_rows(height, channels, as_rows):
+    assert batch_norm_as_rows(height, height, channels) is as_rows
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_rows_compute_what_the_four_dimensional_kernel_computes(policy):
+    rng = np.random.default_rng(1)
+    shape = (2, 20, 20, 256)  # 102,400 values per image: wide enough for rows
+    images, upstream = (_representable(rng.normal(mean, spread, shape), policy) for mean, spread in ((2, 3), (0.3, 1)))
+    as_rows, four_d = _run(policy, images, upstream, -1), _run(policy, images, upstream, -1, rows=False)
+    tolerance = 1e-5 if policy == "float32" else 1e-2  # the same sums in another order; bfloat16 rounds outputs
+    for name in BF16_TOLERANCES:
+        error = np.linalg.norm(as_rows[name] - four_d[name]) / np.linalg.norm(four_d[name])
+        assert error <= tolerance, f"{name}: relative error {error:.2e} above {tolerance:.0e}"
+
+
+def test_no_batch_norm_a_relu_follows_normalizes_as_rows():
+    # grappler fuses a ReLU into the fused kernel only when they are joined directly
+    model = build_resnet(50, input_shape=(224, 224, 3), batch_norm="fused")
+    as_rows = {layer.name for layer in model.layers if getattr(layer, "as_rows", False)}
+    assert as_rows == {layer.name for layer in model.layers if layer.name.endswith(("_bn3", "_proj_bn"))}
