@@ -63,16 +63,15 @@ class _Layers:
         return keras.layers.ReLU(dtype=self.policy, name=name)
 
     def conv_bn(self, x, filters: int, kernel: int, stride: int, prefix: str, suffix: str = "",
-                gamma: str = "ones"):
+                gamma: str = "ones", before_relu: bool = False):
         """Convolution then BN (its scale initialised by ``gamma``), named ``{prefix}conv{suffix}`` /
         ``{prefix}bn{suffix}``."""
         x = self.conv(filters, kernel, stride, f"{prefix}conv{suffix}")(x)
-        return self.bn(f"{prefix}bn{suffix}", gamma)(x)
+        return self.bn(f"{prefix}bn{suffix}", gamma, before_relu)(x)
 
     def conv_bn_relu(self, x, filters: int, kernel: int, stride: int, prefix: str, suffix: str = ""):
         """``conv_bn`` then a ReLU named ``{prefix}relu{suffix}``."""
-        x = self.conv(filters, kernel, stride, f"{prefix}conv{suffix}")(x)
-        x = self.bn(f"{prefix}bn{suffix}", before_relu=True)(x)
+        x = self.conv_bn(x, filters, kernel, stride, prefix, suffix, before_relu=True)
         return self.relu(f"{prefix}relu{suffix}")(x)
 
     @property
