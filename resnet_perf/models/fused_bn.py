@@ -20,7 +20,8 @@ results: ``BF16_TOLERANCES``), so the layer needs no float32 copy of its input, 
 In training, a wide NHWC input (``resnet_perf.config.batch_norm_as_rows``: ResNet-50's expanded layers at 224x224)
 goes to the kernel reshaped to (N x H x W, 1, 1, C) rows, a view of the same memory with the same values per
 channel: oneDNN's batch norm (``bnorm_tbb_jit``) walks such rows 1.2-1.8x faster than the 4-D tensor in bfloat16
-(1.03-1.16x in float32), and a ResNet-50 bf16 training step's batch norms took 41 ms less (Zen 5, docs/models.md).
+(1.03-1.16x in float32); a ResNet-50 bf16 training step's batch norms took 135 ms instead of 184 (Zen 5,
+docs/models.md).
 Inference keeps the 4-D shape, where grappler folds the kernel into the convolution before it; ``rows=False``
 keeps it where a ReLU follows, which grappler fuses into the kernel only when nothing comes between them.
 
