@@ -220,8 +220,8 @@ def gemm_pays(kernel_size: int, output_pixels: int, filters: int, bfloat16: bool
 def batch_norm_as_rows(height: int, width: int, channels: int) -> bool:
     """Whether the fused batch norm normalizes an NHWC input of this shape as (N x H x W, 1, 1, C) rows: the same
     statistics over the same values, for which oneDNN's batch norm (v3.7, ``bnorm_tbb_jit``) runs 1.2-1.8x faster
-    forward and backward on the wide layers (256-2048 channels, 100,352 values per image in each of ResNet-50's
-    stages at 224x224), and 0.8-0.96x on the narrow ones (docs/models.md)."""
+    forward and backward on the wide layers (256-2048 channels, 100,352-802,816 values per image: ResNet-50's
+    expanded layers at 224x224), and 0.8-0.96x on the narrow ones (docs/models.md)."""
     return channels >= BN_ROWS_MIN_CHANNELS and height * width * channels >= BN_ROWS_MIN_IMAGE_VALUES
 
 
