@@ -73,15 +73,19 @@ def git_commit() -> str | None:
 @lru_cache(maxsize=1)
 def environment() -> dict[str, Any]:
     """What produced a result: the machine's fingerprint (hardware, and the software versions and
-    settings that change results), devices, thread pools, git commit."""
+    settings that change results, among them whether the native kernels were built here), devices, thread pools,
+    git commit."""
     import keras
     import tensorflow as tf
 
     from resnet_perf.machine.fingerprint import fingerprint
 
+    from resnet_perf.kernels.build import load_kernels
+
     build = tf.sysconfig.get_build_info()
     versions = {"tensorflow": tf.__version__, "keras": keras.__version__,
-                "cuda": build.get("cuda_version"), "cudnn": build.get("cudnn_version")}
+                "cuda": build.get("cuda_version"), "cudnn": build.get("cudnn_version"),
+                "native_kernels": load_kernels().status}
     return {
         "machine": fingerprint(extra_software=versions),
         "platform": platform.platform(),

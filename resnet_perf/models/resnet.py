@@ -81,6 +81,12 @@ class _Layers:
         return "zeros" if self.zero_init_residual else "ones"
 
 
+def _inputs(x) -> tuple:
+    """A block's input for its main path and for its shortcut: the two copies the previous block handed out
+    (``ResidualReLU``), or one tensor used twice."""
+    return tuple(x) if isinstance(x, (list, tuple)) else (x, x)
+
+
 def _shortcut(layers: _Layers, x, out_channels: int, stride: int, name: str):
     """Identity when shapes match, else a strided 1x1 projection with BN."""
     in_channels = x.shape[layers.channel_axis]
@@ -89,27 +95,35 @@ def _shortcut(layers: _Layers, x, out_channels: int, stride: int, name: str):
     return layers.conv_bn(x, out_channels, 1, stride, f"{name}_proj_")
 
 
-def _merge(layers: _Layers, residual, shortcut, name: str):
+def _merge(layers: _Layers, residual, shortcut, name: str, copies: int):
+    """relu(residual + shortcut): with the fused batch norm one ``ResidualReLU`` layer handing out ``copies``
+    (2 for a next block's two paths), else Keras's ``Add`` and ``ReLU``."""
+    if layers.batch_norm == "fused":
+        from resnet_perf.models.residual import ResidualReLU
+
+        return ResidualReLU(copies, dtype=layers.policy, name=f"{name}_out")(residual, shortcut)
     x = keras.layers.Add(dtype=layers.policy, name=f"{name}_add")([residual, shortcut])
     return layers.relu(f"{name}_out")(x)
 
 
-def basic_block(layers: _Layers, x, width: int, stride: int, name: str):
+def basic_block(layers: _Layers, x, width: int, stride: int, name: str, copies: int = 1):
     """Two 3x3 convolutions (ResNet-18/34)."""
-    shortcut = _shortcut(layers, x, width, stride, name)
-    y = layers.conv_bn_relu(x, width, 3, stride, f"{name}_", "1")
+    main, side = _inputs(x)
+    shortcut = _shortcut(layers, side, width, stride, name)
+    y = layers.conv_bn_relu(main, width, 3, stride, f"{name}_", "1")
     y = layers.conv_bn(y, width, 3, 1, f"{name}_", "2", gamma=layers.residual_gamma)
-    return _merge(layers, y, shortcut, name)
+    return _merge(layers, y, shortcut, name, copies)
 
 
-def bottleneck_block(layers: _Layers, x, width: int, stride: int, name: str):
+def bottleneck_block(layers: _Layers, x, width: int, stride: int, name: str, copies: int = 1):
     """1x1 reduce, 3x3 (carrying the stride: v1.5), 1x1 expand (ResNet-50/101/152)."""
     out_channels = width * BOTTLENECK_EXPANSION
-    shortcut = _shortcut(layers, x, out_channels, stride, name)
-    y = layers.conv_bn_relu(x, width, 1, 1, f"{name}_", "1")
+    main, side = _inputs(x)
+    shortcut = _shortcut(layers, side, out_channels, stride, name)
+    y = layers.conv_bn_relu(main, width, 1, 1, f"{name}_", "1")
     y = layers.conv_bn_relu(y, width, 3, stride, f"{name}_", "2")
     y = layers.conv_bn(y, out_channels, 1, 1, f"{name}_", "3", gamma=layers.residual_gamma)
-    return _merge(layers, y, shortcut, name)
+    return _merge(layers, y, shortcut, name, copies)
 
 
 BLOCKS = {"basic": basic_block, "bottleneck": bottleneck_block}
@@ -168,10 +182,12 @@ def build_resnet(
     x = keras.layers.MaxPooling2D(3, strides=2, padding="same", data_format=data_format,
                                   dtype=layers.policy, name="stem_pool")(x)
     block = BLOCKS[spec.block]
-    for stage, (blocks, stage_width) in enumerate(zip(spec.blocks_per_stage, spec.widths), start=1):
+    stages = list(enumerate(zip(spec.blocks_per_stage, spec.widths), start=1))
+    for stage, (blocks, stage_width) in stages:
         for index in range(1, blocks + 1):
             stride = 2 if stage > 1 and index == 1 else 1
-            x = block(layers, x, stage_width, stride, f"stage{stage}_block{index}")
+            last = stage == len(stages) and index == blocks  # its output feeds the pool alone
+            x = block(layers, x, stage_width, stride, f"stage{stage}_block{index}", copies=1 if last else 2)
     x = keras.layers.GlobalAveragePooling2D(data_format=data_format, dtype=layers.policy, name="avg_pool")(x)
     x = keras.layers.Dense(num_classes, dtype=layers.policy, name="fc")(x)
     # Losses and softmax need float32 logits whatever the compute dtype (Keras mixed-precision guide).
@@ -197,13 +213,16 @@ def stage_output_shapes(model: keras.Model) -> list[tuple[str, str, tuple]]:
         if match:
             stages.setdefault(f"stage{match.group(1)}", []).append(layer)
 
+    def shape(layer: keras.layers.Layer) -> tuple:
+        output = layer.output  # a block's two copies (``ResidualReLU``) have one shape
+        return tuple((output[0] if isinstance(output, (list, tuple)) else output).shape)
+
     def row(name: str) -> tuple[str, str, tuple]:
         layer = model.get_layer(name)
-        return name, type(layer).__name__, tuple(layer.output.shape)
+        return name, type(layer).__name__, shape(layer)
 
     rows = [row(name) for name in ("stem_conv", "stem_bn", "stem_relu", "stem_pool")]
-    rows += [(stage, f"{len(blocks)} residual blocks", tuple(blocks[-1].output.shape))
-             for stage, blocks in stages.items()]
+    rows += [(stage, f"{len(blocks)} residual blocks", shape(blocks[-1])) for stage, blocks in stages.items()]
     rows += [row(name) for name in ("avg_pool", "fc")]
     return rows
 

@@ -198,8 +198,11 @@ def test_zero_init_residual_starts_every_block_as_its_shortcut(depth, batch_norm
     assert zeroed == sorted(name for name in scales if name.startswith("stage") and name.endswith(f"_{last}"))
     assert len(zeroed) == sum(get_spec(depth).blocks_per_stage)
     assert all((gamma == 1).all() for name, gamma in scales.items() if name not in zeroed)
-    block = model.get_layer("stage1_block2_add")  # an identity block: its output is its input
-    probe = keras.Model(model.input, [block.input[1], block.output])
+    # an identity block: its sum is its input (the fused model's ``_out`` adds and applies the ReLU in one layer,
+    # which leaves the shortcut, a ReLU's output, as it is)
+    block = model.get_layer("stage1_block2_add" if batch_norm == "keras" else "stage1_block2_out")
+    output = block.output[0] if isinstance(block.output, list) else block.output
+    probe = keras.Model(model.input, [block.input[1], output])
     shortcut, added = probe(np.random.default_rng(0).normal(size=(2, 32, 32, 1)).astype("float32"), training=False)
     np.testing.assert_allclose(added.numpy(), shortcut.numpy(), rtol=1e-6, atol=1e-6)
     if depth == 18:  # off by default

@@ -1,0 +1,1 @@
+"""Native kernels: TensorFlow ops of our own, compiled on the machine that runs them (``build.py``)."""
