@@ -15,13 +15,12 @@ from resnet_perf.config import RunConfig
 from resnet_perf.interleave import interleave
 from resnet_perf.machine.switches import ProcessSettings, prepare_process
 from resnet_perf.models import residual
-from resnet_perf.precision import is_graph_rewrite
 
 precision = sys.argv[1] if len(sys.argv) > 1 else "mixed_bf16"
 rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 20
 depth = int(sys.argv[3]) if len(sys.argv) > 3 else 50
-prepare_process(ProcessSettings(threads="2:1", amp_bf16=is_graph_rewrite(precision)))  # amp_bf16: grappler's option
-config = RunConfig(depth=depth, batch_size=32, image_size=224, precision=precision, batch_norm="fused")
+config = RunConfig(depth=depth, batch_size=32, image_size=224, precision=precision, batch_norm="fused", threads="2:1")
+prepare_process(ProcessSettings.of(config))  # the thread pools; amp_bf16: grappler's option
 
 assert residual.native_kernels() is not None, "the native kernels are not built here"
 steps = {"native": Step(config, "train")}
