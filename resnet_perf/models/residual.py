@@ -10,12 +10,13 @@ dtype has none (float16), it runs TensorFlow's ops: the same values.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from resnet_perf.kernels.build import native_kernels
+from resnet_perf.kernels.build import load_kernels, native_kernels
 
 NATIVE_DTYPES = (tf.float32, tf.bfloat16)
 
@@ -48,6 +49,9 @@ class ResidualReLU(keras.layers.Layer):
         if copies not in (1, 2):
             raise ValueError(f"ResidualReLU hands its output to one or two consumers, not {copies}")
         self.copies = copies
+        if native_kernels() is None:  # once per process: warnings show a line once
+            warnings.warn(f"native kernels {load_kernels().status}: the block tails run TensorFlow's ops (the same "
+                          "values, slower)", stacklevel=2)
 
     def call(self, residual, shortcut):
         outputs = residual_relu(residual, shortcut, self.copies)

@@ -104,7 +104,8 @@ def test_without_the_kernels_the_layer_runs_tensorflows_ops(kernels, monkeypatch
     assert "ResidualRelu" not in _op_types(ResidualReLU(copies=2, dtype="mixed_float16"), a, b)  # no float16 kernel
     native = _gradients(lambda a, b: residual_relu(a, b, copies=2), tf.bfloat16)
     monkeypatch.setattr(residual, "native_kernels", lambda: None)
-    layer = ResidualReLU(copies=2)
+    with pytest.warns(UserWarning, match="native kernels .*: the block tails run TensorFlow's ops"):
+        layer = ResidualReLU(copies=2)
     types = _op_types(layer, a, b)
     assert "ResidualRelu" not in types and {"AddV2", "Relu"} <= types
     outputs = layer(a, b)
