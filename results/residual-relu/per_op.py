@@ -1,6 +1,6 @@
 """A residual block's tail, one call at a time, on ResNet-50's tail shapes at 224x224, batch 32 (2 threads):
 TensorFlow's ops (AddV2 then Relu; AddN then ReluGrad) against the native kernels (ResidualRelu; ResidualReluGrad
-of two gradients), checking that both give the same bits. Medians of 15 calls, ms.
+of two gradients), checking that both give the same bits. Medians of 31 calls, the two in turn, ms.
 
     python results/residual-relu/per_op.py
 """
@@ -17,14 +17,17 @@ kernels = native_kernels()
 SHAPES = ([32, 56, 56, 256], [32, 28, 28, 512], [32, 14, 14, 1024], [32, 7, 7, 2048])
 
 
-def median_ms(function, *arguments, calls=15):
-    function(*arguments).numpy()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        function(*arguments).numpy()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+def median_ms(functions, *arguments, calls=31):
+    """Each function's median call, ms, the functions called in turn (so that drift falls on all alike)."""
+    times = {name: [] for name in functions}
+    for function in functions.values():
+        function(*arguments)
+    for _ in range(calls):  # a function's call on the CPU returns when its kernels are done; no copy to NumPy
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function(*arguments)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) * 1e3 for name, values in times.items()}
 
 
 def bits(tensor):
@@ -42,7 +45,6 @@ for dtype in (tf.bfloat16, tf.float32):
                     "native": tf.function(lambda c, d, y: kernels.residual_relu_grad([c, d], y))}
         same = all(bool(tf.reduce_all(bits(pair["tf"](*args)) == bits(pair["native"](*args))))
                    for pair, args in ((forward, (a, b)), (backward, (c, d, y))))
-        f = {name: median_ms(fn, a, b) for name, fn in forward.items()}
-        g = {name: median_ms(fn, c, d, y) for name, fn in backward.items()}
+        f, g = median_ms(forward, a, b), median_ms(backward, c, d, y)
         print(f"| {dtype.name} | {'x'.join(map(str, shape))} | {f['tf']:.2f} | {f['native']:.2f} | {f['tf'] / f['native']:.2f}x "
               f"| {g['tf']:.2f} | {g['native']:.2f} | {g['tf'] / g['native']:.2f}x | {same} |", flush=True)
