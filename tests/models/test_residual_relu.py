@@ -3,7 +3,11 @@ without the kernels the layer runs TensorFlow's ops."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -160,3 +164,34 @@ def test_the_cache_directory():
 def test_loading_puts_the_ops_on_the_bfloat16_rewrites_infer_list(kernels):
     listed = os.environ[build.AMP_INFER_LIST].split(",")
     assert all(listed.count(op) == 1 for op in build.OPS)
+
+
+AMP_STEP = textwrap.dedent("""
+    import tensorflow as tf
+    tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
+    from resnet_perf.models.residual import residual_relu
+    weights = tf.Variable(tf.random.normal([3, 3, 8, 8]))
+
+    @tf.function
+    def step(images):
+        with tf.GradientTape() as tape:
+            main, side = residual_relu(tf.nn.conv2d(images, weights, 1, "SAME"),
+                                       tf.nn.conv2d(images, 2.0 * weights, 1, "SAME"), copies=2)
+            loss = tf.reduce_sum(tf.nn.conv2d(main, weights, 1, "SAME")) + tf.reduce_sum(side)
+        return tape.gradient(loss, weights)
+
+    step(tf.random.normal([2, 8, 8, 8]))
+""")
+
+
+@pytest.mark.slow
+def test_the_bfloat16_rewrite_runs_the_kernels_in_bfloat16(kernels, tmp_path):
+    """Under amp_bf16 (a setting of the whole process: its own process here) grappler's rewrite, which runs an op
+    it does not know in float32 with casts around it, runs the kernels in bfloat16 between the convolutions."""
+    environment = {**os.environ, "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_LOG_PATH": str(tmp_path),
+                   "TF_CPP_MIN_LOG_LEVEL": "2"}
+    subprocess.run([sys.executable, "-c", AMP_STEP], env=environment, check=True, timeout=300, capture_output=True)
+    rewritten = next(tmp_path.glob("graphdef_AutoMixedPrecision_*.pb.txt")).read_text()
+    dtypes = {op: re.findall(rf'op: "{op}"\n(?:.*\n)*?\s*key: "T"\n\s*value {{\n\s*type: (\w+)', rewritten)
+              for op in build.OPS}
+    assert dtypes == {"ResidualRelu": ["DT_BFLOAT16"], "ResidualReluGrad": ["DT_BFLOAT16"]}
