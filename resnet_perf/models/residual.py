@@ -5,8 +5,9 @@ block's first convolution and its shortcut) the gradient as ``AddN`` then ``Relu
 block's widest tensor, which its bfloat16 kernels make slow (``resnet_perf/kernels/residual_relu.cc``). This
 layer computes the same bits with ``ResidualRelu`` and ``ResidualReluGrad``, and hands its output out once per
 consumer (``copies``), so that the gradients of the two consumers reach its gradient apart and are summed in the
-same pass as the ReLU's mask. Where the kernels are not built (no compiler: ``load_kernels().status``) or the
-dtype has none (float16), it runs TensorFlow's ops: the same values.
+same pass as the ReLU's mask. Where the kernels are not built (no compiler: ``load_kernels().status``), the
+dtype has none (float16) or TensorFlow sees a GPU (the kernels are CPU kernels: a GPU's tensors would travel to the
+host and back for each block), it runs TensorFlow's ops: the same values.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from resnet_perf.kernels.build import load_kernels, native_kernels
+from resnet_perf.machine.runtime import gpus
 
 NATIVE_DTYPES = (tf.float32, tf.bfloat16)
 
@@ -24,7 +26,7 @@ NATIVE_DTYPES = (tf.float32, tf.bfloat16)
 def residual_relu(residual: tf.Tensor, shortcut: tf.Tensor, copies: int = 1) -> list[tf.Tensor]:
     """relu(``residual`` + ``shortcut``) ``copies`` times (1 or 2), each consumer's gradient its own."""
     kernels = native_kernels()
-    if kernels is None or residual.dtype not in NATIVE_DTYPES:
+    if kernels is None or residual.dtype not in NATIVE_DTYPES or gpus():
         output = tf.nn.relu(residual + shortcut)
         return [output] * copies
 

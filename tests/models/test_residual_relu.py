@@ -106,6 +106,9 @@ def test_without_the_kernels_the_layer_runs_tensorflows_ops(kernels, monkeypatch
     a, b = _operands(tf.float32, 2)
     assert "ResidualRelu" in _op_types(ResidualReLU(copies=2), a, b)
     assert "ResidualRelu" not in _op_types(ResidualReLU(copies=2, dtype="mixed_float16"), a, b)  # no float16 kernel
+    with monkeypatch.context() as patch:  # CPU kernels: on a GPU its tensors would go to the host and back
+        patch.setattr(residual, "gpus", lambda: ["/physical_device:GPU:0"])
+        assert "ResidualRelu" not in _op_types(ResidualReLU(copies=2), a, b)
     native = _gradients(lambda a, b: residual_relu(a, b, copies=2), tf.bfloat16)
     monkeypatch.setattr(residual, "native_kernels", lambda: None)
     with pytest.warns(UserWarning, match="native kernels .*: the block tails run TensorFlow's ops"):
