@@ -159,7 +159,9 @@ def build_resnet(
     ``input_shape`` is always (height, width, channels); with ``data_format="channels_first"``
     the model takes NCHW tensors.  ``precision`` (``fp32``, ``mixed_fp16``, ``mixed_bf16``) is a
     dtype policy handed to every layer of this model only.  ``batch_norm`` (``BATCH_NORMS``) picks
-    Keras's batch normalization or the fused equivalent: same weights, same function.
+    Keras's batch normalization or the fused equivalent: same weights, same function; with ``fused`` each block's
+    tail, relu(residual + shortcut), is one ``ResidualReLU`` layer on the native kernels
+    (``resnet_perf.models.residual``; the same bits as Keras's ``Add`` and ``ReLU``).
     ``zero_init_residual`` starts the scale of each block's last BN at 0 instead of 1.
     ``filter_grad`` (``FILTER_GRADS``): ``gemm`` computes the filter gradient of the layers with few
     pixels as one GEMM over the input's patches (float32) or one forward convolution (bfloat16) (NHWC only,
