@@ -58,7 +58,8 @@ def compile_command(compiler: str, source: Path, output: Path, compile_flags: Se
 
 
 def library_name(source_text: str, command: Sequence[str], versions: Mapping[str, str], cpu: str) -> str:
-    """The cached library's file name: a hash of all a build depends on (the command without its paths)."""
+    """The cached library's file name: a hash of all a build depends on (the command with the source's and the
+    output's bare names, so the checkout's place does not count; TensorFlow's include path in its flags does)."""
     digest = hashlib.sha256()
     for part in (source_text, *command, *sorted(f"{key}={value}" for key, value in versions.items()), cpu):
         digest.update(part.encode())

@@ -78,9 +78,8 @@ def environment() -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
-    from resnet_perf.machine.fingerprint import fingerprint
-
     from resnet_perf.kernels.build import load_kernels
+    from resnet_perf.machine.fingerprint import fingerprint
 
     build = tf.sysconfig.get_build_info()
     versions = {"tensorflow": tf.__version__, "keras": keras.__version__,

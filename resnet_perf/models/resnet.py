@@ -184,11 +184,10 @@ def build_resnet(
     x = keras.layers.MaxPooling2D(3, strides=2, padding="same", data_format=data_format,
                                   dtype=layers.policy, name="stem_pool")(x)
     block = BLOCKS[spec.block]
-    stages = list(enumerate(zip(spec.blocks_per_stage, spec.widths), start=1))
-    for stage, (blocks, stage_width) in stages:
+    for stage, (blocks, stage_width) in enumerate(zip(spec.blocks_per_stage, spec.widths), start=1):
         for index in range(1, blocks + 1):
             stride = 2 if stage > 1 and index == 1 else 1
-            last = stage == len(stages) and index == blocks  # its output feeds the pool alone
+            last = stage == len(spec.blocks_per_stage) and index == blocks  # its output feeds the pool alone
             x = block(layers, x, stage_width, stride, f"stage{stage}_block{index}", copies=1 if last else 2)
     x = keras.layers.GlobalAveragePooling2D(data_format=data_format, dtype=layers.policy, name="avg_pool")(x)
     x = keras.layers.Dense(num_classes, dtype=layers.policy, name="fc")(x)

@@ -64,9 +64,9 @@ _POOL_DENSE_LAYER = re.compile(r"(^|/)(avg_pool|fc|predictions)(_\d+)?(/|$)")
 _OPTIMIZER = re.compile(r"^(sgd|SGD|loss_scale_optimizer|adam|adamw)(_\d+)?/")
 _CASTS_REORDERS = {"Cast", "Transpose", "DataFormatVecPermute", "_MklToTf", "_MklInputConversion"}
 _POOL_DENSE = ("MaxPool", "AvgPool", "MatMul", "BiasAdd")
-_ELEMENTWISE = {"Relu", "ReluGrad", "ResidualRelu", "ResidualReluGrad", "Relu6", "Relu6Grad", "AddV2", "Add", "AddN", "Mul", "Sub", "Neg", "Maximum",
-                "Minimum", "Square", "SquaredDifference", "RealDiv", "Rsqrt", "RsqrtGrad", "Sqrt", "Identity",
-                "Tile", "Sum", "Mean", "Select", "SelectV2", "ZerosLike", "OnesLike"}
+_ELEMENTWISE = {"Relu", "ReluGrad", "ResidualRelu", "ResidualReluGrad", "Relu6", "Relu6Grad", "AddV2", "Add", "AddN",
+                "Mul", "Sub", "Neg", "Maximum", "Minimum", "Square", "SquaredDifference", "RealDiv", "Rsqrt",
+                "RsqrtGrad", "Sqrt", "Identity", "Tile", "Sum", "Mean", "Select", "SelectV2", "ZerosLike", "OnesLike"}
 _XLA_REORDERS = {"copy", "transpose", "reverse", "convert", "bitcast", "bitcast-convert", "copy-start", "copy-done"}
 _XLA_PREFIX, _XLA_SUFFIX = "wrapped_", "_fusion"
 
