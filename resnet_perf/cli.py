@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -73,9 +74,25 @@ def exit_process(status: int) -> None:
     as an exception while the streams are flushed, it would end the command with a traceback."""
     for interrupt in (signal.SIGTERM, signal.SIGINT):
         signal.signal(interrupt, signal.SIG_DFL)
+    remove_autograph_sources()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
+
+
+AUTOGRAPH_MODULE_PREFIX = "__autograph_generated_file"
+"""How autograph names the module (and temporary file) of each ``tf.function`` it converts."""
+
+
+def remove_autograph_sources() -> None:
+    """Delete the source files autograph wrote for this process's ``tf.function``s, one per function in the
+    temporary directory. Autograph deletes them in exit handlers, which ``exit_process`` skips: every worker
+    of the suite left four behind (3,555 files in one VM's /tmp after a day of runs)."""
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if name.startswith(AUTOGRAPH_MODULE_PREFIX) and path:
+            with contextlib.suppress(OSError):  # already gone (a temp cleaner): nothing to do
+                os.remove(path)
 
 
 def fail(error: BaseException, exit_code: int = 2) -> int:

@@ -1,9 +1,11 @@
 """Processes this package starts and ends: why a child failed, stopping one, exiting on a signal."""
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from resnet_perf.spawn import last_words, package_env, stop_process
 
@@ -45,3 +47,22 @@ def test_a_signal_while_a_command_exits_ends_it_without_a_traceback():
             "cli.exit_process(0)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=package_env(), timeout=60)
     assert done.returncode == -signal.SIGTERM and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_command_ended_by_exit_process_leaves_no_autograph_sources_behind(tmp_path):
+    """Autograph writes each converted function's source to the temp directory and deletes it in an exit handler,
+    which ``os._exit`` skips: the files are listed while the process runs, and gone after it."""
+    script = tmp_path / "command.py"  # a file: autograph converts only functions whose source it can read
+    script.write_text("import json, sys\n"
+                      "import tensorflow as tf\n"
+                      "from resnet_perf import cli\n"
+                      "@tf.function\n"
+                      "def halve_even(x):\n    return x // 2 if x % 2 == 0 else x\n"
+                      "halve_even(tf.constant(4))\n"
+                      "files = [m.__file__ for n, m in sys.modules.items() if n.startswith(cli.AUTOGRAPH_MODULE_PREFIX)]\n"
+                      "print(json.dumps(files), flush=True)\n"
+                      "cli.exit_process(0)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=package_env(), timeout=120)
+    assert done.returncode == 0, done.stderr
+    files = json.loads(done.stdout.strip().splitlines()[-1])
+    assert files and not any(Path(file).exists() for file in files)
