@@ -44,6 +44,15 @@ def _name(row: pd.Series) -> str:
     return row["switches"] if isinstance(row["switches"], str) and row["switches"] else "fp32 default"
 
 
+def _estimate(row: pd.Series) -> str:
+    """An undecided switch's ratio with its interval, so that the reader sees how far it is from a verdict:
+    ``1.02x [0.958, 1.08]``, ``1.02x no interval (2 units)`` before the first look."""
+    verdict = row["speedup_decision"]
+    if isinstance(verdict, Verdict) and verdict.ratio is not None:
+        return f"{verdict.ratio.value:.3g}x {verdict.ratio.interval_text()}"
+    return f"{row['speedup']:.2f}x"
+
+
 def findings(frame: pd.DataFrame, alpha: float = ALPHA, band: float = BAND) -> list[Finding]:
     """The answer of every group of a ``speedup.speedups`` frame that has its baseline measured."""
     usable = frame[~frame["derived"].map(is_true) & frame["images_per_sec"].notna()
@@ -64,7 +73,7 @@ def findings(frame: pd.DataFrame, alpha: float = ALPHA, band: float = BAND) -> l
                                                        round_values(images_per_sec, runner_up), alpha, band),
             do_not_pay=[f"{_name(row)} ({row['speedup_verdict']}, {row['speedup']:.2f}x)"
                         for _i, row in others.iterrows() if row["speedup_verdict"] in (SLOWER, SAME)],
-            undecided=[f"{_name(row)} ({row['speedup']:.2f}x)" for _i, row in others.iterrows()
+            undecided=[f"{_name(row)} ({_estimate(row)})" for _i, row in others.iterrows()
                        if row["speedup_verdict"] == UNDECIDED]))
     return answers
 

@@ -55,6 +55,16 @@ def test_too_few_rounds_leave_the_verdicts_undecided_and_say_so():
     (answer,) = findings(frame)
     assert answer.vs_baseline.kind == "undecided" and "first look is at 3" in answer.vs_baseline.reason
     assert decided_share(frame) == (0, 4) and len(answer.undecided) == 4
+    assert "xla (0.667x no interval (2 units))" in answer.undecided
+
+
+def test_an_undecided_switch_is_shown_with_its_interval():
+    scattered = [{**one, "round_medians_s": [seconds * drift for seconds, drift in
+                                             zip(one["round_medians_s"], (0.9, 1.12, 0.95, 1.1, 1.0))]}
+                 if one["batch_norm"] == "fused" and one["precision"] == "fp32" else one for one in rows()]
+    (answer,) = findings(speedups(step_frame(scattered)))
+    (fused,) = answer.undecided
+    assert fused.startswith("fused_bn (") and fused.count("[") == 1 and fused.endswith("])"), fused
 
 
 def test_the_answer_traces_each_baseline_and_the_two_fastest_of_its_group():
