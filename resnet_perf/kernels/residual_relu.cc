@@ -8,7 +8,8 @@
 // the rounded sum times (output > 0), a signed zero where the output is not positive, as ReluGrad's product;
 // -0 and NaN pass the ReLU as Relu passes them.
 //
-// Built by resnet_perf/kernels/build.py with -O3 -march=native: the loops vectorize for the CPU they run on.
+// Built by resnet_perf/kernels/build.py with -O3 -march=native -fno-trapping-math: the loops vectorize for the CPU
+// they run on, AVX2 included (there a loop must stay free of branches).
 #include <cstdint>
 #include <cstring>
 
