@@ -49,5 +49,5 @@ for label, seconds in interleave(steps, rounds, warmup=2, time_call=time_call):
     times[label].append(seconds * 1e3)
 ratios = [built / bound for built, bound in zip(times["as built"], times["no ReluGrad"])]
 print(f"{precision}, threads {threads}: as built {statistics.median(times['as built']):.0f} ms, without the ReLU "
-      f"gradients {statistics.median(times['no ReluGrad']):.0f} ms; median per-round ratio {statistics.median(ratios):.3f} "
-      f"(min {min(ratios):.3f}, max {max(ratios):.3f}) over {rounds} rounds")
+      f"gradients {statistics.median(times['no ReluGrad']):.0f} ms; median per-round ratio "
+      f"{statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f}) over {rounds} rounds")

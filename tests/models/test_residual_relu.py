@@ -165,7 +165,8 @@ def test_every_loop_over_the_values_vectorizes(target, tmp_path):
                           capture_output=True, text=True, timeout=build.BUILD_TIMEOUT_S)
     assert done.returncode == 0, done.stderr[-2000:]
     report = re.findall(rf"{re.escape(build.SOURCE.name)}:(\d+):\d+: optimized: loop vectorized", done.stderr)
-    assert len(loops) == 3 and loops <= set(map(int, report)), f"left scalar: lines {sorted(loops - set(map(int, report)))}"
+    vectorized = {int(line) for line in report}
+    assert len(loops) == 3 and loops <= vectorized, f"left scalar: lines {sorted(loops - vectorized)}"
 
 
 def test_a_library_is_named_by_all_it_is_built_from():

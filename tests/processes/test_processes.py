@@ -59,7 +59,8 @@ def test_a_command_ended_by_exit_process_leaves_no_autograph_sources_behind(tmp_
                       "@tf.function\n"
                       "def halve_even(x):\n    return x // 2 if x % 2 == 0 else x\n"
                       "halve_even(tf.constant(4))\n"
-                      "files = [m.__file__ for n, m in sys.modules.items() if n.startswith(cli.AUTOGRAPH_MODULE_PREFIX)]\n"
+                      "prefix = cli.AUTOGRAPH_MODULE_PREFIX\n"
+                      "files = [m.__file__ for name, m in sys.modules.items() if name.startswith(prefix)]\n"
                       "print(json.dumps(files), flush=True)\n"
                       "cli.exit_process(0)\n")
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=package_env(), timeout=120)
