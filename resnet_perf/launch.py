@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -46,9 +48,10 @@ def free_loopback_ports(count: int) -> list[int]:
         return [probe.getsockname()[1] for probe in sockets]
 
 
-def worker_environment(addresses: list[str], index: int, threads: int | None) -> dict[str, str]:
-    """The environment of worker ``index``: its TF_CONFIG, and its share of the cores unless set already."""
-    env = {**package_env(), "TF_CONFIG": tf_config(addresses, index), "PYTHONUNBUFFERED": "1"}
+def worker_environment(addresses: list[str], index: int, threads: int | None, temp_dir: str) -> dict[str, str]:
+    """The environment of worker ``index``: its TF_CONFIG, its share of the cores unless set already, and
+    ``temp_dir`` as its temporary directory (the launcher removes it after the workers)."""
+    env = {**package_env(temp_dir), "TF_CONFIG": tf_config(addresses, index), "PYTHONUNBUFFERED": "1"}
     if threads:
         env.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
         env.setdefault("OMP_NUM_THREADS", str(threads))
@@ -90,9 +93,10 @@ def launch(count: int, train_args: Sequence[str], threads: int | None, sink: IO[
     workers: list[subprocess.Popen] = []
     streams: list[threading.Thread] = []
     print(f"launching {count} workers on {', '.join(addresses)}: {' '.join(command[1:])}", file=sink, flush=True)
+    temp_dir = tempfile.mkdtemp(prefix="resnet_perf-launch-")
     try:
         for index in range(count):
-            worker = subprocess.Popen(command, env=worker_environment(addresses, index, threads),
+            worker = subprocess.Popen(command, env=worker_environment(addresses, index, threads, temp_dir),
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                       start_new_session=True)  # its own process group, to stop it whole
             workers.append(worker)
@@ -117,6 +121,7 @@ def launch(count: int, train_args: Sequence[str], threads: int | None, sink: IO[
         stop_all(workers)  # a no-op when all have ended
         for stream in streams:
             stream.join(timeout=5)
+        shutil.rmtree(temp_dir, ignore_errors=True)  # with what a killed worker left in it
 
 
 def build_parser() -> argparse.ArgumentParser:

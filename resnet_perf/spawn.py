@@ -29,10 +29,13 @@ def module_command(module: str, args: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", module, *map(str, args)]
 
 
-def package_env() -> dict[str, str]:
-    """This process's environment with this package importable (also from a source checkout)."""
+def package_env(temp_dir: str | Path | None = None) -> dict[str, str]:
+    """This process's environment with this package importable (also from a source checkout); with ``temp_dir``,
+    that folder as the child's temporary directory (``TMPDIR``). A parent that removes the folder after its
+    children leaves nothing of one killed before its exit handlers ran (SIGKILL: over a memory limit, out of
+    memory, not stopping when asked), whose autograph sources of its ``tf.function``s would stay in /tmp."""
     path = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path}
+    return {**os.environ, "PYTHONPATH": path, **({"TMPDIR": str(temp_dir)} if temp_dir is not None else {})}
 
 
 def run_module(module: str, args: Sequence[str], timeout: float) -> subprocess.CompletedProcess:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -24,9 +25,9 @@ TINY_TRAINING = ["--depth", "18", "--epochs", "1", "--batch-size", "16", "--imag
                  "--limit-train", "64", "--limit-test", "32"]
 
 
-def launcher(*args: str) -> subprocess.Popen:
+def launcher(*args: str, temp_dir: Path | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "resnet_perf.launch", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=package_env())
+                            stderr=subprocess.STDOUT, text=True, env=package_env(temp_dir))
 
 
 def alive(pid: int) -> bool:
@@ -80,8 +81,10 @@ def test_two_workers_train_and_the_chief_records_both(tmp_path):
 @pytest.mark.slow
 def test_a_dying_worker_stops_the_other_and_fails_the_launch(tmp_path):
     data = write_dataset(tmp_path / "data", train=64, test=32)
+    temp_dir = tmp_path / "tmp"
+    temp_dir.mkdir()
     process = launcher("--workers", "2", "--", *TINY_TRAINING, "--epochs", "50", "--data-dir", str(data),
-                       "--output", str(tmp_path / "result.json"))
+                       "--output", str(tmp_path / "result.json"), temp_dir=temp_dir)
     pids, lines = {}, []
     deadline = time.monotonic() + RUN_LIMIT_S
     while len(pids) < 2 and time.monotonic() < deadline:
@@ -99,6 +102,7 @@ def test_a_dying_worker_stops_the_other_and_fails_the_launch(tmp_path):
     assert "worker 1 exited with status -9: stopping the others" in out
     assert "Traceback" not in out, out[-4000:]  # the line above says which worker failed
     assert not alive(pids[0]) and not alive(pids[1])  # no orphan left
+    assert not list(temp_dir.iterdir())  # the workers' TMPDIR removed, with what the killed one wrote in it
 
 
 def test_stop_all_ends_whole_process_groups():

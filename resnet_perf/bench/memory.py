@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -141,6 +142,7 @@ def _run_probes(cases: Sequence[tuple[RunConfig, str]], processes: int, timeout:
 
     waiting, running = list(cases), []
     outcomes: dict[tuple[str, str], dict[str, Any] | MemoryProbeError] = {}
+    temp_dir = tempfile.mkdtemp(prefix="resnet_perf-probes-")  # the probes' TMPDIR: a killed one leaves files
     try:
         while waiting or running:
             while waiting and len(running) < processes:
@@ -149,7 +151,7 @@ def _run_probes(cases: Sequence[tuple[RunConfig, str]], processes: int, timeout:
                 output, errors = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
                 args = ["--config", json.dumps(dataclasses.asdict(config)), "--mode", mode]
                 process = subprocess.Popen(module_command("resnet_perf.bench.memory", args), stdout=output, stderr=errors,
-                                           text=True, env=ProcessSettings.of(config).environment(package_env()))
+                                           text=True, env=ProcessSettings.of(config).environment(package_env(temp_dir)))
                 running.append(_Running(config, mode, process, output, errors, time.monotonic()))
             time.sleep(POLL_S)
             for probe in running if limit_bytes else ():
@@ -170,6 +172,7 @@ def _run_probes(cases: Sequence[tuple[RunConfig, str]], processes: int, timeout:
             probe.process.wait()
             probe.output.close()
             probe.errors.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
     return outcomes
 
 

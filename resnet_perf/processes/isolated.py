@@ -78,8 +78,10 @@ class _Worker:
             args += [flag for flag, wanted in (("--breakdown", tracing.breakdown), ("--keep-traces", tracing.keep))
                      if wanted]
         with self.primitive_log.open("w") as log, self.messages.open("w") as messages:
+            # the folder as its TMPDIR: removed after the run, with anything of a worker that had to be killed
+            environment = self.settings.environment(package_env(self.folder), onednn_log=VERBOSE_CREATIONS)
             self.process = subprocess.Popen(module_command("resnet_perf.processes.worker", args), stdout=log, stderr=messages,
-                                            env=self.settings.environment(package_env(), onednn_log=VERBOSE_CREATIONS))
+                                            env=environment)
 
     def stop(self) -> None:
         """Ask a running worker to stop (it writes its completed rounds), kill it if it does not."""

@@ -1,6 +1,8 @@
 """The largest batch that runs: the search on a fake probe, and a real probe under a memory limit."""
 from __future__ import annotations
 
+import tempfile
+
 import pytest
 
 from resnet_perf.bench.maxbatch import find_max_batch, search_max_batch
@@ -37,8 +39,10 @@ def test_the_ceiling_stops_the_search():
         search_max_batch(fits_up_to(1, []), start=0)
 
 
-def test_a_real_probe_stopped_at_the_memory_limit_does_not_fit():
+def test_a_real_probe_stopped_at_the_memory_limit_does_not_fit(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the probes' temporary directory goes
     row = find_max_batch(RunConfig(depth=18, batch_size=2, image_size=32), limit_bytes=2**20)
     assert row["bench"] == "max_batch" and row["max_batch"] is None
     assert [batch for batch, _fits, _why in row["max_batch_probes"]] == [2, 1]
     assert all("passed the memory limit" in why for _batch, _fits, why in row["max_batch_probes"])
+    assert not list(tmp_path.iterdir())  # the killed probes' TMPDIR removed with whatever they wrote

@@ -49,21 +49,43 @@ def test_a_signal_while_a_command_exits_ends_it_without_a_traceback():
     assert done.returncode == -signal.SIGTERM and "Traceback" not in done.stderr, done.stderr
 
 
+def _autograph_command(path: Path, ending: str) -> Path:
+    """A script at ``path`` that converts a ``tf.function``, prints the files of autograph's sources as a JSON
+    line, then runs ``ending``. A file: autograph converts only functions whose source it can read."""
+    path.write_text("import json, sys, time\n"
+                    "import tensorflow as tf\n"
+                    "from resnet_perf import cli\n"
+                    "@tf.function\n"
+                    "def halve_even(x):\n    return x // 2 if x % 2 == 0 else x\n"
+                    "halve_even(tf.constant(4))\n"
+                    "prefix = cli.AUTOGRAPH_MODULE_PREFIX\n"
+                    "files = [m.__file__ for name, m in sys.modules.items() if name.startswith(prefix)]\n"
+                    "print(json.dumps(files), flush=True)\n"
+                    f"{ending}\n")
+    return path
+
+
 def test_a_command_ended_by_exit_process_leaves_no_autograph_sources_behind(tmp_path):
     """Autograph writes each converted function's source to the temp directory and deletes it in an exit handler,
     which ``os._exit`` skips: the files are listed while the process runs, and gone after it."""
-    script = tmp_path / "command.py"  # a file: autograph converts only functions whose source it can read
-    script.write_text("import json, sys\n"
-                      "import tensorflow as tf\n"
-                      "from resnet_perf import cli\n"
-                      "@tf.function\n"
-                      "def halve_even(x):\n    return x // 2 if x % 2 == 0 else x\n"
-                      "halve_even(tf.constant(4))\n"
-                      "prefix = cli.AUTOGRAPH_MODULE_PREFIX\n"
-                      "files = [m.__file__ for name, m in sys.modules.items() if name.startswith(prefix)]\n"
-                      "print(json.dumps(files), flush=True)\n"
-                      "cli.exit_process(0)\n")
+    script = _autograph_command(tmp_path / "command.py", "cli.exit_process(0)")
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=package_env(), timeout=120)
     assert done.returncode == 0, done.stderr
     files = json.loads(done.stdout.strip().splitlines()[-1])
     assert files and not any(Path(file).exists() for file in files)
+
+
+def test_a_killed_childs_autograph_sources_are_in_the_temp_dir_its_parent_gave_it(tmp_path):
+    """Nothing runs in a process killed by SIGKILL: its files stay, in the folder its parent removes after it."""
+    given = tmp_path / "children"
+    given.mkdir()
+    script = _autograph_command(tmp_path / "command.py", "time.sleep(600)")
+    child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             text=True, env=package_env(given))
+    try:
+        files = json.loads(child.stdout.readline())
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+    assert files and all(Path(file).parent == given and Path(file).exists() for file in files)
