@@ -142,7 +142,7 @@ def _run_probes(cases: Sequence[tuple[RunConfig, str]], processes: int, timeout:
 
     waiting, running = list(cases), []
     outcomes: dict[tuple[str, str], dict[str, Any] | MemoryProbeError] = {}
-    temp_dir = tempfile.mkdtemp(prefix="resnet_perf-probes-")  # the probes' TMPDIR: a killed one leaves files
+    temp_dir = tempfile.mkdtemp(prefix="resnet_perf-probes-")  # their TMPDIR: a probe killed at a limit cleans nothing
     try:
         while waiting or running:
             while waiting and len(running) < processes:
@@ -150,8 +150,9 @@ def _run_probes(cases: Sequence[tuple[RunConfig, str]], processes: int, timeout:
                 # files, not pipes: no child waits on a full pipe while its parent waits on another
                 output, errors = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
                 args = ["--config", json.dumps(dataclasses.asdict(config)), "--mode", mode]
+                environment = ProcessSettings.of(config).environment(package_env(temp_dir))
                 process = subprocess.Popen(module_command("resnet_perf.bench.memory", args), stdout=output, stderr=errors,
-                                           text=True, env=ProcessSettings.of(config).environment(package_env(temp_dir)))
+                                           text=True, env=environment)
                 running.append(_Running(config, mode, process, output, errors, time.monotonic()))
             time.sleep(POLL_S)
             for probe in running if limit_bytes else ():
