@@ -6,18 +6,17 @@ each in alternating order in one process (``resnet_perf.interleave``; 224x224, b
 
     python results/zen5-step-levers/one_by_one_in_step.py [PRECISION] [ROUNDS]     # default amp_bf16 12
 """
-import statistics
 import sys
 
 import tensorflow as tf
 
 from resnet_perf.bench.steps import Step
-from resnet_perf.bench.timing import time_call
 from resnet_perf.config import GEMM_FILTER_GRADIENT_SCOPE, RunConfig
-from resnet_perf.interleave import interleave
 from resnet_perf.machine.switches import ProcessSettings, prepare_process
 from resnet_perf.models import gemm_filter_grad
 from resnet_perf.models.gemm_filter_grad import GemmFilterGradConv2D
+
+from alternate import alternate, comparison  # beside this script
 
 precision = sys.argv[1] if len(sys.argv) > 1 else "amp_bf16"
 rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 12
@@ -61,10 +60,4 @@ gemm_filter_grad.GemmFilterGradConv2D = GemmFilterGradConv2D
 changed = [layer.name for layer in steps["1x1 as matmul"].model.layers if getattr(layer, "as_matmul", False)]
 print(f"{len(changed)} layers' filter gradients as a matmul: {', '.join(changed[:3])}, ...", flush=True)
 
-times = {label: [] for label in steps}
-for label, seconds in interleave(steps, rounds, warmup=2, time_call=time_call):
-    times[label].append(seconds * 1e3)
-ratios = [built / matmul for built, matmul in zip(times["as built"], times["1x1 as matmul"])]
-print(f"{precision}: as built {statistics.median(times['as built']):.0f} ms, 1x1 as matmul "
-      f"{statistics.median(times['1x1 as matmul']):.0f} ms; median per-round ratio {statistics.median(ratios):.3f} "
-      f"(min {min(ratios):.3f}, max {max(ratios):.3f}); the matmul faster in {sum(r > 1 for r in ratios)} of {rounds}")
+print(f"{precision}: {comparison(alternate(steps, rounds), 'as built', '1x1 as matmul')}")

@@ -5,18 +5,17 @@ fused batch norm, gemm filter gradients). Prints the medians and the median of t
 
     python results/zen5-step-levers/relu_gradient_bound.py [PRECISION] [ROUNDS] [THREADS]   # amp_bf16 8 auto
 """
-import statistics
 import sys
 
 import keras
 import tensorflow as tf
 
 from resnet_perf.bench.steps import Step
-from resnet_perf.bench.timing import time_call
 from resnet_perf.config import RunConfig
-from resnet_perf.interleave import interleave
 from resnet_perf.machine.switches import ProcessSettings, prepare_process
 from resnet_perf.models import resnet
+
+from alternate import alternate, comparison  # beside this script
 
 precision = sys.argv[1] if len(sys.argv) > 1 else "amp_bf16"
 rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 8
@@ -44,10 +43,4 @@ steps["no ReluGrad"] = Step(config, "train")
 steps["no ReluGrad"]()
 resnet._Layers.relu = relu
 
-times = {label: [] for label in steps}
-for label, seconds in interleave(steps, rounds, warmup=2, time_call=time_call):
-    times[label].append(seconds * 1e3)
-ratios = [built / bound for built, bound in zip(times["as built"], times["no ReluGrad"])]
-print(f"{precision}, threads {threads}: as built {statistics.median(times['as built']):.0f} ms, without the ReLU "
-      f"gradients {statistics.median(times['no ReluGrad']):.0f} ms; median per-round ratio "
-      f"{statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f}) over {rounds} rounds")
+print(f"{precision}, threads {threads}: {comparison(alternate(steps, rounds), 'as built', 'no ReluGrad')}")
