@@ -18,6 +18,7 @@ from resnet_perf.kernels import build
 from resnet_perf.models import residual
 from resnet_perf.models.residual import ResidualReLU, residual_relu
 from resnet_perf.models.resnet import build_resnet
+from resnet_perf.spawn import package_env
 
 DTYPES = [tf.float32, tf.bfloat16]
 SPECIAL = [float("nan"), -0.0, 0.0, float("inf"), float("-inf"), 1.0, -1.0, 3.0e38, -3.0e38, 1e-40, -1e-40]
@@ -212,7 +213,7 @@ AMP_STEP = textwrap.dedent("""
 def test_the_bfloat16_rewrite_runs_the_kernels_in_bfloat16(kernels, tmp_path):
     """Under amp_bf16 (a setting of the whole process: its own process here) grappler's rewrite, which runs an op
     it does not know in float32 with casts around it, runs the kernels in bfloat16 between the convolutions."""
-    environment = {**os.environ, "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_LOG_PATH": str(tmp_path),
+    environment = {**package_env(), "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_LOG_PATH": str(tmp_path),
                    "TF_CPP_MIN_LOG_LEVEL": "2"}
     subprocess.run([sys.executable, "-c", AMP_STEP], env=environment, check=True, timeout=300, capture_output=True)
     rewritten = next(tmp_path.glob("graphdef_AutoMixedPrecision_*.pb.txt")).read_text()
