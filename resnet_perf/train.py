@@ -5,8 +5,8 @@
     python -m resnet_perf.train --recipe d2l                     # the seed article's settings
     python -m resnet_perf.train --replicas 2 --epochs 1 --limit-train 2048 --limit-test 512
 
-This module is the command line (no TensorFlow until the training starts); the trainer is
-``resnet_perf.training.trainer``, the recipes ``resnet_perf.training.recipes``.  ``--seeds`` runs one fresh process
+This module is the command line (no TensorFlow until the training starts); the run is
+``resnet_perf.training.loop``, the recipes ``resnet_perf.training.recipes``.  ``--seeds`` runs one fresh process
 per seed, one after another, and reports the median, min and max time to target over the seeds
 that reached it (``resnet_perf.training.seeds``).
 """
@@ -172,11 +172,11 @@ def _default_output(config: TrainConfig) -> Path:
 
 _COMMAND_INPUTS: list = []
 """The command's input iterators: never destroyed, as the command ends with ``cli.exit_process``
-(``resnet_perf.training.trainer.train``'s ``keep_inputs`` says why)."""
+(``resnet_perf.training.loop.TrainingRun`` says why)."""
 
 
 def main(argv: Sequence[str] | None = None, keep_inputs: list | None = None) -> int:
-    """The command; ``keep_inputs``: see ``resnet_perf.training.trainer.train``."""
+    """The command; ``keep_inputs``: see ``resnet_perf.training.loop.TrainingRun``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(_recipe_name(argv)).parse_args(argv)
     cli.take_interrupts()
@@ -192,7 +192,7 @@ def main(argv: Sequence[str] | None = None, keep_inputs: list | None = None) -> 
             from resnet_perf.training.seeds import parse_seeds, run_seeds
 
             return run_seeds(config, parse_seeds(args.seeds), output)
-        from resnet_perf.training.trainer import train
+        from resnet_perf.training.loop import train
 
         payload = train(config, output, args.startup_timeout, keep_inputs)
     except UserError as error:

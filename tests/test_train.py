@@ -13,7 +13,8 @@ from resnet_perf.config import RunConfig
 from resnet_perf.errors import UserError
 from resnet_perf.train import main
 from resnet_perf.training.recipes import TrainConfig
-from resnet_perf.training.trainer import EpochTiming, RunClock, epoch_line, train
+from resnet_perf.training.epoch import EpochTiming
+from resnet_perf.training.loop import RunClock, epoch_line, start_line, train
 from tests.fmnist_files import write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,12 +135,36 @@ def test_the_epoch_line_says_what_the_epoch_was_made_of():
     assert epoch_line(1, 6, timing, 16.0, None).endswith("16 img/s, not evaluated")
 
 
+def test_the_start_line_says_what_trains_where_on_which_data():
+    summary = {"replicas": 2, "devices": ["/cpu:0", "/cpu:1"], "task": "local", "workers": ["local"],
+               "train_images": 60000, "test_images": 10000, "data_dir": "/data", "steps_per_epoch": 234}
+    assert start_line("resnet18-fp32", summary, 6) == (
+        "training resnet18-fp32 on 2 replica(s) ['/cpu:0', '/cpu:1'] as local of 1 worker(s): 60000 train / 10000 "
+        "test images from /data, 6 epoch(s) of 234 steps")
+
+
+def test_progress_into_a_pipe_is_a_line_per_interval_and_none_after_the_last_step(monkeypatch):
+    from resnet_perf.training import epoch as epoch_module
+
+    lines: list[str] = []
+    quiet = epoch_module.EpochProgress(3, write=lines.append, live=False)  # the interval (60 s) never passes here
+    for step in (1, 2, 3):
+        quiet.update(step, elapsed_s=2.0 * step, mean_loss=0.5, accuracy=0.75, images=16 * step)
+    assert lines == []
+    monkeypatch.setattr(epoch_module, "PIPE_PROGRESS_S", 0.0)
+    progress = epoch_module.EpochProgress(3, write=lines.append, live=False)
+    for step in (1, 2, 3):
+        progress.update(step, elapsed_s=2.0 * step, mean_loss=0.5, accuracy=0.75, images=16 * step)
+    assert lines == ["  step 1/3: 2 s, loss 0.5000, acc 0.7500, 8 img/s",
+                     "  step 2/3: 4 s, loss 0.5000, acc 0.7500, 8 img/s"]
+
+
 def test_a_run_reads_its_training_data_through_one_iterator_and_shows_progress_into_a_pipe(
         tmp_path, monkeypatch, capsys):
     """An iterator per epoch ended each epoch waiting in its destructor (the end-of-epoch tail)."""
     import tensorflow as tf
 
-    from resnet_perf.training import trainer as train_module
+    from resnet_perf.training import epoch as epoch_module
 
     iterators = []
     distribute = tf.distribute.MirroredStrategy.experimental_distribute_dataset
@@ -157,14 +182,20 @@ def test_a_run_reads_its_training_data_through_one_iterator_and_shows_progress_i
     folder = write_dataset(tmp_path / "data", train=64, test=32)
     config = TrainConfig(run=RunConfig(depth=18, batch_size=16, image_size=32, channels=1, num_classes=10,
                                        precision="fp32"), epochs=3, data_dir=str(folder))
-    monkeypatch.setattr(train_module, "PIPE_PROGRESS_S", 0.0)  # a progress line after every step but the last
-    payload = train(config, tmp_path / "train.json")
+    monkeypatch.setattr(epoch_module, "PIPE_PROGRESS_S", 0.0)  # a progress line after every step but the last
+    lines: list[str] = []
+    payload = train(config, tmp_path / "train.json", report=lines.append)
     assert [row["epoch"] for row in payload["rows"]] == [1, 2, 3]
     assert len(iterators) == 2  # one for training and one for evaluation, for all three epochs
     assert [len(row["step_times_s"]) for row in payload["rows"]] == [3, 4, 4]
-    progress = [line.split(":")[0].strip() for line in capsys.readouterr().out.splitlines() if "img/s" in line
-                and line.startswith("  step ")]
+    progress = [line.split(":")[0].strip() for line in lines if "img/s" in line and line.startswith("  step ")]
     assert progress == ["step 1/4", "step 2/4", "step 3/4"] * 3
+    # the run's own lines go where the caller says, the start first and one line per epoch; none to stdout
+    assert lines[0].startswith(f"training {config.run.run_id} on ") and "64 train / 32 test images" in lines[0]
+    assert [line.split(":")[0] for line in lines if line.startswith("epoch ")] == ["epoch 1/3", "epoch 2/3",
+                                                                                    "epoch 3/3"]
+    assert not [line for line in capsys.readouterr().out.splitlines()
+                if line.startswith(("training ", "epoch ", "  step "))]
 
 
 def test_a_onednn_setting_the_loaded_tensorflow_cannot_take_is_refused_not_recorded(tmp_path):
@@ -197,18 +228,18 @@ def test_the_train_command_runs_and_records_the_onednn_setting_it_is_given(tmp_p
 
 
 def test_a_loss_that_becomes_nan_ends_the_run_keeping_the_finished_epochs(tmp_path, capsys, monkeypatch):
-    from resnet_perf.training import trainer as train_module
+    from resnet_perf.training import loop
 
     folder = write_dataset(tmp_path / "data", train=64, test=32)
     output = tmp_path / "train.json"
-    real_run_epoch = train_module._run_epoch
+    real_run_epoch = loop.run_epoch
 
-    def second_epoch_diverges(trainer, batches, steps, batch_size, first_epoch):
+    def second_epoch_diverges(train_step, batches, steps, batch_size, first_epoch, *args, **kwargs):
         if not first_epoch:
-            trainer.train_step = lambda batch: (float("nan"), 0)
-        return real_run_epoch(trainer, batches, steps, batch_size, first_epoch)
+            train_step = lambda batch: (float("nan"), 0)  # noqa: E731
+        return real_run_epoch(train_step, batches, steps, batch_size, first_epoch, *args, **kwargs)
 
-    monkeypatch.setattr(train_module, "_run_epoch", second_epoch_diverges)
+    monkeypatch.setattr(loop, "run_epoch", second_epoch_diverges)
     code = main(["--data-dir", str(folder), "--output", str(output), "--batch-size", "32", "--precision", "fp32",
                  "--epochs", "3", "--image-size", "32"])
     err = capsys.readouterr().err.strip().splitlines()
@@ -218,7 +249,7 @@ def test_a_loss_that_becomes_nan_ends_the_run_keeping_the_finished_epochs(tmp_pa
 
 
 def test_an_interrupted_run_leaves_an_existing_output_file_as_it_was(tmp_path, capsys, monkeypatch):
-    from resnet_perf.training import trainer as train_module
+    from resnet_perf.training import loop
 
     folder = write_dataset(tmp_path / "data", train=64, test=32)
     output = tmp_path / "train.json"
@@ -228,7 +259,7 @@ def test_an_interrupted_run_leaves_an_existing_output_file_as_it_was(tmp_path, c
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "_run_epoch", interrupted)
+    monkeypatch.setattr(loop, "run_epoch", interrupted)
     code = main(["--data-dir", str(folder), "--output", str(output), "--batch-size", "32", "--precision", "fp32"])
     err = capsys.readouterr().err
     assert code == 130 and "interrupted before anything finished: nothing written" in err
