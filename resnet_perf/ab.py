@@ -29,9 +29,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from resnet_perf import cli
+from resnet_perf.analysis import ab_verdicts
 from resnet_perf.analysis.regression import parse_threshold
+from resnet_perf.analysis.results import ab_process_folder, save_rows
 from resnet_perf.analysis.sequential import ALPHA, Budget
+from resnet_perf.analysis.tables import tabulate_frame
 from resnet_perf.errors import UserError
+from resnet_perf.files import check_writable
+from resnet_perf.machine.fingerprint import fingerprint
+from resnet_perf.processes import ab_runner, variants
 
 BUDGET_S = 150.0
 """Seconds of rounds by default: with the suites' start and builds (about 15 s), an A/B of one small
@@ -99,11 +105,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(own)
     cli.take_interrupts()  # so that the suite processes are stopped and the worktree removed on the way out
     try:
-        from resnet_perf.analysis import ab_verdicts
-        from resnet_perf.analysis.results import ab_process_folder, save_rows
-        from resnet_perf.files import check_writable
-        from resnet_perf.processes import ab_runner, variants
-
         _check_numbers(args)
         band = ab_verdicts.gate_band(args.fail_on)
         budget = Budget(args.budget, args.rounds)
@@ -133,7 +134,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 run = ab_runner.take_turns([a, b], budget, ["--steps", str(STEPS_PER_TURN), *suite_args],
                                         folder, _say, args.alpha, band)
-        from resnet_perf.machine.fingerprint import fingerprint
 
         if run.interrupted and not run.rows:
             raise run.interrupted
@@ -149,7 +149,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as stop:  # the suite processes are stopped and the worktree removed on the way out
         return cli.fail(UserError("interrupted before a round was finished: no A/B result written"),
                         cli.interrupted_status(stop))
-    from resnet_perf.analysis.tables import tabulate_frame
 
     print(tabulate_frame(ab_verdicts.display(frame)))
     if run.interrupted:

@@ -11,6 +11,7 @@ from typing import Any
 
 from resnet_perf.config import BATCH_NORMS, FILTER_GRADS, FPMATH_MODES, LAYOUTS, ON_OFF, ON_OFF_FIELDS, RunConfig
 from resnet_perf.errors import UserError
+from resnet_perf.machine.runtime import unsupported_reason
 from resnet_perf.precision import PRECISIONS
 from resnet_perf.specs import DEPTHS
 
@@ -103,8 +104,6 @@ def fail(error: BaseException, exit_code: int = 2) -> int:
 
 def fail_if_unsupported(error: Exception) -> int:
     """One line and exit 2 for out of memory or an op this device cannot run; other errors propagate."""
-    from resnet_perf.machine.runtime import unsupported_reason
-
     reason = unsupported_reason(error)
     if reason is None:
         raise error

@@ -32,15 +32,18 @@ from pathlib import Path
 import pandas as pd
 
 from resnet_perf import cli
+from resnet_perf.analysis import ab_verdicts
 from resnet_perf.analysis.accuracy import MARGIN, Judged, judge
+from resnet_perf.analysis.plot import check_plot_path, plot_bars
 from resnet_perf.analysis.regression import ALPHA, METRICS, compare_frames, parse_threshold, regressions
 from resnet_perf.analysis.results import ResultSet, check_rows, load_result_set, load_results
 from resnet_perf.analysis.sequential import BAND
 from resnet_perf.analysis.speedup import REFERENCE, best_configurations, parse_baseline, speedups, switch_text
-from resnet_perf.errors import UserError
-from resnet_perf.machine.fingerprint import describe, differences, fingerprint, measured_on, same_hardware
 from resnet_perf.analysis.tables import (MIB, STEP_ORDER, display_frame, extra_tables, step_frame, tabulate_frame,
-                                training_frame)
+                                         training_frame)
+from resnet_perf.errors import UserError
+from resnet_perf.history.points import result_files
+from resnet_perf.machine.fingerprint import describe, differences, fingerprint, measured_on, same_hardware
 
 FORMATS = ("github", "plain", "csv", "json")
 
@@ -220,8 +223,6 @@ parse_baseline_arg = cli.argument_type(parse_baseline)
 
 def load_training_runs(paths: Sequence[str]) -> list[list[dict]]:
     """The rows of every training run in ``paths`` (files, or folders searched for ``kind: train`` files)."""
-    from resnet_perf.history.points import result_files
-
     runs = []
     for given in map(Path, paths):
         try:
@@ -288,8 +289,6 @@ def _print_single(result: ResultSet, args: argparse.Namespace) -> None:
 def _print_ab(result: ResultSet, args: argparse.Namespace) -> int:
     """An ``ab`` result (``python -m resnet_perf.ab``): B/A per configuration and its verdict; with
     ``--fail-on``, the gate's exit status (``ab_verdicts.gate_status``) in that band, else the run's own band."""
-    from resnet_perf.analysis import ab_verdicts
-
     band = result.metadata.get("band")
     if args.fail_on or not (isinstance(band, float) and 0 < band < 1):
         band = ab_verdicts.gate_band(args.fail_on)
@@ -304,8 +303,6 @@ def _print_ab(result: ResultSet, args: argparse.Namespace) -> int:
 
 
 def _plot(frame: pd.DataFrame, path: str, title: str) -> None:
-    from resnet_perf.analysis.plot import plot_bars
-
     print(f"plot written to {plot_bars(frame, path, title)}")
 
 
@@ -313,8 +310,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.plot:
-            from resnet_perf.analysis.plot import check_plot_path
-
             check_plot_path(args.plot)  # before any work, not after it
         results = load_all(args.files, args.configs)
         if not 0 < args.alpha < 1:

@@ -23,7 +23,9 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from resnet_perf import cli
+from resnet_perf.analysis.sequential import Budget
 from resnet_perf.bench.rounds import round_major
+from resnet_perf.bench.timing import time_call
 from resnet_perf.config import BATCH_NORMS, FILTER_GRADS, MODES, RunConfig
 from resnet_perf.errors import UserError, require_choice
 from resnet_perf.precision import PRECISIONS
@@ -54,8 +56,6 @@ def interleave_in_workers(cases: Sequence[tuple[RunConfig, str]], rounds: int, t
     """Time ``cases`` in worker processes, one per set of process settings, taking turns one step at a
     time for ``rounds`` rounds, into ``times`` (also when interrupted: the rounds each case finished).
     A case whose switch did not take effect (oneDNN's log, the runtime's report) is a ``UserError``."""
-    from resnet_perf.analysis.sequential import Budget
-
     workers = IsolatedCases(cases, report=lambda line: print(line, flush=True), exact_blocks=True)
     try:
         workers.measure([], Budget(max_rounds=rounds, early_stop=False))
@@ -134,8 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if needs_workers(configs):
             interleave_in_workers([(config, mode) for config in configs for mode in modes], args.rounds, times)
         else:
-            from resnet_perf.bench.steps import Step
-            from resnet_perf.bench.timing import time_call
+            from resnet_perf.bench.steps import Step  # loads TensorFlow, which must wait for the process settings
 
             steps = {step_label(config, mode): Step(config, mode) for config in configs for mode in modes}
             times.update({name: [] for name in steps})

@@ -24,11 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from resnet_perf import cli
+from resnet_perf.analysis.results import save_rows
+from resnet_perf.bench.timing import time_call, time_steps
 from resnet_perf.config import RunConfig
 from resnet_perf.errors import UserError
 from resnet_perf.files import check_writable
+from resnet_perf.machine.runtime import environment
+from resnet_perf.machine.switches import VERBOSE_EXECUTIONS, VERBOSE_VARIABLE, ProcessSettings, apply_here
+from resnet_perf.trace.breakdown import CATEGORIES, step_shares, trace_fields
 from resnet_perf.trace.capture import HOST_TRACER_LEVELS, TracerOptions, capture
 from resnet_perf.trace.onednn_log import GROUP_FIELDS, StepCoverage, native_output_to, parse_executions, totals
+from resnet_perf.trace.xplane import summarize
 
 PROFILE_MODES = ("train", "forward")
 DEFAULT_TRACE_ROOT = Path("results") / "traces"
@@ -67,8 +73,6 @@ def format_summary(summary, top: int = TOP_OPS) -> str:
 def format_breakdown(fields: dict[str, Any]) -> str:
     """Where the traced steps' time went, by op category (``resnet_perf.trace.breakdown``)."""
     from tabulate import tabulate
-
-    from resnet_perf.trace.breakdown import CATEGORIES, step_shares
 
     shares = step_shares(fields)
     if shares is None:
@@ -148,7 +152,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = TracerOptions(host_tracer_level=args.host_tracer_level, python_tracer_level=int(args.python_tracer))
         logdir = args.logdir or default_logdir(config, args.mode)
         check_writable(logdir, "traces")
-        from resnet_perf.machine.switches import VERBOSE_EXECUTIONS, ProcessSettings, apply_here
 
         apply_here(ProcessSettings.of(config), VERBOSE_EXECUTIONS if args.onednn_primitives else None)
         if args.onednn_primitives:
@@ -165,8 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _warmed_up(config: RunConfig, mode: str) -> tuple[Any, int]:
     """The step, built and called once (its time printed) and warmed up; its tracing count then."""
-    from resnet_perf.bench.steps import Step
-    from resnet_perf.bench.timing import time_call
+    from resnet_perf.bench.steps import Step  # loads TensorFlow, which must wait for the process settings
 
     step = Step(config, mode)
     print(f"first call (trace{' + XLA compile' if config.xla else ''}): {time_call(step):.2f} s", flush=True)
@@ -184,11 +186,6 @@ def _check_taken_as_labelled(step: Any, traced: int, what: str) -> None:
 
 
 def _profile(config: RunConfig, mode: str, logdir: Path, options: TracerOptions, group_by: str, top: int) -> int:
-    from resnet_perf.analysis.results import save_rows
-    from resnet_perf.machine.runtime import environment
-    from resnet_perf.trace.breakdown import trace_fields
-    from resnet_perf.trace.xplane import summarize
-
     print(f"profiling {config.run_id} {mode}: first call, {config.warmup} warm-up step(s), "
           f"then {config.steps} traced step(s) into {logdir}", flush=True)
     step, traced = _warmed_up(config, mode)
@@ -212,11 +209,6 @@ def _profile(config: RunConfig, mode: str, logdir: Path, options: TracerOptions,
 
 
 def _log_primitives(config: RunConfig, mode: str, logdir: Path, group_by: str, top: int) -> int:
-    from resnet_perf.analysis.results import save_rows
-    from resnet_perf.bench.timing import time_steps
-    from resnet_perf.machine.runtime import environment
-    from resnet_perf.machine.switches import VERBOSE_VARIABLE
-
     log_path = logdir / ONEDNN_LOG_FILE
     print(f"logging oneDNN's primitives of {config.run_id} {mode}: first call, {config.warmup} warm-up step(s), "
           f"then {config.steps} logged step(s) into {log_path}", flush=True)

@@ -23,7 +23,12 @@ from pathlib import Path
 import pandas as pd
 
 from resnet_perf import cli
+from resnet_perf.analysis.tables import tabulate_frame
 from resnet_perf.errors import UserError
+from resnet_perf.files import check_writable
+from resnet_perf.history.points import SERIES_METRICS, load_history, short_commit, time_text
+from resnet_perf.history.site import write_site
+from resnet_perf.history.trends import change_table, series_table
 
 FORMATS = {"plain": "plain", "markdown": "github"}
 """--format choices and the tabulate format each prints with."""
@@ -44,9 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def summary_text(changes: pd.DataFrame, series: pd.DataFrame, files: int, machines: int, table_format: str) -> str:
     """The detected changes, then every series' latest state, as tables (``table_format``: tabulate's)."""
-    from resnet_perf.analysis.tables import tabulate_frame
-    from resnet_perf.history.points import SERIES_METRICS, short_commit, time_text
-
     def label(row: pd.Series) -> str:
         return SERIES_METRICS[row["metric"]].label
 
@@ -85,11 +87,6 @@ def summary_text(changes: pd.DataFrame, series: pd.DataFrame, files: int, machin
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from resnet_perf.files import check_writable
-        from resnet_perf.history.points import load_history
-        from resnet_perf.history.site import write_site
-        from resnet_perf.history.trends import change_table, series_table
-
         if args.html:
             check_writable(args.html, "the report")
         history = load_history(args.results)

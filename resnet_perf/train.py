@@ -23,11 +23,15 @@ from pathlib import Path
 from resnet_perf import cli
 from resnet_perf.config import BATCH_NORMS, FILTER_GRADS
 from resnet_perf.errors import UserError
+from resnet_perf.machine.fingerprint import measured_on
 from resnet_perf.precision import AUTO_PRECISION, NATIVE_BF16_FLAGS, PRECISIONS
 from resnet_perf.training.cluster import STARTUP_TIMEOUT_S, current_task
 from resnet_perf.training.fashion_mnist import AUGMENTATIONS, IMAGE_SIDE, TRANSLATE_PIXELS
-from resnet_perf.training.recipes import (AUTO_BATCH_NORM, AUTO_FILTER_GRAD, BFLOAT16_SETTINGS, DEFAULT_RECIPE,
-                                          RECIPES, SCHEDULES, STRATEGIES, TrainConfig)
+from resnet_perf.training.loop import train
+from resnet_perf.training.recipes import (AUTO_BATCH_NORM, AUTO_FILTER_GRAD, BFLOAT16_SETTINGS, DEFAULT_RECIPE, RECIPES,
+                                          SCHEDULES, STRATEGIES, TrainConfig)
+from resnet_perf.training.seeds import parse_seeds, run_seeds
+from resnet_perf.training.strategies import lost_worker_reason
 
 
 def _recipe_name(argv: Sequence[str]) -> str:
@@ -189,17 +193,12 @@ def main(argv: Sequence[str] | None = None, keep_inputs: list | None = None) -> 
             raise UserError(f"--startup-timeout must be a positive number of seconds, got {args.startup_timeout}")
         output = args.output or _default_output(config)
         if args.seeds is not None:
-            from resnet_perf.training.seeds import parse_seeds, run_seeds
-
             return run_seeds(config, parse_seeds(args.seeds), output)
-        from resnet_perf.training.loop import train
 
         payload = train(config, output, args.startup_timeout, keep_inputs)
     except UserError as error:
         return cli.fail(error)
     except Exception as error:
-        from resnet_perf.training.strategies import lost_worker_reason
-
         lost = lost_worker_reason(error) if args.strategy == "multiworker" else None
         return cli.fail(lost, exit_code=1) if lost else cli.fail_if_unsupported(error)
     except KeyboardInterrupt as stop:
@@ -208,8 +207,7 @@ def main(argv: Sequence[str] | None = None, keep_inputs: list | None = None) -> 
         print(f"\ninterrupted: what finished before it is in {output}" if written else
               "\ninterrupted before anything finished: nothing written", file=sys.stderr)
         return cli.interrupted_status(stop)
-    from resnet_perf.analysis.tables import format_training_table
-    from resnet_perf.machine.fingerprint import measured_on
+    from resnet_perf.analysis.tables import format_training_table  # loads pandas: not for --help and bad input
 
     print(format_training_table(payload["rows"]))
     summary = payload["summary"]

@@ -102,7 +102,7 @@ def test_a_trace_is_moved_under_the_logdir_only_once_it_reads_back_whole(tmp_pat
 
     def truncated(path):  # as a full disk leaves it
         raise UserError(f"{path} is not a profiler trace (XSpace protobuf): truncated or foreign")
-    monkeypatch.setattr("resnet_perf.trace.xplane.read_xspace", truncated)
+    monkeypatch.setattr("resnet_perf.trace.capture.read_xspace", truncated)
     with pytest.raises(UserError, match="truncated"):
         capture(MatmulStep(), logdir, steps=1)
     assert trace_files(logdir) == [trace] and [path.name for path in tmp_path.iterdir()] == ["logs"]

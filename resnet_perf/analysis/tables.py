@@ -17,6 +17,7 @@ from resnet_perf.analysis.intervals import ROUNDS_DISAGREE
 from resnet_perf.config import MODES
 from resnet_perf.machine.cpu_usage import starvation_note
 from resnet_perf.models.flops import derived_step_metrics
+from resnet_perf.trace.breakdown import breakdown_frame
 
 MIB = 2**20
 
@@ -221,8 +222,6 @@ def max_batch_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
 def extra_tables(rows: Sequence[dict[str, Any]]) -> list[tuple[str, pd.DataFrame]]:
     """The tables beside the main one that these rows have data for: latency, where the time went,
     the largest batch."""
-    from resnet_perf.trace.breakdown import breakdown_frame
-
     tables = [("batch-1 forward latency", latency_frame(rows)),
               ("where the step time went (the timed median step, apportioned by the traced op self time; "
                "ms and share)",

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from resnet_perf.bench.memory import MemoryProbeError, measure_peak_memories
 from resnet_perf.config import RunConfig
 from resnet_perf.errors import UserError
 
@@ -88,8 +89,6 @@ def find_max_batch(config: RunConfig, mode: str = "train", limit_bytes: int | No
                    ceiling: int = DEFAULT_CEILING, report: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """The result row of a search for ``config`` (starting at its batch), each probe in a fresh
     process under ``limit_bytes``."""
-    from resnet_perf.bench.memory import MemoryProbeError, measure_peak_memories
-
     limit = limit_bytes or default_limit_bytes()
 
     def fits(batch: int) -> tuple[bool, str]:

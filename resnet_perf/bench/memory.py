@@ -32,7 +32,10 @@ from typing import IO, Any
 
 import psutil
 
+from resnet_perf.bench.timing import HostMemorySampler, time_steps
 from resnet_perf.config import MODES, RunConfig
+from resnet_perf.machine.runtime import gpus, unsupported_reason
+from resnet_perf.machine.switches import ProcessSettings, prepare_process
 from resnet_perf.spawn import last_words, module_command, package_env
 
 PROBE_WARMUP = 1
@@ -63,10 +66,8 @@ def probe_here(config: RunConfig, mode: str) -> dict[str, Any]:
     """
     import tensorflow as tf
 
-    from resnet_perf.bench.steps import Step
-    from resnet_perf.bench.timing import HostMemorySampler, time_steps
+    from resnet_perf.bench.steps import Step  # loads TensorFlow, which must wait for the process settings
     from resnet_perf.bench.workload import build_model
-    from resnet_perf.machine.runtime import gpus
 
     model = build_model(config)
 
@@ -96,8 +97,6 @@ def measure_peak_memory(config: RunConfig, mode: str, timeout: float = PROBE_TIM
 def probe_processes() -> int:
     """How many probes run at once here: one per machine with a GPU (the processes would share the
     device's memory), ``HOST_PROBES_AT_ONCE`` on a CPU."""
-    from resnet_perf.machine.runtime import gpus
-
     return 1 if gpus() else HOST_PROBES_AT_ONCE
 
 
@@ -138,8 +137,6 @@ class _Running:
 def _run_probes(cases: Sequence[tuple[RunConfig, str]], processes: int, timeout: float,
                 report: Callable[[str], None], limit_bytes: int | None = None
                 ) -> dict[tuple[str, str], dict[str, Any] | MemoryProbeError]:
-    from resnet_perf.machine.switches import ProcessSettings
-
     waiting, running = list(cases), []
     outcomes: dict[tuple[str, str], dict[str, Any] | MemoryProbeError] = {}
     temp_dir = tempfile.mkdtemp(prefix="resnet_perf-probes-")  # their TMPDIR: a probe killed at a limit cleans nothing
@@ -210,13 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = RunConfig(**json.loads(args.config))
     try:
-        from resnet_perf.machine.switches import ProcessSettings, prepare_process
-
         prepare_process(ProcessSettings.of(config))
         answer = probe_here(config, args.mode)
     except Exception as error:  # reported to the parent as data; it decides skip or fail
-        from resnet_perf.machine.runtime import unsupported_reason
-
         reason = unsupported_reason(error)
         answer = {"error": reason or f"{type(error).__name__}: {error}", "unsupported": reason is not None}
     print(json.dumps(answer))

@@ -30,8 +30,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from resnet_perf.analysis.sequential import ALPHA, BAND, Budget, Verdict, decide, keep_going, last_look
+from resnet_perf.bench.timing import time_call, time_steps
+from resnet_perf.bench.turns import TurnsClosed
 from resnet_perf.config import RunConfig, parse_threads
 from resnet_perf.machine.cpu_usage import CpuCounters, read_counters, row_fields
+from resnet_perf.machine.runtime import unsupported_reason
+from resnet_perf.trace.breakdown import trace_fields
+from resnet_perf.trace.capture import capture
 
 Key = TypeVar("Key", bound=Hashable)
 
@@ -186,9 +191,7 @@ class StepCases:
         self.stopped: str | None = None
 
     def _build(self, key: CaseKey) -> None:
-        from resnet_perf.bench.steps import Step
-        from resnet_perf.bench.timing import time_call
-        from resnet_perf.machine.runtime import unsupported_reason
+        from resnet_perf.bench.steps import Step  # loads TensorFlow, which must wait for the process settings
 
         config, mode = self.cases[key]
         try:
@@ -219,8 +222,6 @@ class StepCases:
 
     def time_block(self, key: CaseKey) -> float:
         """Time one block of a built case; its median step time."""
-        from resnet_perf.bench.timing import time_steps
-
         before = read_counters()
         block = time_steps(self.steps_built[key], 0, self.block_steps[key])
         self.usage[key].append(read_counters().since(before))
@@ -229,9 +230,6 @@ class StepCases:
 
     def trace(self, key: CaseKey) -> None:
         """Trace a measured case's step (its fields go into the row)."""
-        from resnet_perf.trace.breakdown import trace_fields
-        from resnet_perf.trace.capture import capture
-
         tracing = self.tracing
         path, space = capture(self.steps_built[key], tracing.directory / "-".join(key), tracing.steps)
         self.traced[key] = {**({"trace": str(path)} if tracing.keep else {}),
@@ -257,7 +255,7 @@ class StepCases:
 
     def rows(self) -> dict[CaseKey, dict[str, Any]]:
         """A row per case that was skipped or completed at least one block (all of them once measured)."""
-        from resnet_perf.bench.rows import skipped_row, step_row
+        from resnet_perf.bench.rows import skipped_row, step_row  # loads TensorFlow
 
         rows = {key: skipped_row(self.cases[key][0], "step", key[1], reason) for key, reason in self.skipped.items()}
         for key, blocks in self.blocks.items():
@@ -278,8 +276,6 @@ def serve(cases: StepCases, turns: Any) -> None:
     """Let a coordinator run the schedule over ``cases`` (``resnet_perf.bench.turns``): build when told,
     then time or trace the case it names, one turn at a time, until it says stop.  Told nothing
     more (the coordinator went away), the cases are marked stopped."""
-    from resnet_perf.bench.turns import TurnsClosed
-
     try:
         turns.wait_build()
         built = cases.build()

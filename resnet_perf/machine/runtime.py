@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from resnet_perf.config import RunConfig
+from resnet_perf.kernels.build import load_kernels
+from resnet_perf.machine.fingerprint import fingerprint
 from resnet_perf.precision import dtype_policy
 
 
@@ -77,9 +79,6 @@ def environment() -> dict[str, Any]:
     git commit."""
     import keras
     import tensorflow as tf
-
-    from resnet_perf.kernels.build import load_kernels
-    from resnet_perf.machine.fingerprint import fingerprint
 
     build = tf.sysconfig.get_build_info()
     versions = {"tensorflow": tf.__version__, "keras": keras.__version__,

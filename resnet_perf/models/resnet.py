@@ -19,6 +19,9 @@ import keras
 
 from resnet_perf.config import BATCH_NORMS, FILTER_GRADS, GEMM_NEEDS_NHWC, gemm_changes_nothing
 from resnet_perf.errors import UserError, require_choice
+from resnet_perf.models.fused_bn import FusedBatchNorm
+from resnet_perf.models.gemm_filter_grad import GemmFilterGradConv2D
+from resnet_perf.models.residual import ResidualReLU
 from resnet_perf.precision import dtype_policy
 from resnet_perf.specs import BOTTLENECK_EXPANSION, TOTAL_STRIDE, ResNetSpec, get_spec
 
@@ -40,9 +43,7 @@ class _Layers:
         self.filter_grad = filter_grad
 
     def conv(self, filters: int, kernel: int, stride: int, name: str) -> keras.layers.Layer:
-        layer = keras.layers.Conv2D
-        if self.filter_grad == "gemm":
-            from resnet_perf.models.gemm_filter_grad import GemmFilterGradConv2D as layer
+        layer = GemmFilterGradConv2D if self.filter_grad == "gemm" else keras.layers.Conv2D
         return layer(
             filters, kernel, strides=stride, padding="same", use_bias=False,
             data_format=self.data_format, kernel_initializer="he_normal",
@@ -50,8 +51,6 @@ class _Layers:
 
     def bn(self, name: str, gamma: str = "ones", before_relu: bool = False) -> keras.layers.Layer:
         if self.batch_norm == "fused":
-            from resnet_perf.models.fused_bn import FusedBatchNorm
-
             # a ReLU right after the fused op is fused into it by grappler; rows would come between them
             return FusedBatchNorm(axis=self.channel_axis, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
                                   gamma_initializer=gamma, rows=not before_relu, dtype=self.policy, name=name)
@@ -99,8 +98,6 @@ def _merge(layers: _Layers, residual, shortcut, name: str, copies: int):
     """relu(residual + shortcut): with the fused batch norm one ``ResidualReLU`` layer handing out ``copies``
     (2 for a next block's two paths), else Keras's ``Add`` and ``ReLU``."""
     if layers.batch_norm == "fused":
-        from resnet_perf.models.residual import ResidualReLU
-
         return ResidualReLU(copies, dtype=layers.policy, name=f"{name}_out")(residual, shortcut)
     x = keras.layers.Add(dtype=layers.policy, name=f"{name}_add")([residual, shortcut])
     return layers.relu(f"{name}_out")(x)

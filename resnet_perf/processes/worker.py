@@ -18,7 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from resnet_perf import cli
+from resnet_perf.bench.rounds import StepCases, Tracing, serve
+from resnet_perf.bench.turns import Turns
 from resnet_perf.config import RunConfig
+from resnet_perf.files import write_json_atomic
+from resnet_perf.machine.switches import ProcessSettings, prepare_process
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,10 +44,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cli.take_interrupts()
     cases = [(RunConfig(**fields), mode) for fields, mode in json.loads(args.cases.read_text())["cases"]]
-    from resnet_perf.bench.rounds import StepCases, Tracing, serve
-    from resnet_perf.bench.turns import Turns
-    from resnet_perf.files import write_json_atomic
-    from resnet_perf.machine.switches import ProcessSettings, prepare_process
 
     prepare_process(ProcessSettings.of(cases[0][0]))
     tracing = (Tracing(args.trace_dir, args.trace_steps, args.breakdown, args.keep_traces)

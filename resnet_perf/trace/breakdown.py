@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from resnet_perf.config import GEMM_FILTER_GRADIENT_SCOPE
+from resnet_perf.errors import UserError
+from resnet_perf.trace.xplane import PICOSECONDS, op_self_times, read_xspace, step_markers
 
 CATEGORIES: dict[str, str] = {
     "conv_forward": "convolution forward",
@@ -106,8 +108,6 @@ def category(kind: str, op_type: str, name: str) -> str:
 
 def op_seconds_by_category(space) -> dict[str, float]:
     """Op self time per category over the whole trace (every category, zero where none)."""
-    from resnet_perf.trace.xplane import PICOSECONDS, op_self_times
-
     totals = dict.fromkeys(CATEGORIES, 0)
     for kind, op_type, name, own in op_self_times(space):
         totals[category(kind, op_type, name)] += own
@@ -118,9 +118,6 @@ def trace_fields(path: str | Path, space=None) -> dict[str, Any]:
     """The raw breakdown fields of a trace of whole steps, for a result row: op self time per
     category per traced step, the traced steps' median wall time and their number (``space``: the
     trace in ``path``, where the caller has already read it)."""
-    from resnet_perf.errors import UserError
-    from resnet_perf.trace.xplane import read_xspace, step_markers
-
     if space is None:
         space = read_xspace(path)
     steps = [seconds for _number, seconds in step_markers(space)]

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from resnet_perf.errors import UserError
-from resnet_perf.machine.runtime import error_summary
 from resnet_perf.files import PARTIAL_SUFFIX
+from resnet_perf.machine.runtime import error_summary
+from resnet_perf.trace.xplane import read_xspace, trace_files
 
 HOST_TRACER_LEVELS = (1, 2, 3)
 
@@ -50,8 +51,6 @@ def capture(step, logdir: Path, steps: int, options: TracerOptions = TracerOptio
     already running in this process is a ``UserError`` (TensorFlow allows one at a time).
     """
     import tensorflow as tf
-
-    from resnet_perf.trace.xplane import read_xspace, trace_files
 
     try:
         staging = Path(tempfile.mkdtemp(dir=logdir.parent, prefix=f".{logdir.name}.", suffix=PARTIAL_SUFFIX))

@@ -15,7 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from resnet_perf.analysis.results import load_results, result_payload, write_results
 from resnet_perf.errors import UserError
+from resnet_perf.files import check_output_file
+from resnet_perf.machine.fingerprint import fingerprint, measured_on
+from resnet_perf.spawn import module_command, package_env
 from resnet_perf.training.recipes import TrainConfig
 
 
@@ -55,11 +59,6 @@ def time_to_target_spread(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def run_seeds(config: TrainConfig, seeds: Sequence[int], output: Path) -> int:
     """Train once per seed in fresh processes, one after another; write and print the spread.
     Exit status 0, or 1 when a seed's process failed."""
-    from resnet_perf.analysis.results import load_results, result_payload, write_results
-    from resnet_perf.files import check_output_file
-    from resnet_perf.machine.fingerprint import fingerprint, measured_on
-    from resnet_perf.spawn import module_command, package_env
-
     if config.strategy != "mirrored":
         raise UserError("--seeds runs on this machine: use --strategy mirrored (or launch each seed yourself)")
     check_output_file(output)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from resnet_perf.errors import UserError
 from resnet_perf.machine.runtime import ONEDNN_OUT_OF_MEMORY, error_summary, gpus
+from resnet_perf.training.cluster import current_task
 
 
 def setup_cpu_replicas(replicas: int) -> None:
@@ -68,8 +69,6 @@ def make_multiworker_strategy():
     import signal
 
     import tensorflow as tf
-
-    from resnet_perf.training.cluster import current_task
 
     current_task()
     on_sigterm = signal.getsignal(signal.SIGTERM)

@@ -8,12 +8,13 @@ the recipe asks (``test_shift``, ``test_flip``).  The run around them (epochs, e
 """
 from __future__ import annotations
 
+from resnet_perf.training.fashion_mnist import shift_images
 from resnet_perf.training.recipes import WARMUP_FRACTION, TrainConfig
 
 
 def learning_rate(config: TrainConfig, steps_per_epoch: int):
     """The recipe's schedule over this run's steps (``resnet_perf.models.objective.learning_rate_schedule``)."""
-    from resnet_perf.models.objective import learning_rate_schedule
+    from resnet_perf.models.objective import learning_rate_schedule  # loads TensorFlow
 
     total = config.epochs * steps_per_epoch
     return learning_rate_schedule(config.schedule, config.lr, total, max(1, int(WARMUP_FRACTION * total)))
@@ -25,9 +26,8 @@ class Trainer:
     def __init__(self, config: TrainConfig, strategy, steps_per_epoch: int) -> None:
         import tensorflow as tf
 
-        from resnet_perf.models.objective import is_loss_scaled, logits_and_loss, make_optimizer
+        from resnet_perf.models.objective import is_loss_scaled, logits_and_loss, make_optimizer  # loads TensorFlow
         from resnet_perf.models.resnet import build_resnet
-        from resnet_perf.training.fashion_mnist import shift_images
 
         run = config.run
         self.config, self.strategy = config, strategy

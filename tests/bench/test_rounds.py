@@ -9,7 +9,7 @@ import statistics
 import pytest
 
 from resnet_perf.analysis.sequential import Budget, FASTER, SAME, UNDECIDED
-from resnet_perf.bench import timing
+from resnet_perf.bench import rounds
 from resnet_perf.bench.rounds import MIN_BLOCK_S, MIN_BLOCK_STEPS, StepCases, block_steps, round_major, run_rounds
 
 
@@ -77,12 +77,12 @@ def test_an_explicit_cap_below_the_first_look_runs_in_full_and_says_undecided():
 def timed_order(monkeypatch) -> list[str]:
     """The cases in the order their blocks are timed (``time_steps`` is what times a block)."""
     order = []
-    real = timing.time_steps
+    real = rounds.time_steps
 
     def time_steps(step, warmup, steps):
         order.append(f"{step.config.precision} {step.mode}")
         return real(step, warmup, steps)
-    monkeypatch.setattr(timing, "time_steps", time_steps)
+    monkeypatch.setattr(rounds, "time_steps", time_steps)
     return order
 
 
@@ -109,14 +109,14 @@ def test_a_stopped_run_keeps_the_rounds_it_completed(tiny_config, monkeypatch):
     cases = StepCases([(config, "forward"), (config.replace(precision="mixed_bf16"), "forward")],
                       report=lambda _: None)
     calls = []
-    real = timing.time_steps
+    real = rounds.time_steps
 
     def time_steps(step, warmup, steps):  # Ctrl-C in the second block of round 2
         calls.append(step)
         if len(calls) == 4:
             raise KeyboardInterrupt
         return real(step, warmup, steps)
-    monkeypatch.setattr(timing, "time_steps", time_steps)
+    monkeypatch.setattr(rounds, "time_steps", time_steps)
     with pytest.raises(KeyboardInterrupt):
         cases.measure([], Budget(max_rounds=5))
     rows = cases.rows()

@@ -146,7 +146,7 @@ def test_memory_of_a_training_step_includes_the_optimizer_state(tiny_config, mon
 
     build = keras.optimizers.SGD.build
     monkeypatch.setattr(keras.optimizers.SGD, "build", lambda self, variables: events.append("slots") or build(self, variables))
-    monkeypatch.setattr(timing, "HostMemorySampler", Sampler)
+    monkeypatch.setattr("resnet_perf.bench.memory.HostMemorySampler", Sampler)  # the probe's sampler
     answer = probe_here(tiny_config, "train")
     assert events == ["measuring", "slots"]
     assert answer["host_rss_added_bytes"] == answer["peak_rss_bytes"] - answer["baseline_rss_bytes"] > 0
