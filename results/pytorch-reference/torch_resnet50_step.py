@@ -2,10 +2,13 @@
 (v1.5, as ours) training on 224x224 images, batch 32, SGD with momentum, channels_last, 2 intra-op threads,
 float32 and bfloat16 autocast, the two alternating round by round in one process.
 
-    /path/to/torch-venv/bin/python results/pytorch-reference/torch_resnet50_step.py [ROUNDS] [STEPS]
+    /path/to/torch-venv/bin/python results/pytorch-reference/torch_resnet50_step.py [ROUNDS] [STEPS] [WARMUP]
 
 Prints each round's median step per precision, then the medians over the rounds and img/s. Random images and
-labels (the step's speed does not depend on their values); 3 warm-up steps per precision first.
+labels (the step's speed does not depend on their values); WARMUP (default 3) steps per precision first. Its
+float32 step takes about 20 steps to settle on the Zen 5 VM (4.0-5.7 s in the first rounds, 2.5-3.1 s from the
+sixth round of 3 steps on: results/pytorch-reference/2026-12-08-zen5-torch-14-rounds.txt), so a float32 figure
+needs WARMUP 20 or the later rounds.
 """
 import statistics
 import sys
@@ -44,11 +47,13 @@ def make_step(bfloat16: bool):
 def main():
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     steps = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    warmup = int(sys.argv[3]) if len(sys.argv) > 3 else 3
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, {torch.get_num_threads()} threads, "
-          f"oneDNN bf16 {torch.backends.mkldnn.is_available()}, {rounds} rounds of {steps} steps", flush=True)
+          f"oneDNN bf16 {torch.backends.mkldnn.is_available()}, {warmup} warm-up steps, {rounds} rounds of {steps} steps",
+          flush=True)
     precisions = {"fp32": make_step(False), "bf16 autocast": make_step(True)}
     for step in precisions.values():
-        for _ in range(3):
+        for _ in range(warmup):
             step()
     medians = {name: [] for name in precisions}
     for number in range(1, rounds + 1):
