@@ -130,10 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"A: {a.label}\nB: {b.label}\nsuite options: {' '.join(suite_args) or '(defaults)'}", flush=True)
             folder = ab_process_folder(args.results_dir, stamp)
             if args.fresh_processes:
-                run = ab_runner.alternate([a, b], budget, suite_args, folder, _say, args.alpha, band)
+                run = ab_runner.alternate([a, b], budget, suite_args, folder, cli.say, args.alpha, band)
             else:
                 run = ab_runner.take_turns([a, b], budget, ["--steps", str(STEPS_PER_TURN), *suite_args],
-                                        folder, _say, args.alpha, band)
+                                        folder, cli.say, args.alpha, band)
 
         if run.interrupted and not run.rows:
             raise run.interrupted
@@ -171,10 +171,6 @@ def _check_numbers(args: argparse.Namespace) -> None:
         raise UserError(f"--rounds must be at least 1, got {args.rounds}")
     if not 0 < args.alpha < 1:
         raise UserError(f"--alpha must be between 0 and 1, got {args.alpha}")
-
-
-def _say(line: str) -> None:
-    print(line, flush=True)
 
 
 def _label(tree: str, python: str | None, env: dict[str, str]) -> str:

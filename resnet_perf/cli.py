@@ -43,6 +43,11 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, taken as Ctrl-C is: CI runners, ``timeout`` and the launcher stop a job with it."""
 
 
+def say(line: str) -> None:
+    """Show a line of a command's progress now: on a terminal, or in a pipe read as it comes (CI logs, a launcher)."""
+    print(line, flush=True)
+
+
 def take_interrupts() -> None:
     """From now on SIGTERM raises ``Terminated`` and SIGINT ``KeyboardInterrupt``, so a command stops
     keeping what it has measured, however it was started.

@@ -56,7 +56,7 @@ def interleave_in_workers(cases: Sequence[tuple[RunConfig, str]], rounds: int, t
     """Time ``cases`` in worker processes, one per set of process settings, taking turns one step at a
     time for ``rounds`` rounds, into ``times`` (also when interrupted: the rounds each case finished).
     A case whose switch did not take effect (oneDNN's log, the runtime's report) is a ``UserError``."""
-    workers = IsolatedCases(cases, report=lambda line: print(line, flush=True), exact_blocks=True)
+    workers = IsolatedCases(cases, report=cli.say, exact_blocks=True)
     try:
         workers.measure([], Budget(max_rounds=rounds, early_stop=False))
     finally:

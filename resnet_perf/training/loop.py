@@ -26,11 +26,11 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from resnet_perf.analysis.results import result_payload, write_results
+from resnet_perf.cli import say
 from resnet_perf.errors import UserError
 from resnet_perf.files import check_output_file
 from resnet_perf.machine.runtime import environment
@@ -41,9 +41,6 @@ from resnet_perf.training.fashion_mnist import load_split, locate, make_dataset
 from resnet_perf.training.recipes import TrainConfig
 from resnet_perf.training.strategies import make_multiworker_strategy, make_strategy
 from resnet_perf.training.trainer import Trainer
-
-SHOW = partial(print, flush=True)
-"""Where a run's lines go by default: the terminal, or a pipe read as they come (CI logs, the launcher)."""
 
 
 @dataclass
@@ -160,7 +157,7 @@ class TrainingRun:
     without it they go with the run, as any Python caller expects."""
 
     def __init__(self, config: TrainConfig, task: ClusterTask | None, startup_timeout_s: float = STARTUP_TIMEOUT_S,
-                 keep_inputs: list | None = None, report: Callable[[str], None] = SHOW) -> None:
+                 keep_inputs: list | None = None, report: Callable[[str], None] = say) -> None:
         if task:  # TensorFlow's own wait for the other workers has no deadline and ignores Ctrl-C
             wait_for_peers(task, startup_timeout_s, report=report)
         # Before TensorFlow loads, which reads oneDNN's variables once: the run's oneDNN setting, not whatever the
@@ -235,7 +232,7 @@ class TrainingRun:
 
 
 def train(config: TrainConfig, output: Path, startup_timeout_s: float = STARTUP_TIMEOUT_S,
-          keep_inputs: list | None = None, report: Callable[[str], None] = SHOW) -> dict[str, Any]:
+          keep_inputs: list | None = None, report: Callable[[str], None] = say) -> dict[str, Any]:
     """Train, showing each epoch through ``report`` and writing ``output`` after it (the chief only, multi-worker);
     return the final payload.  A multi-worker run waits at most ``startup_timeout_s`` for the other workers to
     start; ``keep_inputs``: see ``TrainingRun``."""
