@@ -72,8 +72,8 @@ class Recipe:
 
 def training_batch_norm(name: str, precision: str) -> str:
     """``name``, or for ``AUTO_BATCH_NORM``: ``fused`` where the run trains in bfloat16 (shown to train to Keras's
-    accuracy: mixed_bf16 and amp_bf16, 3 seeds each), ``keras`` in float32 (fp32 with the fused layer, 3
-    seeds: 0.9203 median against 0.9265, its training loss higher in the first epoch; not understood, docs/train.md)."""
+    accuracy: mixed_bf16 and amp_bf16, 3 seeds each), ``keras`` in float32 (fp32 with the fused layer, 5 seeds:
+    0.9230 median against 0.9265, per seed -0.67 to +0.30 points: not yet shown to train as well, docs/train.md)."""
     if name != AUTO_BATCH_NORM:
         return name
     return "fused" if compute_dtype(precision) == "bfloat16" else "keras"

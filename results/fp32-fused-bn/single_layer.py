@@ -3,13 +3,15 @@
 The shape of the fast recipe's fp32 stem (batch 256, 16x16, 64 channels), inputs with mean 0.5 and spread 1, and
 an upstream gradient whose per-channel mean (0.01) is ten times its spread: the gamma gradient, a sum that nearly
 cancels, is where float32 loses most.  Each gradient's difference from numpy's float64 formulas, over their norm.
-Run it with TF_ENABLE_ONEDNN_OPTS=1 and =0 (oneDNN's kernels and TensorFlow's own).
+Run it with TF_ENABLE_ONEDNN_OPTS=1 and =0 (oneDNN's kernels and TensorFlow's own); another shape as NxHxWxC (the
+recipe's stage 4: 256x1x1x512).
 
-    TF_ENABLE_ONEDNN_OPTS=1 python results/fp32-fused-bn/single_layer.py
+    TF_ENABLE_ONEDNN_OPTS=1 python results/fp32-fused-bn/single_layer.py [SHAPE]
 """
 from __future__ import annotations
 
 import os
+import sys
 
 import keras
 import numpy as np
@@ -17,7 +19,7 @@ import tensorflow as tf
 
 from resnet_perf.models.fused_bn import FusedBatchNorm
 
-SHAPE = (256, 16, 16, 64)
+SHAPE = tuple(int(size) for size in sys.argv[1].split("x")) if len(sys.argv) > 1 else (256, 16, 16, 64)
 EPSILON = 1.001e-5  # the fused kernel's floor, given to Keras's layer too so both compute the same function
 
 
@@ -53,7 +55,7 @@ def main() -> None:
         layer.gamma.assign(gamma)
         got = layer_gradients(layer, images, upstream)
         errors = {key: np.linalg.norm(got[key] - exact[key]) / np.linalg.norm(exact[key]) for key in exact}
-        print(f"oneDNN {os.environ.get('TF_ENABLE_ONEDNN_OPTS', '1')}, {name}: relative error of the gradients "
+        print(f"{'x'.join(map(str, SHAPE))}, oneDNN {os.environ.get('TF_ENABLE_ONEDNN_OPTS', '1')}, {name}: relative error of the gradients "
               + ", ".join(f"d{key} {value:.1e}" for key, value in errors.items()))
 
 
