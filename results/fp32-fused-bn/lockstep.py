@@ -81,8 +81,9 @@ def main() -> None:
     for model in list(copies.values())[1:]:
         model.set_weights(copies["keras"].get_weights())
     noise = np.random.default_rng(SEED)
-    copies["keras-nudged"].set_weights([weights * (1 + NUDGE * noise.standard_normal(weights.shape)).astype(weights.dtype)
-                                        for weights in copies["keras"].get_weights()])
+    copies["keras-nudged"].set_weights([
+        weights * (1 + NUDGE * noise.standard_normal(weights.shape)).astype(weights.dtype)
+        for weights in copies["keras"].get_weights()])
     probe = build("fused", "gemm")
     steps = {name: trainer_of(model) for name, model in copies.items()}
     keras_gradients, probe_gradients = gradients_of(copies["keras"]), gradients_of(probe)

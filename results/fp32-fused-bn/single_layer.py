@@ -55,8 +55,8 @@ def main() -> None:
         layer.gamma.assign(gamma)
         got = layer_gradients(layer, images, upstream)
         errors = {key: np.linalg.norm(got[key] - exact[key]) / np.linalg.norm(exact[key]) for key in exact}
-        print(f"{'x'.join(map(str, SHAPE))}, oneDNN {os.environ.get('TF_ENABLE_ONEDNN_OPTS', '1')}, {name}: relative error of the gradients "
-              + ", ".join(f"d{key} {value:.1e}" for key, value in errors.items()))
+        print(f"{'x'.join(map(str, SHAPE))}, oneDNN {os.environ.get('TF_ENABLE_ONEDNN_OPTS', '1')}, {name}: "
+              "relative error of the gradients " + ", ".join(f"d{key} {value:.1e}" for key, value in errors.items()))
 
 
 if __name__ == "__main__":
