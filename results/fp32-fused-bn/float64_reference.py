@@ -1,11 +1,13 @@
 """fp32 gradients of the fast recipe's model, Keras's batch norm and the fused one, against float64.
 
-Keras's fp32 model trains STEPS steps with the recipe's optimizer and schedule (seed SEED); at its weights and the
-next batch, three models compute the loss and its gradients: fp32 with Keras's batch norm, fp32 with the fused one,
-and Keras's layers built with a float64 policy (the fused kernel has no float64). Printed: each fp32 model's
+Keras's fp32 model trains STEPS steps with the recipe's optimizer and schedule as ``lockstep.py`` trains it (seed
+SEED: the weights its probes see at those steps); at its weights and the next batch, three models compute the loss
+and its gradients: fp32 with Keras's batch norm, fp32 with the fused one, and Keras's layers built with a float64
+policy (the fused kernel has no float64). Printed: each fp32 model's
 gradients against float64 (all variables together, the median variable, the largest), the variables where the
-fused model's error most exceeds Keras's, and, at the residual block whose tail gradient is furthest off, how much
-of that comes from ReLU masks that differ from float64's (elements whose input lies within rounding of zero).
+fused model's error most exceeds Keras's, and, at stage4_block1's tail (1x1 pixels in this model), the ReLU mask
+elements that differ from float64's (inputs within rounding of zero) and the tail's input gradient with and without
+them.
 
     python results/fp32-fused-bn/float64_reference.py SEED STEPS
 """
@@ -16,48 +18,30 @@ import sys
 import keras
 import numpy as np
 import tensorflow as tf
+from lockstep import BATCH, RECIPE, build, trainer_of  # the same model, optimizer and schedule (the same SEED)
 
 import resnet_perf.models.resnet as resnet
-from resnet_perf.models.objective import learning_rate_schedule, logits_and_loss, make_optimizer
 from resnet_perf.training.fashion_mnist import load_split, locate, make_dataset
-from resnet_perf.training.recipes import WARMUP_FRACTION, recipe_settings
 
 SEED = int(sys.argv[1]) if len(sys.argv) > 1 else 0
 STEPS = int(sys.argv[2]) if len(sys.argv) > 2 else 160
-RECIPE = recipe_settings("fast", "fp32")
-BATCH = RECIPE["batch_size"]
-SHAPE = (RECIPE["image_size"],) * 2 + (1,)
 
 
-def build(batch_norm: str, float64: bool = False) -> keras.Model:
-    if not float64:
-        return resnet.build_resnet(RECIPE["depth"], num_classes=10, input_shape=SHAPE, precision="fp32",
-                                   batch_norm=batch_norm, filter_grad="gemm")
+def build_float64() -> keras.Model:
+    """The model with Keras's batch norm and TensorFlow's filter gradients, every layer in float64."""
     # precision names no float64 policy: the builder's resolver is replaced for this one model
     resolver, resnet.dtype_policy = resnet.dtype_policy, lambda precision: keras.DTypePolicy("float64")
     try:
-        return resnet.build_resnet(RECIPE["depth"], num_classes=10, input_shape=SHAPE, batch_norm=batch_norm,
-                                   filter_grad="conv")
+        return resnet.build_resnet(RECIPE["depth"], num_classes=10, input_shape=(RECIPE["image_size"],) * 2 + (1,),
+                                   batch_norm="keras", filter_grad="conv")
     finally:
         resnet.dtype_policy = resolver
 
 
 def trained_weights_and_batch() -> tuple[list[np.ndarray], tf.Tensor, tf.Tensor]:
     keras.utils.set_random_seed(SEED)
-    model = build("keras")
-    total = 60000 // BATCH * RECIPE["epochs"]
-    optimizer = make_optimizer("fp32", learning_rate_schedule(RECIPE["schedule"], RECIPE["lr"], total,
-                                                              int(WARMUP_FRACTION * total)),
-                               momentum=RECIPE["momentum"], nesterov=RECIPE["nesterov"],
-                               weight_decay=RECIPE["weight_decay"], clip_norm=RECIPE["clip_norm"])
-    optimizer.build(model.trainable_variables)
-
-    @tf.function
-    def step(images, labels):
-        with tf.GradientTape() as tape:
-            _, loss = logits_and_loss(model, images, labels)
-        optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
-
+    model = build("keras", "gemm")
+    step = trainer_of(model)
     batches = iter(make_dataset(load_split(locate(), "train"), batch_size=BATCH, image_size=RECIPE["image_size"],
                                 training=True, seed=SEED))
     for _ in range(STEPS):
@@ -90,7 +74,7 @@ def relative(got: np.ndarray, expected: np.ndarray) -> float:
 
 def main() -> None:
     weights, images, labels = trained_weights_and_batch()
-    models = {"keras": build("keras"), "fused": build("fused"), "float64": build("keras", float64=True)}
+    models = {"keras": build("keras", "gemm"), "fused": build("fused", "gemm"), "float64": build_float64()}
     for model in models.values():
         model.set_weights(weights)
     names = [variable.path for variable in models["keras"].trainable_variables]

@@ -49,8 +49,8 @@ def main():
     steps = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     warmup = int(sys.argv[3]) if len(sys.argv) > 3 else 3
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, {torch.get_num_threads()} threads, "
-          f"oneDNN bf16 {torch.backends.mkldnn.is_available()}, {warmup} warm-up steps, {rounds} rounds of {steps} steps",
-          flush=True)
+          f"oneDNN bf16 {torch.backends.mkldnn.is_available()}, {warmup} warm-up steps, "
+          f"{rounds} rounds of {steps} steps", flush=True)
     precisions = {"fp32": make_step(False), "bf16 autocast": make_step(True)}
     for step in precisions.values():
         for _ in range(warmup):
